@@ -1,0 +1,247 @@
+"""Compute: which nodes a run gets and how to reach them. One small class per backend.
+
+The engine asks `allocate(run_id, count)` for a gang of nodes (all or nothing), launches the
+node agent through `launch`, reads and writes node files through `transport(node)`, and calls
+`maintain()` each loop so a pool can scale up to min_nodes and down after idle time. A pool of
+nodes the engine manages itself (local folders, SSH hosts) derives from NodePool and fills in
+`_provision` / `_deprovision` / `transport`; Slurm implements allocate/release with sbatch.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import ClusterError
+from ..history import RunHistory
+from ..snapshot import SnapshotStore
+from .transport import Transport
+
+NODE_STATES = ("idle", "preparing", "running", "leaving", "unusable")
+DEALLOCATION_OPTIONS = ("requeue", "terminate", "waitforjobcompletion")
+
+
+@dataclass
+class NodeInfo:
+    """One node as clients see it (API.md: id, address, state, gpus, current run, last error)."""
+
+    id: str
+    address: str | None
+    state: str
+    gpus: int = 0
+    run_id: str | None = None
+    error: str | None = None
+    since: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "NodeInfo":
+        return cls(id=row["id"], address=row["address"], state=row["state"], gpus=row["gpus"],
+                   run_id=row["run_id"], error=row["error"], since=row["since"], info=row["info"])
+
+    @property
+    def gpu_ids(self) -> list[str]:
+        return [str(g) for g in self.info.get("gpu_ids", [])]
+
+
+class Compute(ABC):
+    """A cluster's backend. Lives in the engine process; one instance per cluster."""
+
+    backend: ClassVar[str]
+
+    def __init__(self, config: dict[str, Any], workspace_path: Path, history: RunHistory):
+        self.config = config
+        self.workspace_path = Path(workspace_path)
+        self.history = history
+
+    @property
+    def name(self) -> str:
+        return self.config["name"]
+
+    # -- what every backend answers ----------------------------------------------------------
+    @abstractmethod
+    def allocate(self, run_id: str, count: int) -> list[NodeInfo] | None:
+        """A gang of `count` nodes now marked for the run, or None to try again later."""
+
+    @abstractmethod
+    def release(self, run_id: str) -> None:
+        """The run is over: its nodes go back to idle (or away)."""
+
+    @abstractmethod
+    def transport(self, node: NodeInfo) -> Transport:
+        """How to reach a node (cached per node by the backend)."""
+
+    @abstractmethod
+    def node_root(self, node: NodeInfo) -> str:
+        """The node's folder for runs and its object cache."""
+
+    def objects_dir(self, node: NodeInfo) -> str:
+        return f"{self.node_root(node)}/objects"
+
+    def shared_dir(self) -> str | None:
+        """A folder every node of the cluster sees (AZ_BATCHAI_SHARED_JOB_TEMP), if any."""
+        return self.config.get("shared_root")
+
+    def python(self, node: NodeInfo) -> str:
+        return self.config.get("python") or "python3"
+
+    def gpus_per_node(self) -> int:
+        return int(self.config.get("gpus_per_node") or 0)
+
+    def capacity(self) -> int:
+        return int(self.config.get("max_nodes", 0))
+
+    # -- default behaviour, shared by all backends ---------------------------------------------
+    def ensure_objects(self, node: NodeInfo, digests: list[str], store: SnapshotStore) -> int:
+        """Send the snapshot objects the node lacks; returns how many were sent."""
+        transport = self.transport(node)
+        objects = self.objects_dir(node)
+        have = set()
+        for rel in transport.list_files(objects):
+            have.add(rel.replace("/", ""))
+        sent = 0
+        for digest in digests:
+            if digest not in have:
+                transport.put_file(store.object_path(digest),
+                                   f"{objects}/{digest[:2]}/{digest[2:]}", 0o644)
+                sent += 1
+        return sent
+
+    def launch(self, node: NodeInfo, manifest_path: str, log_path: str) -> None:
+        """Start the node agent detached; it refuses to run twice for the same run."""
+        self.transport(node).start_detached(
+            [self.python(node), "-m", "batchai_jupyter.node.agent", manifest_path], log_path)
+
+    def kill_groups(self, node: NodeInfo, pgids: list[int]) -> None:
+        """Last resort for a lost agent: kill the process groups it recorded."""
+        if pgids:
+            self.transport(node).run(["/bin/sh", "-c", "kill -KILL " +
+                                      " ".join(f"-{int(p)}" for p in pgids) + " 2>/dev/null; true"])
+
+    def set_node_state(self, node: NodeInfo, state: str, run_id: str | None) -> None:
+        self.history.put_node(self.name, node.id, state, node.address, run_id, node.error,
+                              node.gpus, node.info)
+
+    def maintain(self) -> list[tuple[str, str]]:
+        """Periodic upkeep; returns (run_id, option) for runs to requeue/terminate."""
+        return []
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class NodePool(Compute):
+    """Nodes the engine provisions itself and tracks in the nodes table."""
+
+    @abstractmethod
+    def _slots(self) -> list[str]:
+        """Every node id this pool could have, in preference order."""
+
+    @abstractmethod
+    def _provision(self, node_id: str) -> dict[str, Any]:
+        """Make a node usable: returns address, gpus, info; raise to mark it unusable."""
+
+    def _deprovision(self, node: NodeInfo) -> None:
+        """Give a node back (stop what it runs for us, drop its connection)."""
+
+    def nodes(self) -> list[NodeInfo]:
+        return [NodeInfo.from_row(r) for r in self.history.nodes(self.name)]
+
+    def capacity(self) -> int:
+        return min(int(self.config.get("max_nodes", 0)), len(self._slots()))
+
+    def _add_node(self, node_id: str) -> NodeInfo | None:
+        self.history.put_node(self.name, node_id, "preparing")
+        try:
+            got = self._provision(node_id)
+        except Exception as exc:  # noqa: BLE001 — any setup failure makes the node unusable
+            text = str(exc) or type(exc).__name__
+            self.history.put_node(self.name, node_id, "unusable", error=text)
+            return None
+        node = NodeInfo(id=node_id, address=got.get("address"), state="idle",
+                        gpus=int(got.get("gpus", 0)), info=got.get("info", {}))
+        self.history.put_node(self.name, node_id, "idle", node.address, None, None, node.gpus, node.info)
+        return node
+
+    def allocate(self, run_id: str, count: int) -> list[NodeInfo] | None:
+        nodes = self.nodes()
+        idle = [n for n in nodes if n.state == "idle"]
+        max_nodes = int(self.config.get("max_nodes", 0))
+        existing = {n.id for n in nodes}
+        free_slots = [s for s in self._slots() if s not in existing][:max(0, max_nodes - len(nodes))]
+        if len(idle) + len(free_slots) < count:
+            return None
+        for slot in free_slots[:count - len(idle)]:
+            node = self._add_node(slot)
+            if node is None:
+                return None
+            idle.append(node)
+        chosen = idle[:count]
+        for node in chosen:
+            node.state, node.run_id = "preparing", run_id
+            self.set_node_state(node, "preparing", run_id)
+        return chosen
+
+    def release(self, run_id: str) -> None:
+        for node in self.nodes():
+            if node.run_id == run_id:
+                if node.state == "leaving":
+                    self._remove(node)
+                else:
+                    self.set_node_state(node, "idle", None)
+
+    def _remove(self, node: NodeInfo) -> None:
+        try:
+            self._deprovision(node)
+        finally:
+            self.history.delete_node(self.name, node.id)
+
+    def maintain(self) -> list[tuple[str, str]]:
+        nodes = self.nodes()
+        min_nodes = int(self.config.get("min_nodes", 0))
+        max_nodes = int(self.config.get("max_nodes", 0))
+        idle_limit = float(self.config.get("idle_seconds_before_scaledown", 120))
+        actions: list[tuple[str, str]] = []
+        usable = [n for n in nodes if n.state != "unusable"]
+        # shrink to max_nodes (after a resize): idle nodes first, then busy ones per the option
+        excess = len(usable) - max_nodes
+        for node in sorted(usable, key=lambda n: (n.state != "idle", -n.since)):
+            if excess <= 0:
+                break
+            if node.state == "idle":
+                self._remove(node)
+            elif node.state != "leaving":
+                option = self.config.get("node_deallocation_option", "requeue")
+                self.set_node_state(node, "leaving", node.run_id)
+                if option != "waitforjobcompletion" and node.run_id:
+                    actions.append((node.run_id, option))
+            excess -= 1
+        # scale down idle nodes above min_nodes
+        now = time.time()
+        nodes = self.nodes()
+        alive = [n for n in nodes if n.state != "unusable"]
+        for node in sorted(alive, key=lambda n: n.since):
+            if len(alive) <= min_nodes:
+                break
+            if node.state == "idle" and now - node.since >= idle_limit:
+                self._remove(node)
+                alive.remove(node)
+        # scale up to min_nodes
+        existing = {n.id for n in nodes}
+        missing = min(min_nodes, max_nodes) - len(alive)
+        for slot in [s for s in self._slots() if s not in existing][:max(0, missing)]:
+            self._add_node(slot)
+        return actions
+
+
+def shell_join(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def require(config: dict[str, Any], key: str, backend: str) -> Any:
+    if config.get(key) in (None, "", []):
+        raise ClusterError(f"a {backend} cluster needs {key}=")
+    return config[key]

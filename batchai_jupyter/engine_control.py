@@ -1,0 +1,87 @@
+"""Starting, finding and stopping a workspace's engine process (clients use this)."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_CHECK_CACHE: dict[str, float] = {}
+_CHECK_EVERY = 1.0
+
+
+def lock_path(ws_path: Path) -> Path:
+    return Path(ws_path) / "engine.lock"
+
+
+def info_path(ws_path: Path) -> Path:
+    return Path(ws_path) / "engine.json"
+
+
+def is_running(ws_path: Path) -> bool:
+    """True while some process holds the engine lock of this workspace."""
+    fd = os.open(lock_path(ws_path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock we took
+    return False
+
+
+def ensure_engine(ws_path: Path) -> None:
+    """Start the engine if none runs; cheap enough to call before every client action."""
+    key = str(ws_path)
+    now = time.monotonic()
+    if now - _CHECK_CACHE.get(key, -1e9) < _CHECK_EVERY:
+        return
+    if not is_running(ws_path):
+        start_engine(ws_path)
+    _CHECK_CACHE[key] = now
+
+
+def start_engine(ws_path: Path) -> None:
+    """Spawn `python -m batchai_jupyter.engine` detached: it outlives this process."""
+    log = Path(ws_path) / "engine.log"
+    argv = [sys.executable, "-m", "batchai_jupyter.engine", "serve", "--workspace", str(ws_path)]
+    line = " ".join(shlex.quote(a) for a in argv)
+    # sh backgrounds the engine and exits: the engine is re-parented to init, never a zombie of ours
+    subprocess.run(["/bin/sh", "-c", f"setsid {line} </dev/null >>{shlex.quote(str(log))} 2>&1 &"],
+                   check=True, stdin=subprocess.DEVNULL)
+
+
+def engine_info(ws_path: Path) -> dict[str, Any]:
+    running = is_running(ws_path)
+    try:
+        info = json.loads(info_path(ws_path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        info = {}
+    return {"running": running, **(info if running else {})}
+
+
+def stop_engine(ws_path: Path, timeout: float = 15) -> bool:
+    """Ask the engine to exit (SIGTERM); runs on nodes go on and are picked up next time."""
+    info = engine_info(ws_path)
+    pid = info.get("pid")
+    if not info["running"] or not pid:
+        return False
+    try:
+        os.kill(int(pid), signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    end = time.time() + timeout
+    while time.time() < end and is_running(ws_path):
+        time.sleep(0.05)
+    _CHECK_CACHE.pop(str(ws_path), None)
+    return True
+
+
+def forget(ws_path: Path) -> None:
+    _CHECK_CACHE.pop(str(ws_path), None)

@@ -1,0 +1,77 @@
+"""The error family every public call raises (API.md §6).
+
+Each error says what was wrong and how to fix it: a SpecError names the field and the valid
+values, so a notebook user can correct the call without reading our source.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+
+class BatchAIError(Exception):
+    """Base of every error batchai_jupyter raises on purpose."""
+
+
+class SpecError(BatchAIError, ValueError):
+    """A job specification (or job.json) field is missing or invalid."""
+
+    def __init__(self, field: str, problem: str, valid: Iterable[Any] | str | None = None):
+        self.field = field
+        self.problem = problem
+        self.valid = valid if isinstance(valid, (str, type(None))) else list(valid)
+        text = f"{field}: {problem}"
+        if self.valid is not None:
+            shown = self.valid if isinstance(self.valid, str) else ", ".join(map(str, self.valid))
+            text += f" (valid: {shown})"
+        super().__init__(text)
+
+
+class SnapshotError(BatchAIError):
+    """A source directory cannot be snapshotted (missing, or over a limit)."""
+
+
+class ClusterError(BatchAIError):
+    """A cluster is unknown, misconfigured, or cannot do what was asked."""
+
+
+class ClusterNotFound(ClusterError, KeyError):
+    """No cluster of that name exists in the workspace."""
+
+    def __init__(self, name: str, known: Sequence[str]):
+        self.name = name
+        self.known = list(known)
+        super().__init__(f"cluster {name!r} not found (known clusters: {', '.join(known) or 'none'})")
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return self.args[0]
+
+
+class DatastoreError(BatchAIError):
+    """A datastore is unknown, unreachable, or refused an operation."""
+
+
+class RunNotFound(BatchAIError, KeyError):
+    """No run with that id exists in the workspace."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class RunFailed(BatchAIError):
+    """A run ended Failed or Canceled while the caller waited with raise_on_error=True."""
+
+    def __init__(self, run: Any, message: str, last_lines: Sequence[str] = ()):
+        self.run = run
+        self.last_lines = list(last_lines)
+        text = message
+        if self.last_lines:
+            text += "\n--- last lines ---\n" + "\n".join(self.last_lines)
+        super().__init__(text)
+
+
+class WaitTimeout(BatchAIError, TimeoutError):
+    """wait_for_completion(timeout=...) ran out before the run ended; the run goes on."""
+
+
+class FileNotInRun(BatchAIError, FileNotFoundError):
+    """A run has no file of that name (the message lists the names it has)."""

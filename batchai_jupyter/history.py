@@ -1,0 +1,281 @@
+"""RunHistory: the SQLite schema of a workspace and every query against it.
+
+One file (history.db, WAL) is shared by clients (who insert runs and intents) and the engine
+(the only writer of run state). Each thread gets its own connection, so a widget's background
+thread never shares a cursor with the kernel.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments(name TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS clusters(name TEXT PRIMARY KEY, backend TEXT NOT NULL,
+    config TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS datastores(name TEXT PRIMARY KEY, kind TEXT NOT NULL,
+    config TEXT NOT NULL, is_default INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes(cluster TEXT NOT NULL, id TEXT NOT NULL, address TEXT,
+    state TEXT NOT NULL, run_id TEXT, error TEXT, gpus INTEGER NOT NULL DEFAULT 0,
+    since REAL NOT NULL, info TEXT NOT NULL DEFAULT '{}', PRIMARY KEY(cluster, id));
+CREATE TABLE IF NOT EXISTS runs(id TEXT PRIMARY KEY, number INTEGER NOT NULL,
+    experiment TEXT NOT NULL, cluster TEXT, parent_id TEXT, status TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 1, spec TEXT NOT NULL, snapshot TEXT,
+    tags TEXT NOT NULL DEFAULT '{}', properties TEXT NOT NULL DEFAULT '{}', error TEXT,
+    nodes TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL, started REAL, ended REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(parent_id);
+CREATE TABLE IF NOT EXISTS events(run_id TEXT NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL,
+    message TEXT);
+CREATE TABLE IF NOT EXISTS metrics(seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
+    name TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER, value TEXT NOT NULL, ts REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, name);
+CREATE TABLE IF NOT EXISTS offsets(run_id TEXT NOT NULL, node TEXT NOT NULL, path TEXT NOT NULL,
+    offset INTEGER NOT NULL, PRIMARY KEY(run_id, node, path));
+CREATE TABLE IF NOT EXISTS intents(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+    target TEXT NOT NULL, payload TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL, done REAL);
+"""
+
+ACTIVE_STATUSES = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
+TERMINAL_STATUSES = ("Completed", "Failed", "Canceled")
+PRIORITIES = {"low": 0, "normal": 1, "high": 2}
+
+
+class RunHistory:
+    """Typed access to history.db; safe to use from several threads and processes."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        self._conn().executescript(SCHEMA)
+
+    # -- connection handling -------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken eagerly, so two writers never deadlock on an upgrade."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- registry: experiments, clusters, datastores --------------------------------------
+    def ensure_experiment(self, name: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR IGNORE INTO experiments VALUES(?, ?)", (name, time.time()))
+
+    def experiments(self) -> list[str]:
+        return [r["name"] for r in self.query("SELECT name FROM experiments ORDER BY created")]
+
+    def put_cluster(self, name: str, backend: str, config: dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute("INSERT INTO clusters VALUES(?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                       "backend=excluded.backend, config=excluded.config",
+                       (name, backend, json.dumps(config), time.time()))
+
+    def cluster_row(self, name: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM clusters WHERE name=?", (name,))
+        return _cluster_dict(rows[0]) if rows else None
+
+    def cluster_rows(self) -> list[dict[str, Any]]:
+        return [_cluster_dict(r) for r in self.query("SELECT * FROM clusters ORDER BY created")]
+
+    def delete_cluster(self, name: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM clusters WHERE name=?", (name,))
+            db.execute("DELETE FROM nodes WHERE cluster=?", (name,))
+
+    def put_datastore(self, name: str, kind: str, config: dict[str, Any], default: bool = False) -> None:
+        with self.tx() as db:
+            if default:
+                db.execute("UPDATE datastores SET is_default=0")
+            db.execute("INSERT INTO datastores VALUES(?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                       "kind=excluded.kind, config=excluded.config",
+                       (name, kind, json.dumps(config), int(default), time.time()))
+
+    def datastore_rows(self) -> list[dict[str, Any]]:
+        return [dict(name=r["name"], kind=r["kind"], config=json.loads(r["config"]),
+                     is_default=bool(r["is_default"]))
+                for r in self.query("SELECT * FROM datastores ORDER BY created")]
+
+    def set_default_datastore(self, name: str) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE datastores SET is_default=(name=?)", (name,))
+
+    # -- nodes ------------------------------------------------------------------------------
+    def nodes(self, cluster: str) -> list[dict[str, Any]]:
+        return [_node_dict(r) for r in
+                self.query("SELECT * FROM nodes WHERE cluster=? ORDER BY id", (cluster,))]
+
+    def put_node(self, cluster: str, node_id: str, state: str, address: str | None = None,
+                 run_id: str | None = None, error: str | None = None, gpus: int = 0,
+                 info: dict[str, Any] | None = None) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO nodes VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(cluster, id) DO UPDATE SET "
+                "address=coalesce(excluded.address, address), state=excluded.state, "
+                "run_id=excluded.run_id, error=excluded.error, gpus=excluded.gpus, "
+                "since=CASE WHEN state=excluded.state AND coalesce(run_id,'')=coalesce(excluded.run_id,'') "
+                "THEN since ELSE excluded.since END, info=excluded.info",
+                (cluster, node_id, address, state, run_id, error, gpus, time.time(),
+                 json.dumps(info or {})))
+
+    def delete_node(self, cluster: str, node_id: str) -> None:
+        with self.tx() as db:
+            db.execute("DELETE FROM nodes WHERE cluster=? AND id=?", (cluster, node_id))
+
+    # -- runs ---------------------------------------------------------------------------------
+    def insert_run(self, run_id: str, experiment: str, cluster: str | None, spec: dict[str, Any],
+                   snapshot: str | None, tags: dict[str, str], priority: int,
+                   parent_id: str | None = None, properties: dict[str, Any] | None = None,
+                   status: str = "Queued") -> None:
+        now = time.time()
+        with self.tx() as db:
+            db.execute("INSERT OR IGNORE INTO experiments VALUES(?, ?)", (experiment, now))
+            number = db.execute("SELECT count(*) FROM runs WHERE experiment=?",
+                                (experiment,)).fetchone()[0] + 1
+            db.execute("INSERT INTO runs(id, number, experiment, cluster, parent_id, status, priority, "
+                       "spec, snapshot, tags, properties, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                       (run_id, number, experiment, cluster, parent_id, status, priority,
+                        json.dumps(spec), snapshot, json.dumps(tags), json.dumps(properties or {}), now))
+            db.execute("INSERT INTO events VALUES(?, ?, ?, ?)", (run_id, now, status, "submitted"))
+
+    def run_row(self, run_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
+        return _run_dict(rows[0]) if rows else None
+
+    def run_rows(self, experiment: str | None = None, status: tuple[str, ...] | None = None,
+                 parent_id: str | None = None, cluster: str | None = None,
+                 limit: int | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        if experiment is not None:
+            sql += " AND experiment=?"; args.append(experiment)
+        if parent_id is not None:
+            sql += " AND parent_id=?"; args.append(parent_id)
+        if cluster is not None:
+            sql += " AND cluster=?"; args.append(cluster)
+        if status:
+            sql += f" AND status IN ({','.join('?' * len(status))})"; args.extend(status)
+        sql += " ORDER BY created DESC, number DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_run_dict(r) for r in self.query(sql, tuple(args))]
+
+    def queued_runs(self) -> list[dict[str, Any]]:
+        return [_run_dict(r) for r in self.query(
+            "SELECT * FROM runs WHERE status='Queued' ORDER BY priority DESC, created, number")]
+
+    def set_status(self, run_id: str, status: str, message: str | None = None,
+                   **fields: Any) -> None:
+        now = time.time()
+        cols = {"status": status}
+        if status == "Running":
+            fields.setdefault("started", now)
+        if status in TERMINAL_STATUSES:
+            fields.setdefault("ended", now)
+        for key, value in fields.items():
+            cols[key] = json.dumps(value) if key in ("error", "nodes", "properties") else value
+        with self.tx() as db:
+            db.execute(f"UPDATE runs SET {', '.join(k + '=?' for k in cols)} WHERE id=?",
+                       (*cols.values(), run_id))
+            db.execute("INSERT INTO events VALUES(?, ?, ?, ?)", (run_id, now, status, message))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        cols = {k: (json.dumps(v) if k in ("error", "nodes", "properties", "tags") else v)
+                for k, v in fields.items()}
+        with self.tx() as db:
+            db.execute(f"UPDATE runs SET {', '.join(k + '=?' for k in cols)} WHERE id=?",
+                       (*cols.values(), run_id))
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query("SELECT ts, status, message FROM events WHERE run_id=? "
+                                            "ORDER BY ts", (run_id,))]
+
+    # -- metrics --------------------------------------------------------------------------------
+    def metric_rows(self, run_ids: list[str], name: str | None = None) -> list[dict[str, Any]]:
+        sql = f"SELECT * FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))})"
+        args: list[Any] = list(run_ids)
+        if name is not None:
+            sql += " AND name=?"; args.append(name)
+        return [dict(r) | {"value": json.loads(r["value"])}
+                for r in self.query(sql + " ORDER BY seq", tuple(args))]
+
+    # -- tail offsets (written with the data they cover) ---------------------------------------
+    def offsets(self, run_id: str) -> dict[tuple[str, str], int]:
+        return {(r["node"], r["path"]): r["offset"]
+                for r in self.query("SELECT * FROM offsets WHERE run_id=?", (run_id,))}
+
+    def record_metrics(self, run_id: str, node: str, path: str, offset: int,
+                       records: list[dict[str, Any]]) -> None:
+        """Insert metric records and move the tail offset in one transaction: no dup, no loss."""
+        with self.tx() as db:
+            for rec in records:
+                db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts) "
+                           "VALUES(?, ?, ?, ?, ?, ?)",
+                           (run_id, rec["name"], rec.get("kind", "scalar"), rec.get("step"),
+                            json.dumps(rec.get("value")), rec.get("ts", time.time())))
+            db.execute("INSERT INTO offsets VALUES(?, ?, ?, ?) ON CONFLICT(run_id, node, path) "
+                       "DO UPDATE SET offset=excluded.offset", (run_id, node, path, offset))
+
+    # -- intents (clients ask, the engine acts) -----------------------------------------------
+    def add_intent(self, kind: str, target: str, payload: dict[str, Any] | None = None) -> int:
+        with self.tx() as db:
+            cur = db.execute("INSERT INTO intents(kind, target, payload, created) VALUES(?, ?, ?, ?)",
+                             (kind, target, json.dumps(payload or {}), time.time()))
+            return int(cur.lastrowid)
+
+    def pending_intents(self) -> list[dict[str, Any]]:
+        return [dict(r) | {"payload": json.loads(r["payload"])}
+                for r in self.query("SELECT * FROM intents WHERE done IS NULL ORDER BY id")]
+
+    def finish_intent(self, intent_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE intents SET done=? WHERE id=?", (time.time(), intent_id))
+
+
+def _cluster_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {"name": row["name"], "backend": row["backend"], **json.loads(row["config"])}
+
+
+def _node_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["info"] = json.loads(d["info"] or "{}")
+    return d
+
+
+def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for key in ("spec", "tags", "properties", "nodes"):
+        d[key] = json.loads(d[key]) if d[key] else ({} if key != "nodes" else [])
+    d["error"] = json.loads(d["error"]) if d["error"] else None
+    d["cancel_requested"] = bool(d["cancel_requested"])
+    return d

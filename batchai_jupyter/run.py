@@ -1,0 +1,288 @@
+"""Run: a client's handle on one run — status, logs, metrics, files, cancel, children.
+
+Every read comes from the workspace (history.db and runs/<id>/files), never from a node, so a
+Run works the same from the submitting kernel, another process, or after a kernel restart.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, TextIO
+
+from .engine_control import ensure_engine
+from .errors import FileNotInRun, RunFailed, WaitTimeout
+from .history import TERMINAL_STATUSES
+from .run_context import JobRun
+
+if TYPE_CHECKING:
+    from .spec import JobSpec
+    from .workspace import Experiment, Workspace
+
+POLL_SECONDS = 0.05
+
+
+class Run:
+    def __init__(self, workspace: "Workspace", run_id: str):
+        self.workspace = workspace
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, status={self.status!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.id == self.id and other.workspace.path == self.workspace.path
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- inside a job ----------------------------------------------------------------------------
+    @staticmethod
+    def get_context(allow_offline: bool = True) -> JobRun:
+        """The current run inside a job; outside one an offline run that prints (or an error)."""
+        ctx = JobRun.from_environment()
+        if ctx.offline and not allow_offline:
+            raise RuntimeError("not inside a batchai job (BATCHAI_RUN_ID is not set)")
+        return ctx
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _row(self) -> dict[str, Any]:
+        row = self.workspace.history.run_row(self.id)
+        if row is None:
+            from .errors import RunNotFound
+            raise RunNotFound(f"run {self.id!r} not found")
+        return row
+
+    @property
+    def status(self) -> str:
+        return self._row()["status"]
+
+    @property
+    def experiment(self) -> "Experiment":
+        from .workspace import Experiment
+        return Experiment(self.workspace, self._row()["experiment"])
+
+    @property
+    def cluster(self) -> str | None:
+        return self._row()["cluster"]
+
+    @property
+    def number(self) -> int:
+        return self._row()["number"]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self._row()["tags"])
+
+    @property
+    def parent(self) -> "Run | None":
+        parent_id = self._row()["parent_id"]
+        return Run(self.workspace, parent_id) if parent_id else None
+
+    def tag(self, key: str, value: str = "") -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.workspace.history.update_run(self.id, tags={**self.tags, **{k: str(v) for k, v in tags.items()}})
+
+    def get_details(self) -> dict[str, Any]:
+        """A dict in the shape Azure ML users know (runId, status, times, definition, error...)."""
+        row = self._row()
+        spec = row["spec"]
+        details = {
+            "runId": row["id"], "number": row["number"], "experiment": row["experiment"],
+            "target": row["cluster"], "status": row["status"], "parentRunId": row["parent_id"],
+            "submittedTimeUtc": _iso(row["created"]), "startTimeUtc": _iso(row["started"]),
+            "endTimeUtc": _iso(row["ended"]), "duration": _duration(row),
+            "tags": row["tags"], "properties": row["properties"],
+            "nodes": [n["id"] for n in row["nodes"]],
+            "runDefinition": {k: spec.get(k) for k in (
+                "script", "command", "arguments", "node_count", "process_count_per_node",
+                "distribution", "environment_variables", "job_preparation", "priority",
+                "max_wall_clock_seconds", "gpus_per_process", "source_directory", "inputs",
+                "outputs", "mounts")},
+            "logFiles": {name: str(self.workspace.run_files_dir(self.id) / name)
+                         for name in self.get_file_names() if not name.startswith("outputs/")},
+            "events": self.workspace.history.events(self.id),
+        }
+        if row["error"]:
+            details["error"] = row["error"]
+        return details
+
+    # -- waiting and streaming -------------------------------------------------------------------
+    def main_log(self) -> str:
+        from .node.launch import main_log_name
+        row = self._row()
+        return row["properties"].get("main_log") or main_log_name(row["spec"])
+
+    def stream(self, file: str | None = None, follow: bool = True) -> Iterator[str]:
+        """Lines of a run file like `tail -f`: waits for it to appear, ends when the run ends."""
+        path = self._file_path(file or self.main_log(), must_exist=False)
+        offset, pending = 0, b""
+        while True:
+            done = not follow or self.status in TERMINAL_STATUSES  # read before the file: no loss
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read()
+            except FileNotFoundError:
+                data = b""
+            if data:
+                offset += len(data)
+                lines = (pending + data).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    yield line.decode("utf-8", "replace")
+                continue
+            if done:
+                if pending:
+                    yield pending.decode("utf-8", "replace")
+                return
+            ensure_engine(self.workspace.path)
+            time.sleep(POLL_SECONDS)
+
+    def wait_for_completion(self, show_output: bool = False, timeout: float | None = None,
+                            raise_on_error: bool = True, out: TextIO | None = None) -> dict[str, Any]:
+        """Block until the run ends; Ctrl-C detaches (the run goes on), it never cancels."""
+        out = out or sys.stdout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            if show_output:
+                print(f"RunId: {self.id}", file=out)
+                print(f"Streaming {self.main_log()}", file=out)
+                print("=" * 40, file=out, flush=True)
+                for line in self.stream(self.main_log(), follow=True):
+                    print(line, file=out, flush=True)
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise WaitTimeout(f"run {self.id} still {self.status} after {timeout} s")
+            while self.status not in TERMINAL_STATUSES:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise WaitTimeout(f"run {self.id} still {self.status} after {timeout} s")
+                ensure_engine(self.workspace.path)
+                time.sleep(POLL_SECONDS * 2)
+        except KeyboardInterrupt:
+            print(f"\nDetached from run {self.id}; it goes on. Follow it again with "
+                  f"ws.get_run({self.id!r}).", file=out, flush=True)
+            return self.get_details()
+        details = self.get_details()
+        if show_output:
+            print("", file=out)
+            print("Execution Summary", file=out)
+            print("=" * 17, file=out)
+            print(f"RunId: {self.id}", file=out)
+            print(f"Status: {details['status']}", file=out)
+            if details.get("duration") is not None:
+                print(f"Duration: {_dt.timedelta(seconds=round(details['duration']))}", file=out)
+            if details.get("error"):
+                print(f"Error: {details['error'].get('message')}", file=out)
+            print("", file=out, flush=True)
+        if raise_on_error and details["status"] in ("Failed", "Canceled"):
+            error = details.get("error") or {}
+            raise RunFailed(self, f"run {self.id} {details['status']}: {error.get('message', '')}",
+                            error.get("last_lines", []))
+        return details
+
+    # -- files -----------------------------------------------------------------------------------------
+    def _file_path(self, name: str, must_exist: bool = True) -> Path:
+        base = self.workspace.run_files_dir(self.id)
+        path = (base / name).resolve()
+        if base.resolve() not in path.parents and path != base.resolve():
+            raise FileNotInRun(f"{name!r} is not a file of run {self.id}")
+        if must_exist and not path.is_file():
+            names = self.get_file_names()
+            raise FileNotInRun(f"run {self.id} has no file {name!r} (it has: {', '.join(names[:20])}"
+                               f"{' ...' if len(names) > 20 else ''})")
+        return path
+
+    def get_file_names(self) -> list[str]:
+        base = self.workspace.run_files_dir(self.id)
+        if not base.exists():
+            return []
+        return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def download_file(self, name: str, output_file_path: str | Path | None = None) -> Path:
+        src = self._file_path(name)
+        target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
+        if target.is_dir():
+            target = target / Path(name).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        return target
+
+    def download_files(self, prefix: str = "", output_directory: str | Path | None = None) -> list[Path]:
+        out_dir = Path(output_directory) if output_directory is not None else Path.cwd()
+        got = []
+        for name in self.get_file_names():
+            if name.startswith(prefix):
+                got.append(self.download_file(name, out_dir / name))
+        return got
+
+    # -- metrics ---------------------------------------------------------------------------------------
+    def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
+        if recursive:
+            result = {self.id: self.get_metrics(name)}
+            for child in self.get_children(recursive=True):
+                result[child.id] = child.get_metrics(name)
+            return result
+        return summarize_metrics(self.workspace.history.metric_rows([self.id], name))
+
+    # -- control ---------------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask the engine to stop the run (TERM, grace period, KILL); returns at once."""
+        if self.status in TERMINAL_STATUSES:
+            return
+        self.workspace.history.add_intent("cancel", self.id)
+        ensure_engine(self.workspace.path)
+
+    def submit_child(self, spec: "JobSpec", tags: dict[str, str] | None = None,
+                     cluster: str | None = None, **kwargs: Any) -> "Run":
+        return self.experiment.submit(spec, cluster=cluster or self.cluster or "local", tags=tags,
+                                      parent_id=self.id, **kwargs)
+
+    def get_children(self, recursive: bool = False) -> list["Run"]:
+        rows = self.workspace.history.run_rows(parent_id=self.id)
+        children = [Run(self.workspace, r["id"]) for r in reversed(rows)]
+        if recursive:
+            for child in list(children):
+                children.extend(child.get_children(recursive=True))
+        return children
+
+
+def summarize_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Azure ML's shape: one value, a list of values, a table of columns, or an image path."""
+    out: dict[str, Any] = {}
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["name"], []).append(row)
+    for name, items in grouped.items():
+        kind = items[-1]["kind"]
+        if kind == "scalar":
+            values = [r["value"] for r in items]
+            out[name] = values[0] if len(values) == 1 else values
+        elif kind == "list":
+            out[name] = items[-1]["value"]
+        elif kind in ("row", "table"):
+            table: dict[str, list[Any]] = {}
+            for r in items:
+                cols = r["value"] if kind == "table" else {k: [v] for k, v in r["value"].items()}
+                for col, vals in cols.items():
+                    table.setdefault(col, []).extend(vals)
+            out[name] = table
+        elif kind == "image":
+            paths = [r["value"] for r in items]
+            out[name] = paths[0] if len(paths) == 1 else paths
+    return out
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _duration(row: dict[str, Any]) -> float | None:
+    if row["started"] is None:
+        return None
+    return (row["ended"] or time.time()) - row["started"]

@@ -1,0 +1,283 @@
+"""Snapshots: which files of a source directory a job gets, and the content-addressed store.
+
+A snapshot is a manifest (relative path -> content hash, size, mode) saved under
+snapshots/manifests/<id>.json, its content in snapshots/objects/<h[:2]>/<h[2:]>. A (size, mtime)
+cache means an unchanged file is neither read nor hashed twice; objects already in the store are
+not copied again and do not count against the limits (API.md §4).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pathspec
+
+from .errors import SnapshotError
+
+DEFAULT_MAX_BYTES = 300 * 1024 * 1024
+DEFAULT_MAX_FILES = 2000
+ALWAYS_EXCLUDED = (".git",)
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+@dataclass
+class FileEntry:
+    rel: str
+    path: str
+    size: int
+    mtime_ns: int
+    mode: int
+    digest: str | None = None
+
+
+@dataclass
+class Snapshot:
+    """The result of taking a snapshot: its id, manifest and what was new."""
+
+    id: str
+    files: dict[str, list]  # rel -> [digest, size, mode]
+    links: dict[str, str] = field(default_factory=dict)
+    new_files: int = 0
+    new_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(v[1] for v in self.files.values())
+
+
+# -- ignore rules ---------------------------------------------------------------------------
+def _folder_spec(folder: str) -> pathspec.GitIgnoreSpec | None:
+    """The ignore file of one folder: .amlignore if present, else .gitignore."""
+    for name in (".amlignore", ".gitignore"):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as fh:
+                return pathspec.GitIgnoreSpec.from_lines(fh.read().splitlines())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return None
+    return None
+
+
+def _ignored(specs: list[tuple[str, pathspec.GitIgnoreSpec]], rel: str, is_dir: bool) -> bool:
+    """Deeper ignore files override shallower ones, as git does."""
+    verdict = False
+    for base, spec in specs:
+        sub = rel[len(base) + 1:] if base else rel
+        result = spec.check_file(sub + "/" if is_dir else sub)
+        if result.include is not None:
+            verdict = result.include
+    return verdict
+
+
+def walk(source: Path, exclude: tuple[Path, ...] = ()) -> tuple[list[FileEntry], dict[str, str]]:
+    """Files and symlinks of `source` that are not ignored; ignored folders are never entered."""
+    files: list[FileEntry] = []
+    links: dict[str, str] = {}
+    excluded = {str(p) for p in exclude}
+
+    def visit(folder: str, rel: str, specs: list[tuple[str, pathspec.GitIgnoreSpec]]) -> None:
+        spec = _folder_spec(folder)
+        if spec is not None:
+            specs = specs + [(rel, spec)]
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise SnapshotError(f"While attempting to take snapshot of {source}\n"
+                                f"cannot read {folder}: {exc}") from None
+        for entry in entries:
+            child_rel = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.name in ALWAYS_EXCLUDED or entry.path in excluded:
+                continue
+            try:
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if specs and _ignored(specs, child_rel, is_dir):
+                continue
+            if is_link:
+                links[child_rel] = os.readlink(entry.path)
+            elif is_dir:
+                visit(entry.path, child_rel, specs)
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                files.append(FileEntry(child_rel, entry.path, st.st_size, st.st_mtime_ns,
+                                       stat.S_IMODE(st.st_mode)))
+
+    visit(str(source), "", [])
+    return files, links
+
+
+# -- the store ------------------------------------------------------------------------------
+class SnapshotStore:
+    """snapshots/ of a workspace: objects, manifests and the (size, mtime) hash cache."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.manifests = self.root / "manifests"
+        self.objects.mkdir(parents=True, exist_ok=True)
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+
+    def _cache(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.root / "hashcache.db", timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS hashes(path TEXT PRIMARY KEY, size INTEGER, "
+                         "mtime_ns INTEGER, digest TEXT)")
+            self._local.conn = conn
+        return conn
+
+    def object_path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    def has(self, digest: str) -> bool:
+        return self.object_path(digest).exists()
+
+    def manifest(self, snapshot_id: str) -> dict:
+        return json.loads((self.manifests / f"{snapshot_id}.json").read_text())
+
+    def take(self, source: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
+             max_files: int = DEFAULT_MAX_FILES, extra_files: dict[str, bytes] | None = None,
+             exclude: tuple[Path, ...] = (), progress: Progress | None = None) -> Snapshot:
+        """Snapshot `source`; over a limit raise SnapshotError before anything is copied."""
+        src = Path(source).expanduser().resolve()
+        if not src.is_dir():
+            raise SnapshotError(f"While attempting to take snapshot of {src}\n"
+                                f"the source directory does not exist")
+        files, links = walk(src, exclude)
+        cache = self._cache()
+        known = {row[0]: row[1:] for row in cache.execute(
+            "SELECT path, size, mtime_ns, digest FROM hashes WHERE path >= ? AND path < ?",
+            (str(src) + "/", str(src) + "0"))}
+        pending: list[FileEntry] = []
+        for f in files:
+            hit = known.get(f.path)
+            if hit and hit[0] == f.size and hit[1] == f.mtime_ns and self.has(hit[2]):
+                f.digest = hit[2]
+            else:
+                pending.append(f)
+        extra = {rel: data for rel, data in (extra_files or {}).items()}
+        files = [f for f in files if f.rel not in extra]
+        pending = [f for f in pending if f.rel not in extra]
+        new_bytes = sum(f.size for f in pending) + sum(len(d) for d in extra.values())
+        new_count = len(pending) + len(extra)
+        self._check_limits(src, files, pending, new_bytes, new_count, max_bytes, max_files)
+        self._store_pending(pending, progress)
+        cache.execute("BEGIN")
+        cache.executemany("INSERT OR REPLACE INTO hashes VALUES(?, ?, ?, ?)",
+                          [(f.path, f.size, f.mtime_ns, f.digest) for f in pending])
+        cache.execute("COMMIT")
+        manifest = {f.rel: [f.digest, f.size, f.mode] for f in files}
+        for rel, data in extra.items():
+            manifest[rel] = [self.put_bytes(data), len(data), 0o644]
+        return self._save(manifest, links, new_count, new_bytes)
+
+    def _check_limits(self, src: Path, files: list[FileEntry], pending: list[FileEntry],
+                      new_bytes: int, new_count: int, max_bytes: int, max_files: int) -> None:
+        if new_bytes <= max_bytes and new_count <= max_files:
+            return
+        if new_bytes > max_bytes:
+            head = f"Your total snapshot size exceeds the limit of {max_bytes / 1024 / 1024:.1f} MB"
+        else:
+            head = f"Your project exceeds the file limit of {max_files}."
+        sizes: dict[str, list[int]] = {}
+        for f in pending:
+            top = f.rel.split("/", 1)[0] + ("/" if "/" in f.rel else "")
+            agg = sizes.setdefault(top, [0, 0])
+            agg[0] += f.size
+            agg[1] += 1
+        largest = sorted(sizes.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:5]
+        lines = [f"  {name:<40} {size / 1024 / 1024:10.1f} MB  {count:6d} files"
+                 for name, (size, count) in largest]
+        raise SnapshotError(
+            f"While attempting to take snapshot of {src}\n{head}\n"
+            f"Largest entries:\n" + "\n".join(lines) + "\n"
+            f"Add what the job does not need to {src / '.amlignore'} (or .gitignore), or raise the "
+            f"limit with ws.set_snapshot_limits(max_bytes=..., max_files=...).")
+
+    def _store_pending(self, pending: list[FileEntry], progress: Progress | None) -> None:
+        total = sum(f.size for f in pending)
+        done = [0]
+        lock = threading.Lock()
+
+        def one(f: FileEntry) -> None:
+            f.digest = self._put_file(f.path)
+            if progress is not None:
+                with lock:
+                    done[0] += f.size
+                    progress(done[0], total)
+
+        if len(pending) > 8:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(one, pending))
+        else:
+            for f in pending:
+                one(f)
+        if progress is not None and not pending:
+            progress(0, 0)
+
+    def _put_file(self, path: str) -> str:
+        """Hash while copying into a temp file, then rename into place (one read of the file)."""
+        h = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".in-")
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    dst.write(chunk)
+            digest = h.hexdigest()
+            target = self.object_path(digest)
+            if target.exists():
+                os.unlink(tmp)
+            else:
+                target.parent.mkdir(exist_ok=True)
+                os.replace(tmp, target)
+            return digest
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.object_path(digest)
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".in-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        return digest
+
+    def _save(self, files: dict[str, list], links: dict[str, str], new_count: int,
+              new_bytes: int) -> Snapshot:
+        body = json.dumps({"files": files, "links": links}, sort_keys=True, separators=(",", ":"))
+        snapshot_id = hashlib.sha256(body.encode()).hexdigest()[:32]
+        target = self.manifests / f"{snapshot_id}.json"
+        if not target.exists():
+            fd, tmp = tempfile.mkstemp(dir=self.manifests, prefix=".in-")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(body)
+            os.replace(tmp, target)
+        return Snapshot(snapshot_id, files, links, new_count, new_bytes)
+
+
+def iter_digests(manifest: dict) -> Iterator[str]:
+    seen: set[str] = set()
+    for digest, _size, _mode in manifest["files"].values():
+        if digest not in seen:
+            seen.add(digest)
+            yield digest
