@@ -1,0 +1,85 @@
+"""Shared fixtures: a fresh workspace per test, its engine stopped and its processes reaped."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import batchai_jupyter as bai
+from batchai_jupyter.engine_control import forget, stop_engine
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pids_under(path: Path) -> list[int]:
+    """Processes whose command line mentions the workspace (engine, agents, jobs)."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    me = os.getpid()
+    pids = []
+    for line in out.splitlines():
+        pid_text, _, args = line.strip().partition(" ")
+        if str(path) in args and int(pid_text) != me:
+            pids.append(int(pid_text))
+    return pids
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[bai.Workspace]:
+    """A new workspace in a temp dir; on teardown its engine stops and nothing it started lives."""
+    monkeypatch.setenv("BATCHAI_ENGINE_IDLE_SECONDS", "30")
+    monkeypatch.setenv("BATCHAI_KILL_GRACE", "2")
+    workspace = bai.Workspace.create(tmp_path / "ws" / ".batchai")
+    yield workspace
+    for run in workspace.history.run_rows(status=("Queued", "Preparing", "Running", "CancelRequested")):
+        workspace.history.add_intent("cancel", run["id"])
+    stop_engine(workspace.path)
+    forget(workspace.path)
+    for pid in _pids_under(workspace.path):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    """A source directory with a small training script that logs, writes outputs and logs/."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "train.py").write_text(textwrap.dedent("""
+        import os, sys, time
+        from batchai_jupyter import Run
+        run = Run.get_context()
+        epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+        os.makedirs("outputs", exist_ok=True); os.makedirs("logs", exist_ok=True)
+        for epoch in range(epochs):
+            print(f"epoch {epoch} loss {1.0 / (epoch + 1):.3f}", flush=True)
+            run.log("loss", 1.0 / (epoch + 1), step=epoch)
+            with open("logs/train.log", "a") as fh:
+                fh.write(f"log line {epoch}\\n")
+            time.sleep(0.05)
+        with open("outputs/model.txt", "w") as fh:
+            fh.write("weights")
+        print("done", file=sys.stderr)
+    """))
+    return folder
+
+
+def python() -> str:
+    return sys.executable
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.05) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
