@@ -1,0 +1,300 @@
+"""`batchai`: the command line, mirroring `az batchai` (API.md §5). Thin over the Python API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import BatchAIError
+from .history import TERMINAL_STATUSES
+from .workspace import Workspace
+
+
+def _ws(args: argparse.Namespace) -> Workspace:
+    return Workspace.from_config(args.workspace) if args.workspace else Workspace.from_config()
+
+
+def _emit(args: argparse.Namespace, rows: Any, columns: Sequence[str] | None = None) -> None:
+    if args.output == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if isinstance(rows, dict):
+        width = max((len(k) for k in rows), default=0)
+        for key, value in rows.items():
+            shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+            print(f"{key:<{width}}  {shown}")
+        return
+    columns = list(columns or (rows[0].keys() if rows else []))
+    table = [[str(r.get(c, "") if r.get(c) is not None else "") for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+# -- clusters --------------------------------------------------------------------------------------
+def _cluster_row(cluster: Any) -> dict[str, Any]:
+    status = cluster.get_status()
+    return {"name": cluster.name, "backend": cluster.backend, "min_nodes": cluster.min_nodes,
+            "max_nodes": cluster.max_nodes, "nodes": status.current_node_count,
+            "idle": status.node_state_counts["idle"], "running": status.node_state_counts["running"],
+            "unusable": status.node_state_counts["unusable"], "queued_runs": status.queued_runs,
+            "allocation_state": status.allocation_state}
+
+
+def cluster_cmd(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    if args.action == "list":
+        _emit(args, [_cluster_row(c) for c in ws.clusters()])
+    elif args.action == "show":
+        cluster = ws.cluster(args.name)
+        _emit(args, {**_cluster_row(cluster), **{k: v for k, v in cluster.config.items()
+                                                 if k not in ("name", "backend")},
+                     "errors": cluster.get_status().errors})
+    elif args.action == "create":
+        options: dict[str, Any] = {}
+        if args.hosts:
+            options["hosts"] = args.hosts.split(",")
+        for key in ("user", "key_file", "known_hosts", "python", "node_root", "partition",
+                    "login_host", "shared_root"):
+            if getattr(args, key, None):
+                options[key] = getattr(args, key)
+        cluster = ws.create_cluster(args.name, backend=args.backend, min_nodes=args.min_nodes,
+                                    max_nodes=args.max_nodes, gpus_per_node=args.gpus_per_node,
+                                    idle_seconds_before_scaledown=args.idle_seconds, **options)
+        _emit(args, _cluster_row(cluster))
+    elif args.action == "resize":
+        ws.cluster(args.name).resize(args.target, node_deallocation_option=args.node_deallocation_option)
+        _emit(args, _cluster_row(ws.cluster(args.name)))
+    elif args.action == "auto-scale":
+        ws.cluster(args.name).update(min_nodes=args.min, max_nodes=args.max)
+        _emit(args, _cluster_row(ws.cluster(args.name)))
+    elif args.action == "delete":
+        ws.cluster(args.name).delete(force=args.force)
+        print(f"cluster {args.name} is being deleted")
+    elif args.action == "node":
+        nodes = ws.cluster(args.name).nodes()
+        _emit(args, [{k: v for k, v in asdict(n).items() if k != "info"} for n in nodes],
+              ["id", "address", "state", "gpus", "run_id", "error"])
+    return 0
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+def _run_row(run: Any) -> dict[str, Any]:
+    d = run.get_details()
+    return {"name": d["runId"], "experiment": d["experiment"], "cluster": d["target"],
+            "status": d["status"], "submitted": d["submittedTimeUtc"],
+            "duration": None if d["duration"] is None else round(d["duration"], 1)}
+
+
+def job_cmd(args: argparse.Namespace) -> int:
+    from .spec import JobSpec
+    ws = _ws(args)
+    if args.action == "create":
+        spec = JobSpec.from_batchai_json(args.file, source_directory=args.source, workspace=ws)
+        tags = dict(t.split("=", 1) for t in args.tag or [])
+        run = ws.experiment(args.experiment).submit(spec, cluster=args.cluster, tags=tags)
+        if args.name:
+            run.tag("name", args.name)
+        _emit(args, _run_row(run))
+        return 0
+    if args.action == "list":
+        rows = ws.history.run_rows(experiment=args.experiment, limit=args.limit)
+        from .run import Run
+        _emit(args, [_run_row(Run(ws, r["id"])) for r in rows],
+              ["name", "experiment", "cluster", "status", "submitted", "duration"])
+        return 0
+    run = ws.get_run(args.job)
+    if args.action == "show":
+        _emit(args, run.get_details() if args.output == "json" else _run_row(run))
+    elif args.action == "terminate":
+        run.cancel()
+        print(f"cancel requested for {run.id}")
+    elif args.action == "wait":
+        details = run.wait_for_completion(show_output=args.stream, raise_on_error=False)
+        print(f"{run.id}: {details['status']}")
+        return _exit_code(details)
+    elif args.action == "delete":
+        if run.status not in TERMINAL_STATUSES:
+            raise BatchAIError(f"run {run.id} is {run.status}; terminate it first")
+        import shutil
+        shutil.rmtree(ws.path / "runs" / run.id, ignore_errors=True)
+        with ws.history.tx() as db:
+            for table in ("runs", "metrics", "events", "offsets"):
+                db.execute(f"DELETE FROM {table} WHERE {'id' if table == 'runs' else 'run_id'}=?", (run.id,))
+        print(f"deleted {run.id}")
+    return 0
+
+
+def _exit_code(details: dict[str, Any]) -> int:
+    """`job wait` exits with the job's own exit code (1 if it failed without one)."""
+    if details["status"] == "Completed":
+        return 0
+    error = details.get("error") or {}
+    code = error.get("exit_code")
+    if isinstance(code, int) and code > 0:
+        return min(code, 255)
+    return 1
+
+
+def file_cmd(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    run = ws.get_run(args.job)
+    if args.action == "list":
+        base = ws.run_files_dir(run.id)
+        _emit(args, [{"name": n, "size": (base / n).stat().st_size} for n in run.get_file_names()],
+              ["name", "size"])
+    else:
+        for line in run.stream(args.file or run.main_log(), follow=not args.no_follow):
+            print(line, flush=True)
+    return 0
+
+
+def datastore_cmd(args: argparse.Namespace) -> int:
+    ws = _ws(args)
+    ds = ws.datastore(args.name) if args.name else ws.get_default_datastore()
+    if args.action == "list":
+        if args.name:
+            for path in ds.list(args.prefix or ""):
+                print(path)
+        else:
+            _emit(args, [{"name": d.name, "kind": d.kind} for d in ws.datastores()], ["name", "kind"])
+    elif args.action == "upload":
+        ds.upload(args.source, target_path=args.target, overwrite=args.overwrite, show_progress=True)
+    elif args.action == "download":
+        count = ds.download(args.target, prefix=args.prefix, overwrite=args.overwrite, show_progress=True)
+        print(f"downloaded {count} file(s) to {args.target}")
+    return 0
+
+
+def engine_cmd(args: argparse.Namespace) -> int:
+    from . import engine_control
+    ws = _ws(args)
+    if args.action == "serve":
+        from .engine import main as engine_main
+        idle = ["--idle-exit", str(args.idle_exit)] if args.idle_exit is not None else ["--idle-exit", "-1"]
+        return engine_main(["serve", "--workspace", str(ws.path), *idle])
+    if args.action == "status":
+        _emit(args, {"workspace": str(ws.path), **engine_control.engine_info(ws.path)})
+    elif args.action == "stop":
+        stopped = engine_control.stop_engine(ws.path)
+        print("engine stopped" if stopped else "no engine was running")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", "-w", help="workspace folder (default: BATCHAI_WORKSPACE, "
+                        "nearest .batchai/, ~/.batchai)")
+    common.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    parser = argparse.ArgumentParser(prog="batchai", description="Run jobs on local, SSH and Slurm clusters.")
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    cluster = groups.add_parser("cluster", help="compute targets").add_subparsers(dest="action", required=True)
+    cluster.add_parser("list", parents=[common])
+    for name in ("show", "delete"):
+        p = cluster.add_parser(name, parents=[common])
+        p.add_argument("-n", "--name", required=True)
+        if name == "delete":
+            p.add_argument("--force", action="store_true")
+    p = cluster.add_parser("create", parents=[common])
+    p.add_argument("-n", "--name", required=True)
+    p.add_argument("--backend", choices=["local", "ssh", "slurm"], default="local")
+    p.add_argument("--min-nodes", type=int, default=0)
+    p.add_argument("--max-nodes", type=int)
+    p.add_argument("--gpus-per-node", type=int, default=0)
+    p.add_argument("--idle-seconds", type=int, default=120)
+    p.add_argument("--hosts", help="ssh: comma-separated host[:port] list")
+    for opt in ("user", "key-file", "known-hosts", "python", "node-root", "partition", "login-host",
+                "shared-root"):
+        p.add_argument(f"--{opt}")
+    p = cluster.add_parser("resize", parents=[common])
+    p.add_argument("-n", "--name", required=True)
+    p.add_argument("-t", "--target", type=int, required=True)
+    p.add_argument("--node-deallocation-option", default="requeue",
+                   choices=["requeue", "terminate", "waitforjobcompletion"])
+    p = cluster.add_parser("auto-scale", parents=[common])
+    p.add_argument("-n", "--name", required=True)
+    p.add_argument("--min", type=int)
+    p.add_argument("--max", type=int)
+    p = cluster.add_parser("node", parents=[common])
+    p.add_argument("node_action", choices=["list"])
+    p.add_argument("-c", "--cluster", dest="name", required=True)
+
+    job = groups.add_parser("job", help="runs").add_subparsers(dest="action", required=True)
+    p = job.add_parser("create", parents=[common])
+    p.add_argument("-c", "--cluster", default="local")
+    p.add_argument("-f", "--file", required=True, help="Batch AI job.json (2018-05-01)")
+    p.add_argument("-n", "--name")
+    p.add_argument("-e", "--experiment", default="default")
+    p.add_argument("--source", help="folder to snapshot (default: the job.json's folder)")
+    p.add_argument("--tag", action="append", help="K=V")
+    p = job.add_parser("list", parents=[common])
+    p.add_argument("-e", "--experiment")
+    p.add_argument("--limit", type=int, default=50)
+    for name in ("show", "terminate", "wait", "delete"):
+        p = job.add_parser(name, parents=[common])
+        p.add_argument("-j", "--job", "-n", "--name", dest="job", required=True)
+        if name == "wait":
+            p.add_argument("--stream", action="store_true", help="print the main log while waiting")
+    fileg = job.add_parser("file").add_subparsers(dest="file_action", required=True)
+    p = fileg.add_parser("list", parents=[common])
+    p.add_argument("-j", "--job", required=True)
+    p = fileg.add_parser("stream", parents=[common])
+    p.add_argument("-j", "--job", required=True)
+    p.add_argument("-f", "--file")
+    p.add_argument("--no-follow", action="store_true")
+
+    store = groups.add_parser("datastore", help="data").add_subparsers(dest="action", required=True)
+    p = store.add_parser("list", parents=[common])
+    p.add_argument("-n", "--name")
+    p.add_argument("--prefix")
+    p = store.add_parser("upload", parents=[common])
+    p.add_argument("-n", "--name")
+    p.add_argument("-s", "--source", required=True)
+    p.add_argument("-t", "--target")
+    p.add_argument("--overwrite", action="store_true")
+    p = store.add_parser("download", parents=[common])
+    p.add_argument("-n", "--name")
+    p.add_argument("-t", "--target", required=True)
+    p.add_argument("--prefix")
+    p.add_argument("--overwrite", action="store_true")
+
+    engine = groups.add_parser("engine", help="the engine process").add_subparsers(dest="action", required=True)
+    p = engine.add_parser("serve", parents=[common])
+    p.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (default: never)")
+    engine.add_parser("status", parents=[common])
+    engine.add_parser("stop", parents=[common])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for key in ("key_file", "known_hosts", "node_root", "login_host", "shared_root"):
+        if not hasattr(args, key):
+            setattr(args, key, None)
+    try:
+        if args.group == "cluster":
+            return cluster_cmd(args)
+        if args.group == "job":
+            if args.action == "file":
+                args.action = args.file_action
+                return file_cmd(args)
+            return job_cmd(args)
+        if args.group == "datastore":
+            return datastore_cmd(args)
+        return engine_cmd(args)
+    except BatchAIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
