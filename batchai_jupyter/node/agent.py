@@ -64,7 +64,7 @@ class Agent:
     def __init__(self, job: dict[str, Any], secrets: dict[str, str]):
         self.job = job
         self.spec = job["spec"]
-        self.paths = RunPaths(job["node_root"], job["run_id"])
+        self.paths = RunPaths(job["node_root"], job.get("run_key") or job["run_id"])
         self.secrets = secrets
         self.node_index = int(job["node_index"])
         self.multi_node = len(job["nodes"]) > 1
@@ -269,7 +269,7 @@ def main(argv: list[str]) -> int:
     manifest_path = argv[1]
     with open(manifest_path) as fh:
         job = json.load(fh)
-    paths = RunPaths(job["node_root"], job["run_id"])
+    paths = RunPaths(job["node_root"], job.get("run_key") or job["run_id"])
     try:  # launch is idempotent: only the first agent for this run on this node proceeds
         fd = os.open(paths.started, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
