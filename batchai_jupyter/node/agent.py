@@ -85,12 +85,12 @@ class Agent:
         beat = threading.Thread(target=self._heartbeat, daemon=True)
         beat.start()
         phase = "preparing"
+        stage = None
         try:
             self._set_state(phase)
             self._make_folders()
             self._materialise()
             env = self._base_env()
-            stage = None
             if self.spec.get("inputs") or self.spec.get("outputs") or self.spec.get("mounts"):
                 from . import staging  # datastores: only on runs that use them
                 stage = staging.Stager(self.job, self.paths, env)
@@ -109,6 +109,11 @@ class Agent:
             self._kill_all()
             status["error"] = {"phase": phase, "message": f"{type(exc).__name__}: {exc}",
                                "traceback": traceback.format_exc()}
+            if stage is not None:  # outputs are uploaded on failure too (a no-op if done)
+                try:
+                    stage.stage_out()
+                except Exception as out_exc:
+                    status["error"]["message"] += f"; {type(out_exc).__name__}: {out_exc}"
         status.update(exit_codes=self.exit_codes, files=self.files, reason=self.stop_reason,
                       canceled=self.canceled, timed_out=self.timed_out, ended=time.time())
         self._done.set()
@@ -277,7 +282,10 @@ def main(argv: list[str]) -> int:
     with os.fdopen(fd, "w") as fh:
         fh.write(str(os.getpid()))
     secrets = job.pop("secrets", {}) or {}
+    data = job.pop("data", None)  # datastore SAS tokens: kept in memory only, like secrets
     write_atomic(manifest_path, json.dumps(job).encode(), 0o600)  # secrets do not stay on disk
+    if data is not None:
+        job["data"] = data
     Agent(job, secrets).run()
     return 0
 

@@ -1,0 +1,103 @@
+"""A folder as a datastore: a workspace folder, or an NFS/SMB share mounted on every node.
+
+Nodes reach it by the same path, so jobs read inputs from it and write outputs into it directly;
+no credential is involved.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import DatastoreError, SpecError
+from .base import TMP_MARK, Advance, Datastore, tmp_name
+
+CHUNK = 1 << 20
+
+
+class LocalDatastore(Datastore):
+    kind = "local"
+
+    @classmethod
+    def validate_options(cls, name: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        opts = dict(options)
+        path = opts.pop("path", None)
+        concurrency = opts.pop("max_concurrency", None)
+        if opts:
+            raise SpecError(sorted(opts)[0], "is not an option of a local datastore",
+                            ["path", "max_concurrency"])
+        if not path:
+            raise SpecError("path", "is required for kind='local'", "an existing folder")
+        folder = Path(path).expanduser()
+        if not folder.is_absolute():
+            folder = folder.resolve()
+        if not folder.is_dir():
+            raise DatastoreError(f"path: {str(folder)!r} is not an existing folder (create it, or "
+                                 "mount the share there first)")
+        config: dict[str, Any] = {"path": str(folder)}
+        if concurrency is not None:
+            config["max_concurrency"] = int(concurrency)
+        return config, {}
+
+    @property
+    def root(self) -> Path:
+        return Path(self.config["path"])
+
+    def describe(self) -> str:
+        return f"path={self.config['path']!r}"
+
+    def local_path(self, path: str) -> str:
+        """Where `path` is on this machine (and on every node that mounts the same share)."""
+        return os.path.join(self.config["path"], path) if path else self.config["path"]
+
+    def _iter_files(self, prefix: str) -> Iterator[tuple[str, int]]:
+        root = self.root
+        if not root.is_dir():
+            raise DatastoreError(f"the folder {str(root)!r} of datastore {self.name!r} does not exist")
+        for folder, dirs, files in os.walk(root):
+            rel_dir = os.path.relpath(folder, root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
+            # prune folders that cannot hold a match: never walk what the prefix excludes
+            dirs[:] = sorted(d for d in dirs if _may_match(f"{rel_dir}/{d}/" if rel_dir else f"{d}/", prefix))
+            for f in sorted(files):
+                if TMP_MARK in f:
+                    continue
+                rel = f"{rel_dir}/{f}" if rel_dir else f
+                if rel.startswith(prefix):
+                    try:
+                        yield rel, os.path.getsize(os.path.join(folder, f))
+                    except FileNotFoundError:
+                        continue
+
+    def _exists(self, path: str) -> bool:
+        return (self.root / path).is_file()
+
+    def _put(self, local: str, path: str, size: int, advance: Advance) -> None:
+        dest = self.root / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / tmp_name(path)
+        try:
+            _copy(local, str(tmp), advance)
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def _get(self, path: str, local: str, size: int, advance: Advance) -> None:
+        _copy(str(self.root / path), local, advance)
+
+
+def _may_match(folder: str, prefix: str) -> bool:
+    return folder.startswith(prefix) or prefix.startswith(folder)
+
+
+def _copy(src: str, dst: str, advance: Advance) -> None:
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while True:
+            block = fin.read(CHUNK)
+            if not block:
+                break
+            fout.write(block)
+            advance(len(block))
+    shutil.copymode(src, dst)
