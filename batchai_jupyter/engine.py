@@ -29,7 +29,7 @@ from .workspace import Workspace
 
 log = logging.getLogger("batchai_jupyter.engine")
 TICK_ACTIVE = 0.05
-TICK_IDLE = 0.2
+TICK_IDLE = 0.05
 MAINTAIN_EVERY = 1.0
 
 

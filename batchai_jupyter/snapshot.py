@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
+import pickle
 import stat
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pathspec
 
@@ -29,7 +29,7 @@ ALWAYS_EXCLUDED = (".git",)
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
 
-@dataclass
+@dataclass(slots=True)
 class FileEntry:
     rel: str
     path: str
@@ -55,16 +55,15 @@ class Snapshot:
 
 
 # -- ignore rules ---------------------------------------------------------------------------
-def _folder_spec(folder: str) -> pathspec.GitIgnoreSpec | None:
+def _folder_spec(folder: str, names: set[str]) -> pathspec.GitIgnoreSpec | None:
     """The ignore file of one folder: .amlignore if present, else .gitignore."""
     for name in (".amlignore", ".gitignore"):
-        try:
-            with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as fh:
-                return pathspec.GitIgnoreSpec.from_lines(fh.read().splitlines())
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError:
-            return None
+        if name in names:
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as fh:
+                    return pathspec.GitIgnoreSpec.from_lines(fh.read().splitlines())
+            except OSError:
+                return None
     return None
 
 
@@ -86,33 +85,34 @@ def walk(source: Path, exclude: tuple[Path, ...] = ()) -> tuple[list[FileEntry],
     excluded = {str(p) for p in exclude}
 
     def visit(folder: str, rel: str, specs: list[tuple[str, pathspec.GitIgnoreSpec]]) -> None:
-        spec = _folder_spec(folder)
-        if spec is not None:
-            specs = specs + [(rel, spec)]
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            with os.scandir(folder) as it:
+                entries = list(it)
         except OSError as exc:
             raise SnapshotError(f"While attempting to take snapshot of {source}\n"
                                 f"cannot read {folder}: {exc}") from None
+        spec = _folder_spec(folder, {e.name for e in entries})
+        if spec is not None:
+            specs = specs + [(rel, spec)]
+        prefix = f"{rel}/" if rel else ""
         for entry in entries:
-            child_rel = f"{rel}/{entry.name}" if rel else entry.name
             if entry.name in ALWAYS_EXCLUDED or entry.path in excluded:
                 continue
             try:
-                is_link = entry.is_symlink()
-                is_dir = entry.is_dir(follow_symlinks=False)
+                st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if specs and _ignored(specs, child_rel, is_dir):
+            kind = stat.S_IFMT(st.st_mode)
+            child_rel = prefix + entry.name
+            if specs and _ignored(specs, child_rel, kind == stat.S_IFDIR):
                 continue
-            if is_link:
-                links[child_rel] = os.readlink(entry.path)
-            elif is_dir:
-                visit(entry.path, child_rel, specs)
-            elif entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
+            if kind == stat.S_IFREG:
                 files.append(FileEntry(child_rel, entry.path, st.st_size, st.st_mtime_ns,
                                        stat.S_IMODE(st.st_mode)))
+            elif kind == stat.S_IFDIR:
+                visit(entry.path, child_rel, specs)
+            elif kind == stat.S_IFLNK:
+                links[child_rel] = os.readlink(entry.path)
 
     visit(str(source), "", [])
     return files, links
@@ -128,17 +128,25 @@ class SnapshotStore:
         self.manifests = self.root / "manifests"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.manifests.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
 
-    def _cache(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.root / "hashcache.db", timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS hashes(path TEXT PRIMARY KEY, size INTEGER, "
-                         "mtime_ns INTEGER, digest TEXT)")
-            self._local.conn = conn
-        return conn
+    def _cache_path(self, src: Path) -> Path:
+        return self.root / "cache" / (hashlib.sha1(str(src).encode()).hexdigest() + ".pickle")
+
+    def _load_cache(self, src: Path) -> dict[str, Any]:
+        """{"files": path -> (size, mtime_ns, digest, mode), "last": the previous snapshot}."""
+        try:
+            with open(self._cache_path(src), "rb") as fh:
+                return pickle.load(fh)
+        except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+            return {}
+
+    def _save_cache(self, src: Path, cache: dict[str, Any]) -> None:
+        path = self._cache_path(src)
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".in-")
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(cache, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
 
     def object_path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
@@ -158,32 +166,37 @@ class SnapshotStore:
             raise SnapshotError(f"While attempting to take snapshot of {src}\n"
                                 f"the source directory does not exist")
         files, links = walk(src, exclude)
-        cache = self._cache()
-        known = {row[0]: row[1:] for row in cache.execute(
-            "SELECT path, size, mtime_ns, digest FROM hashes WHERE path >= ? AND path < ?",
-            (str(src) + "/", str(src) + "0"))}
+        cache = self._load_cache(src)
+        known = cache.get("files", {})
         pending: list[FileEntry] = []
         for f in files:
             hit = known.get(f.path)
-            if hit and hit[0] == f.size and hit[1] == f.mtime_ns and self.has(hit[2]):
-                f.digest = hit[2]
+            if hit and hit[0] == f.size and hit[1] == f.mtime_ns and hit[3] == f.mode:
+                f.digest = hit[2]  # objects are never removed from the store
             else:
                 pending.append(f)
-        extra = {rel: data for rel, data in (extra_files or {}).items()}
+        extra = {rel: (data, hashlib.sha256(data).hexdigest()) for rel, data in (extra_files or {}).items()}
         files = [f for f in files if f.rel not in extra]
         pending = [f for f in pending if f.rel not in extra]
-        new_bytes = sum(f.size for f in pending) + sum(len(d) for d in extra.values())
-        new_count = len(pending) + len(extra)
+        new_extra = {rel: v for rel, v in extra.items() if not self.has(v[1])}
+        new_bytes = sum(f.size for f in pending) + sum(len(v[0]) for v in new_extra.values())
+        new_count = len(pending) + len(new_extra)
         self._check_limits(src, files, pending, new_bytes, new_count, max_bytes, max_files)
         self._store_pending(pending, progress)
-        cache.execute("BEGIN")
-        cache.executemany("INSERT OR REPLACE INTO hashes VALUES(?, ?, ?, ?)",
-                          [(f.path, f.size, f.mtime_ns, f.digest) for f in pending])
-        cache.execute("COMMIT")
+        for data, _digest in new_extra.values():
+            self.put_bytes(data)
         manifest = {f.rel: [f.digest, f.size, f.mode] for f in files}
-        for rel, data in extra.items():
-            manifest[rel] = [self.put_bytes(data), len(data), 0o644]
-        return self._save(manifest, links, new_count, new_bytes)
+        extra_digests = {rel: v[1] for rel, v in extra.items()}
+        for rel, (data, digest) in extra.items():
+            manifest[rel] = [digest, len(data), 0o644]
+        last = cache.get("last", {})
+        if not pending and len(known) == len(files) and last.get("links") == links \
+                and last.get("extra") == extra_digests:  # nothing changed: same manifest, same id
+            return Snapshot(last["id"], manifest, links, new_count, new_bytes)
+        snap = self._save(manifest, links, new_count, new_bytes)
+        self._save_cache(src, {"files": {f.path: (f.size, f.mtime_ns, f.digest, f.mode) for f in files},
+                               "last": {"id": snap.id, "links": links, "extra": extra_digests}})
+        return snap
 
     def _check_limits(self, src: Path, files: list[FileEntry], pending: list[FileEntry],
                       new_bytes: int, new_count: int, max_bytes: int, max_files: int) -> None:

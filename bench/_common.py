@@ -1,0 +1,44 @@
+"""Helpers shared by the benchmarks: a temp workspace, quick mode, ratio printing."""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
+                        help="small sizes, seconds not minutes (CI proves the benchmark works)")
+    return parser.parse_args()
+
+
+@contextmanager
+def temp_workspace() -> Iterator["object"]:
+    import batchai_jupyter as bai
+    from batchai_jupyter.engine_control import stop_engine
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        ws = bai.Workspace.create(Path(tmp) / ".batchai")
+        try:
+            yield ws
+        finally:
+            stop_engine(ws.path)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(name: str, value: float, baseline_name: str, baseline: float, target: str) -> None:
+    ratio = value / baseline if baseline else float("inf")
+    print(f"{name:<44} {value * 1000:9.1f} ms | {baseline_name:<28} {baseline * 1000:9.1f} ms | "
+          f"ratio {ratio:6.2f}  (target {target})", flush=True)

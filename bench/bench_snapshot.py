@@ -1,0 +1,82 @@
+"""Snapshot speed: first snapshot vs zipping the tree; unchanged re-submit vs a stat walk.
+
+    python bench/bench_snapshot.py [--quick]
+Targets: first snapshot < zip (ratio < 1); unchanged re-submit <= 2x the stat walk.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import median, parse_args, report  # noqa: E402
+
+from batchai_jupyter.snapshot import SnapshotStore  # noqa: E402
+
+
+def make_tree(root: Path, files: int, total_bytes: int) -> None:
+    """Mostly small source-like files plus a few large binaries, like a real project."""
+    big = 10
+    small_size = max(1, (total_bytes // 10) // (files - big))
+    big_size = (total_bytes - small_size * (files - big)) // big
+    for i in range(files - big):
+        folder = root / f"pkg{i % 40}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"mod{i}.py").write_bytes((f"# module {i}\n".encode() + os.urandom(small_size // 2).hex().encode())[:small_size])
+    for i in range(big):
+        (root / "data").mkdir(exist_ok=True)
+        (root / "data" / f"blob{i}.bin").write_bytes(os.urandom(big_size))
+
+
+def zip_tree(root: Path, target: Path) -> None:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for folder, _dirs, names in os.walk(root):
+            for name in names:
+                path = Path(folder) / name
+                zf.write(path, path.relative_to(root))
+
+
+def stat_walk(root: Path) -> int:
+    count = 0
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            os.stat(os.path.join(folder, name))
+            count += 1
+    return count
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    files, size = (200, 30 << 20) if args.quick else (2000, 300 << 20)
+    with tempfile.TemporaryDirectory(prefix="bench-snap-") as tmp:
+        root = Path(tmp) / "src"
+        make_tree(root, files, size)
+        print(f"tree: {files} files, {size >> 20} MB")
+        t = time.perf_counter()
+        zip_tree(root, Path(tmp) / "tree.zip")
+        zip_time = time.perf_counter() - t
+        store = SnapshotStore(Path(tmp) / "store")
+        t = time.perf_counter()
+        first = store.take(root, max_bytes=size * 2, max_files=files * 2)
+        first_time = time.perf_counter() - t
+        assert first.new_files == files
+        report("first snapshot", first_time, "zip of the same tree", zip_time, "< 1")
+        resubmits, walks = [], []
+        for _ in range(7):
+            t = time.perf_counter()
+            again = store.take(root, max_bytes=size * 2, max_files=files * 2)
+            resubmits.append(time.perf_counter() - t)
+            assert again.id == first.id and again.new_files == 0
+            t = time.perf_counter()
+            stat_walk(root)
+            walks.append(time.perf_counter() - t)
+        report("unchanged re-submit (median of 7)", median(resubmits), "stat of every file",
+               median(walks), "<= 2")
+
+
+if __name__ == "__main__":
+    main()
