@@ -37,6 +37,8 @@ def main_log_name(spec: dict[str, Any]) -> str:
     """The file wait_for_completion(show_output=True) streams: the first process's stdout."""
     if spec.get("distribution") == "tensorflow":
         return "stdout-wk-0.txt"
+    if spec.get("distribution") == "mpi":
+        return "stdout.txt"  # the one mpirun on node 0 gathers every rank's output
     return log_names(spec, 0, 0)[0]
 
 

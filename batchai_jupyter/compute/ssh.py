@@ -1,0 +1,199 @@
+"""The ssh backend: a fixed pool of hosts reached with paramiko.
+
+A node is a host of the list. Provisioning bootstraps it: connect (host key checked against
+known_hosts), check that the configured Python runs and has this version of batchai_jupyter,
+create node_root, and note the GPUs and whether mpirun exists; any failure makes the node
+`unusable` with the reason. Snapshot objects go to the node's object cache once (the engine
+remembers which digests each node holds). The agent runs detached, so runs survive the engine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from .. import __version__
+from ..errors import ClusterError, SpecError
+from ..snapshot import SnapshotStore
+from .base import NodeInfo, NodePool
+from .ssh_transport import SSHTransport, host_label
+
+DEFAULT_NODE_ROOT = "~/.batchai-node"
+_HOST = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d{1,5}))?$")
+_PROBE = r"""
+import json, os, shutil, subprocess, sys
+out = {"python": sys.executable, "version": list(sys.version_info[:3]), "home": os.path.expanduser("~"),
+       "mpirun": shutil.which("mpirun"), "hostname": os.uname().nodename}
+try:
+    import batchai_jupyter
+    out["package"] = batchai_jupyter.__version__
+except Exception as exc:
+    out["package_error"] = f"{type(exc).__name__}: {exc}"
+gpus = 0
+if shutil.which("nvidia-smi"):
+    try:
+        res = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+        gpus = sum(1 for line in res.stdout.splitlines() if line.startswith("GPU "))
+    except Exception:
+        pass
+out["gpus"] = gpus
+print(json.dumps(out))
+"""
+
+
+def parse_host(entry: str) -> tuple[str, int]:
+    """"10.0.0.4" -> ("10.0.0.4", 22); "10.0.0.5:2222" -> ("10.0.0.5", 2222)."""
+    m = _HOST.match(str(entry).strip()) if isinstance(entry, str) else None
+    if m is None:
+        raise SpecError("hosts", f"{entry!r} is not a host", ["'name'", "'name:port'", "'10.0.0.4:2222'"])
+    port = int(m.group("port") or 22)
+    if not 0 < port < 65536:
+        raise SpecError("hosts", f"{entry!r}: port {port} is out of range", "1..65535")
+    return m.group("host").strip("[]"), port
+
+
+def node_id_of(entry: str) -> str:
+    host, port = parse_host(entry)
+    return host if port == 22 else f"{host}-{port}"
+
+
+class SSHCompute(NodePool):
+    backend = "ssh"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._transports: dict[str, SSHTransport] = {}
+        self._objects: dict[str, set[str]] = {}   # node id -> digests known to be in its cache
+
+    # -- configuration ------------------------------------------------------------------------
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Check an ssh cluster's options offline (no connection): hosts, key, known_hosts."""
+        config = dict(config)
+        hosts = config.get("hosts")
+        if not isinstance(hosts, (list, tuple)) or not hosts:
+            raise SpecError("hosts", "an ssh cluster needs a non-empty list of hosts",
+                            ["hosts=['10.0.0.4', '10.0.0.5:2222']"])
+        ids = [node_id_of(h) for h in hosts]
+        if len(set(ids)) != len(ids):
+            raise SpecError("hosts", f"a host is listed twice: {list(hosts)}", "distinct hosts")
+        config["hosts"] = [str(h).strip() for h in hosts]
+        if config["max_nodes"] > len(hosts):
+            raise SpecError("max_nodes", f"{config['max_nodes']} is more than the {len(hosts)} hosts",
+                            f"0..{len(hosts)}")
+        for key in ("user", "key_file", "known_hosts", "python", "node_root"):
+            value = config.get(key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise SpecError(key, f"must be a non-empty string, got {value!r}")
+        for key in ("key_file", "known_hosts"):
+            value = config.get(key)
+            if value and not os.path.isfile(os.path.expanduser(value)):
+                raise SpecError(key, f"{value!r} does not exist or is not a file", "an existing file")
+        if not config.get("known_hosts") and not os.path.isfile(os.path.expanduser("~/.ssh/known_hosts")):
+            raise SpecError("known_hosts", "no known_hosts= given and ~/.ssh/known_hosts does not exist; "
+                            "host keys are always checked", "a known_hosts file with the hosts' keys")
+        return config
+
+    def _slots(self) -> list[str]:
+        return [node_id_of(h) for h in self.config.get("hosts", [])]
+
+    def _entry(self, node_id: str) -> tuple[str, int]:
+        for entry in self.config.get("hosts", []):
+            if node_id_of(entry) == node_id:
+                return parse_host(entry)
+        raise ClusterError(f"node {node_id!r} is not a host of cluster {self.name!r}")
+
+    # -- nodes ------------------------------------------------------------------------------------
+    def transport(self, node: NodeInfo | str) -> SSHTransport:
+        node_id = node if isinstance(node, str) else node.id
+        got = self._transports.get(node_id)
+        if got is None:
+            host, port = self._entry(node_id)
+            got = SSHTransport(host, port, self.config.get("user"), self.config.get("key_file"),
+                               self.config.get("known_hosts"))
+            self._transports[node_id] = got
+        return got
+
+    def python(self, node: NodeInfo) -> str:
+        return self.config.get("python") or "python3"
+
+    def _root_for(self, node_id: str, home: str) -> str:
+        host, port = self._entry(node_id)
+        root = str(self.config.get("node_root") or DEFAULT_NODE_ROOT)
+        root = root.replace("{host}", host).replace("{port}", str(port)).replace("{node}", node_id)
+        if root == "~" or root.startswith("~/"):
+            root = home.rstrip("/") + root[1:]
+        return root
+
+    def node_root(self, node: NodeInfo) -> str:
+        root = node.info.get("root")
+        if root:
+            return str(root)
+        return self._root_for(node.id, self.transport(node).home())
+
+    def _provision(self, node_id: str) -> dict[str, Any]:
+        transport = self.transport(node_id)
+        label = transport.label
+        python = self.config.get("python") or "python3"
+        try:
+            code, out, err = transport.run([python, "-c", _PROBE], timeout=60)
+        except ClusterError:
+            raise
+        except OSError as exc:
+            raise ClusterError(f"host {label}: {exc}") from None
+        if code != 0:
+            raise ClusterError(f"host {label}: {python} does not run (exit code {code}): "
+                               f"{(err or out).strip()[-500:]}")
+        probe = json.loads(out.strip().splitlines()[-1])
+        if "package" not in probe:
+            raise ClusterError(f"host {label}: batchai_jupyter cannot be imported by {probe['python']} "
+                               f"({probe.get('package_error')}); install it there with "
+                               f"pip install batchai-jupyter=={__version__}")
+        if probe["package"] != __version__:
+            raise ClusterError(f"host {label}: batchai_jupyter {probe['package']} is installed for "
+                               f"{probe['python']}, but this workspace runs {__version__}; "
+                               f"install the same version on the node")
+        if tuple(probe["version"][:2]) < (3, 9):
+            raise ClusterError(f"host {label}: Python {'.'.join(map(str, probe['version']))} is too old "
+                               f"(3.9 or newer is needed)")
+        want = self.gpus_per_node()
+        if want and probe["gpus"] < want:
+            raise ClusterError(f"host {label}: gpus_per_node={want} but nvidia-smi lists "
+                               f"{probe['gpus']} GPU(s)")
+        root = self._root_for(node_id, probe["home"])
+        code, _out, err = transport.run(["mkdir", "-p", f"{root}/runs", f"{root}/objects"], timeout=30)
+        if code != 0:
+            raise ClusterError(f"host {label}: cannot create node_root {root}: {err.strip()}")
+        host, _port = self._entry(node_id)
+        return {"address": host, "gpus": want,
+                "info": {"gpu_ids": [str(i) for i in range(want)], "root": root,
+                         "python": probe["python"], "mpirun": probe["mpirun"],
+                         "hostname": probe["hostname"], "host": label}}
+
+    def _deprovision(self, node: NodeInfo) -> None:
+        transport = self._transports.pop(node.id, None)
+        self._objects.pop(node.id, None)
+        if transport is not None:
+            transport.close()
+
+    def ensure_objects(self, node: NodeInfo, digests: list[str], store: SnapshotStore) -> int:
+        """Send what the node's cache lacks; its listing is read once, then remembered."""
+        have = self._objects.get(node.id)
+        transport = self.transport(node)
+        objects = self.objects_dir(node)
+        if have is None or not have.issuperset(digests):
+            have = {rel.replace("/", "") for rel in transport.list_files(objects)}
+            self._objects[node.id] = have
+        sent = 0
+        for digest in digests:
+            if digest not in have:
+                transport.put_file(store.object_path(digest), f"{objects}/{digest[:2]}/{digest[2:]}", 0o644)
+                have.add(digest)
+                sent += 1
+        return sent
+
+    def close(self) -> None:
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()

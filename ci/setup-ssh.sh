@@ -1,0 +1,31 @@
+#!/bin/sh
+# OpenSSH server, OpenMPI and iproute2 for the ssh backend and the distributed tests, plus
+# torch (CPU wheel) and mpi4py in the project's virtualenv. Idempotent: fast when present.
+set -eu
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+PY=${BATCHAI_VENV_PYTHON:-$HERE/.venv/bin/python}
+need_apt=""
+[ -x /usr/sbin/sshd ] || need_apt="$need_apt openssh-server"
+command -v mpirun >/dev/null 2>&1 || need_apt="$need_apt openmpi-bin"
+[ -e /usr/include/x86_64-linux-gnu/openmpi ] || [ -e /usr/lib/x86_64-linux-gnu/openmpi/include ] \
+    || need_apt="$need_apt libopenmpi-dev"
+command -v ip >/dev/null 2>&1 || need_apt="$need_apt iproute2"
+if [ -n "$need_apt" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt_get() {  # another installer may hold the dpkg lock: wait for it
+        for _ in $(seq 1 60); do
+            if apt-get -o DPkg::Lock::Timeout=120 "$@"; then return 0; fi
+            sleep 2
+        done
+        return 1
+    }
+    apt_get update -qq || true
+    # shellcheck disable=SC2086
+    apt_get install -y -qq --no-install-recommends $need_apt
+fi
+mkdir -p /run/sshd && chmod 755 /run/sshd
+if [ -x "$PY" ]; then
+    "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==2.13.0" numpy
+    "$PY" -c "import mpi4py" 2>/dev/null || "$PY" -m pip install -q mpi4py
+fi
+exit 0

@@ -1,0 +1,180 @@
+"""Real OpenSSH hosts for the tests: one sshd per network namespace, 10.200.7.x addresses.
+
+Each host is a network namespace with its own address, hostname (unshare --uts), hosts file and
+an empty resolv.conf, joined by a bridge. The filesystem is shared, so every host runs the same
+virtualenv; each node gets its own node_root through the `{host}` placeholder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BRIDGE = "br-baissh"
+SUBNET = "10.200.7"
+PREFIX = "baissh"
+
+
+def missing_tools() -> str | None:
+    """Why the ssh hosts cannot be made here, or None."""
+    for tool in ("/usr/sbin/sshd", "/usr/bin/ssh-keygen"):
+        if not os.path.exists(tool):
+            return f"{tool} is not installed (run ci/setup-ssh.sh)"
+    if shutil.which("ip") is None or shutil.which("unshare") is None:
+        return "iproute2/unshare are not installed"
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    probe = subprocess.run(["ip", "netns", "add", f"{PREFIX}probe"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot create a network namespace: {probe.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", f"{PREFIX}probe"], capture_output=True)
+    return None
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+@dataclass
+class Host:
+    index: int
+    netns: str
+    address: str
+    hostname: str
+    folder: Path
+    sshd: subprocess.Popen | None = None
+    host_key_line: str = ""
+
+
+@dataclass
+class SSHHosts:
+    """N hosts with sshd on port 22, a client key and a known_hosts file with their keys."""
+
+    folder: Path
+    count: int = 3
+    hosts: list[Host] = field(default_factory=list)
+
+    @property
+    def key_file(self) -> str:
+        return str(self.folder / "client_ed25519")
+
+    @property
+    def known_hosts(self) -> str:
+        return str(self.folder / "known_hosts")
+
+    def ssh_command(self) -> str:
+        """What OpenMPI (or a user) uses to reach one host from another."""
+        return (f"ssh -i {self.key_file} -o UserKnownHostsFile={self.known_hosts} "
+                f"-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5")
+
+    def start(self) -> "SSHHosts":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.stop_network()  # leftovers of an earlier, killed session
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key_file],
+                       check=True, input="y\n", text=True, capture_output=True)
+        shutil.copy(self.key_file + ".pub", self.folder / "authorized_keys")
+        _ip("link", "add", BRIDGE, "type", "bridge")
+        _ip("addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
+        _ip("link", "set", BRIDGE, "up")
+        names = "".join(f"{SUBNET}.{i + 2} node{i + 1}\n" for i in range(self.count))
+        for i in range(self.count):
+            host = Host(i, f"{PREFIX}{i + 1}", f"{SUBNET}.{i + 2}", f"node{i + 1}",
+                        self.folder / f"host{i + 1}")
+            host.folder.mkdir(exist_ok=True)
+            self.hosts.append(host)
+            veth_h, veth_n = f"vbs{i + 1}h", f"vbs{i + 1}n"
+            _ip("netns", "add", host.netns)
+            _ip("link", "add", veth_h, "type", "veth", "peer", "name", veth_n)
+            _ip("link", "set", veth_h, "master", BRIDGE, "up")
+            _ip("link", "set", veth_n, "netns", host.netns)
+            _ip("-n", host.netns, "link", "set", veth_n, "name", "eth0")
+            _ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
+            _ip("-n", host.netns, "link", "set", "eth0", "up")
+            _ip("-n", host.netns, "link", "set", "lo", "up")
+            _ip("-n", host.netns, "route", "add", "default", "via", f"{SUBNET}.1")
+            etc = Path("/etc/netns") / host.netns
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "hosts").write_text(f"127.0.0.1 localhost\n{names}")
+            (etc / "resolv.conf").write_text("")
+            key = host.folder / "host_ed25519"
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                           check=True, input="y\n", text=True, capture_output=True)
+            host.host_key_line = f"{host.address} " + " ".join(
+                Path(str(key) + ".pub").read_text().split()[:2])
+            (host.folder / "sshd_config").write_text(
+                f"Port 22\nListenAddress {host.address}\nHostKey {key}\n"
+                f"PidFile {host.folder}/sshd.pid\nAuthorizedKeysFile {self.folder}/authorized_keys\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+                "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nMaxSessions 50\n"
+                "MaxStartups 50\nSubsystem sftp internal-sftp\n")
+        Path(self.known_hosts).write_text("".join(h.host_key_line + "\n" for h in self.hosts))
+        for host in self.hosts:
+            self.start_sshd(host)
+        return self
+
+    def start_sshd(self, host: Host) -> None:
+        os.makedirs("/run/sshd", exist_ok=True)
+        host.sshd = subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, "unshare", "--uts", "sh", "-c",
+             f"hostname {host.hostname}; exec /usr/sbin/sshd -D -e -f {host.folder}/sshd_config"],
+            stdout=subprocess.DEVNULL, stderr=open(host.folder / "sshd.log", "ab"))
+        end = time.time() + 10
+        while time.time() < end:
+            try:  # the test's own namespace reaches every host over the bridge
+                with socket.create_connection((host.address, 22), timeout=0.5) as sock:
+                    if sock.recv(4).startswith(b"SSH"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"sshd on {host.address} did not start: "
+                           f"{(host.folder / 'sshd.log').read_text()[-500:]}")
+
+    def stop_sshd(self, host: Host) -> None:
+        """Kill the listening sshd (sessions already open stay, as when sshd dies on a node)."""
+        if host.sshd is not None and host.sshd.poll() is None:
+            host.sshd.send_signal(signal.SIGKILL)
+            host.sshd.wait(10)
+        host.sshd = None
+
+    def set_link(self, host: Host, up: bool) -> None:
+        _ip("link", "set", f"vbs{host.index + 1}h", "up" if up else "down")
+
+    def pids(self, host: Host) -> list[int]:
+        """Every process living in the host's network namespace."""
+        out = _ip("netns", "pids", host.netns, check=False).stdout
+        return [int(p) for p in out.split()]
+
+    def job_pids(self, host: Host) -> list[int]:
+        """Processes in the namespace other than sshd itself (its listener and sessions)."""
+        keep = []
+        for pid in self.pids(host):
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm not in ("sshd",):
+                keep.append(pid)
+        return keep
+
+    def stop(self) -> None:
+        for host in self.hosts:
+            for pid in self.pids(host):  # agents and jobs too: nothing outlives the hosts
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if host.sshd is not None:
+                host.sshd.wait(10)
+        self.stop_network()
+
+    def stop_network(self) -> None:
+        for i in range(max(self.count, 3)):
+            _ip("netns", "del", f"{PREFIX}{i + 1}", check=False)
+            shutil.rmtree(Path("/etc/netns") / f"{PREFIX}{i + 1}", ignore_errors=True)
+            _ip("link", "del", f"vbs{i + 1}h", check=False)
+        _ip("link", "del", BRIDGE, check=False)
