@@ -1,0 +1,41 @@
+# Set-up on a fresh machine is two commands: `make demo` and `make test`.
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test test-fast bench lab setup clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## demo: submit a sample training script to the local cluster, stream it, show metrics and outputs
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+## setup: system components the tests talk to (sshd, Slurm, Azurite, Chromium, OpenMPI); idempotent
+setup: $(STAMP)
+	@for f in ci/setup-*.sh; do [ -f "$$f" ] || continue; echo "== $$f"; VENV=$(VENV) bash "$$f" || exit 1; done
+
+## test: everything — unit, end-to-end, real servers, recipes under nbval, benchmarks in quick mode
+test: setup
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests recipes --nbval-lax --durations=15
+	BENCH_QUICK=1 $(MAKE) --no-print-directory bench
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q tests/test_spec.py tests/test_snapshot.py tests/test_runs.py tests/test_faults.py \
+		tests/test_clusters.py tests/test_cli.py
+
+## bench: the benchmarks (ratios against baselines measured in the same run)
+bench: $(STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) "$$f" $${BENCH_QUICK:+--quick} || exit 1; done
+
+## lab: JupyterLab on the recipes, with the local cluster as the default
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab recipes/
+
+clean:
+	rm -rf $(VENV) .batchai .cache
