@@ -1,0 +1,135 @@
+"""Slurm commands and the one batched, rate-limited status watcher of a slurm cluster.
+
+Every question about job state is answered from one `squeue` call that lists all the
+cluster's jobs at once; the call is repeated at most every `min_interval` seconds, and the
+interval grows while nothing changes (a scheduler must not be polled once per job per tick).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+# squeue states in which the job's processes may still run (everything else is over)
+LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
+                         "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING",
+                         "STAGE_OUT", "RESV_DEL_HOLD", "STOPPED"})
+GONE = "GONE"  # squeue does not know the job (any more)
+
+Runner = Callable[[list[str], float], "tuple[int, str, str]"]
+
+
+class SlurmCommands:
+    """Runs sbatch/squeue/scontrol/scancel/sinfo here or, through `remote`, on a login host."""
+
+    def __init__(self, config: dict[str, Any], remote: Runner | None = None):
+        self.bin = config.get("slurm_bin") or ""
+        self.conf = config.get("slurm_conf")
+        self.remote = remote
+        self.where = f"on {config['login_host']}" if config.get("login_host") else "here"
+
+    def path(self, tool: str) -> str:
+        return os.path.join(self.bin, tool) if self.bin else tool
+
+    def __call__(self, tool: str, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+        argv = [self.path(tool), *args]
+        if self.remote is not None:
+            line = " ".join(shlex.quote(a) for a in argv)
+            if self.conf:
+                line = f"SLURM_CONF={shlex.quote(self.conf)} {line}"
+            return self.remote(["/bin/sh", "-c", line], timeout)
+        env = dict(os.environ)
+        if self.conf:
+            env["SLURM_CONF"] = self.conf
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            return 127, "", f"{argv[0]}: {exc.strerror}"
+        except subprocess.TimeoutExpired:
+            return 124, "", f"{argv[0]} did not answer within {timeout:.0f} s"
+        return proc.returncode, proc.stdout, proc.stderr
+
+
+@dataclass
+class JobInfo:
+    """What squeue last said about one job."""
+
+    state: str
+    nodes: str = ""      # hostlist expression, e.g. n[1-2]
+    reason: str = ""
+    seen: float = 0.0    # when this state was first seen
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+
+class SlurmWatcher:
+    """One squeue for all tracked jobs, at most every interval; backoff while nothing changes."""
+
+    def __init__(self, commands: SlurmCommands, min_interval: float = 0.5,
+                 max_interval: float = 5.0, factor: float = 1.5):
+        self.commands = commands
+        self.min_interval = min_interval
+        self.max_interval = max(min_interval, max_interval)
+        self.factor = factor
+        self.interval = min_interval
+        self.next_poll = 0.0
+        self.jobs: dict[str, JobInfo] = {}
+        self.calls = 0
+        self.last_error: str | None = None
+
+    def track(self, job_id: str) -> None:
+        """Watch a job; a new job makes the next poll come soon."""
+        if job_id not in self.jobs:
+            self.jobs[job_id] = JobInfo(state="UNKNOWN", seen=time.time())
+            self.interval = self.min_interval
+            self.next_poll = min(self.next_poll, time.time() + self.min_interval)
+
+    def forget(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+
+    def info(self, job_id: str) -> JobInfo | None:
+        return self.jobs.get(job_id)
+
+    def poll(self, force: bool = False) -> bool:
+        """Refresh every job's state with one squeue call when due; True if it ran."""
+        now = time.time()
+        if not self.jobs or (not force and now < self.next_poll):
+            return False
+        ids = sorted(self.jobs, key=lambda j: int(j) if j.isdigit() else 0)
+        self.calls += 1
+        code, out, err = self.commands("squeue", "--noheader", "--states=all",
+                                       "--format=%i|%T|%N|%r", f"--jobs={','.join(ids)}",
+                                       timeout=30)
+        changed = False
+        if code != 0 and "Invalid job id" not in err:
+            self.last_error = err.strip() or f"squeue exited with code {code}"
+            self._schedule(changed=False)
+            return True
+        self.last_error = None
+        seen: dict[str, tuple[str, str, str]] = {}
+        for line in out.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 4:
+                seen[parts[0]] = (parts[1], parts[2], parts[3])
+        for job_id, old in self.jobs.items():
+            state, nodes, reason = seen.get(job_id, (GONE, old.nodes, old.reason))
+            if state != old.state:
+                changed = True
+                self.jobs[job_id] = JobInfo(state, nodes, reason, seen=now)
+            else:
+                old.nodes, old.reason = nodes or old.nodes, reason
+        self._schedule(changed)
+        return True
+
+    def _schedule(self, changed: bool) -> None:
+        if changed:
+            self.interval = self.min_interval
+        else:
+            self.interval = min(self.max_interval, self.interval * self.factor)
+        self.next_poll = time.time() + self.interval
