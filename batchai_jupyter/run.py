@@ -38,6 +38,15 @@ class Run:
     def __hash__(self) -> int:
         return hash(self.id)
 
+    # -- display in a notebook (ipywidgets is imported only here, on use) -------------------------
+    def _repr_html_(self) -> str:
+        from .notebook.summary import run_summary_html
+        return run_summary_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .notebook.display import run_mimebundle
+        return run_mimebundle(self)
+
     # -- inside a job ----------------------------------------------------------------------------
     @staticmethod
     def get_context(allow_offline: bool = True) -> JobRun:

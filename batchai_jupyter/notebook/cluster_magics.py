@@ -1,0 +1,116 @@
+"""%batchai_cluster: list, show, create, resize, update, delete (thin over Workspace/Cluster)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser, arg_split
+
+from ..compute.base import DEALLOCATION_OPTIONS
+from ..errors import ClusterError, ClusterNotFound, SpecError
+from .table import Table
+
+ACTIONS = ("list", "show", "create", "resize", "update", "delete")
+BACKENDS = ("local", "ssh", "slurm")
+CLUSTER_COLUMNS = ["name", "backend", "min_nodes", "max_nodes", "nodes", "idle", "running",
+                   "unusable", "queued_runs", "allocation_state"]
+
+
+def _int(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise UsageError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise UsageError(f"{value} must be {minimum} or more")
+        return value
+    return parse
+
+
+def parser() -> MagicArgumentParser:
+    root = MagicArgumentParser(prog="%batchai_cluster", add_help=False)
+    sub = root.add_subparsers(dest="action", metavar="{" + ",".join(ACTIONS) + "}")
+    sub.add_parser("list", add_help=False)
+    for name in ("show", "delete"):
+        p = sub.add_parser(name, add_help=False)
+        p.add_argument("name")
+        if name == "delete":
+            p.add_argument("--force", action="store_true", help="delete even with active runs")
+    p = sub.add_parser("create", add_help=False)
+    p.add_argument("name")
+    p.add_argument("--backend", choices=BACKENDS, default="local")
+    p.add_argument("--min-nodes", type=_int(0), default=0)
+    p.add_argument("--max-nodes", type=_int(0))
+    p.add_argument("--idle-seconds", type=_int(0), default=120)
+    p.add_argument("--gpus-per-node", type=_int(0), default=0)
+    p.add_argument("--hosts", help="ssh: comma-separated host[:port] list")
+    for opt in ("user", "key-file", "known-hosts", "python", "node-root", "partition",
+                "login-host", "shared-root"):
+        p.add_argument(f"--{opt}")
+    p = sub.add_parser("resize", add_help=False)
+    p.add_argument("name")
+    p.add_argument("target", type=_int(0))
+    p.add_argument("--node-deallocation-option", choices=DEALLOCATION_OPTIONS, default="requeue")
+    p = sub.add_parser("update", add_help=False)
+    p.add_argument("name")
+    p.add_argument("--min-nodes", type=_int(0))
+    p.add_argument("--max-nodes", type=_int(0))
+    p.add_argument("--idle-seconds", type=_int(0))
+    return root
+
+
+def cluster_row(cluster: Any) -> dict[str, Any]:
+    status = cluster.get_status()
+    counts = status.node_state_counts
+    return {"name": cluster.name, "backend": cluster.backend, "min_nodes": cluster.min_nodes,
+            "max_nodes": cluster.max_nodes, "nodes": status.current_node_count,
+            "idle": counts.get("idle", 0), "running": counts.get("running", 0),
+            "unusable": counts.get("unusable", 0), "queued_runs": status.queued_runs,
+            "allocation_state": status.allocation_state}
+
+
+def cluster_command(workspace: Callable[[], Any], line: str) -> Any:
+    if not line.strip():
+        raise UsageError(f"%batchai_cluster needs an action: {', '.join(ACTIONS)}")
+    args = parser().parse_args(arg_split(line))
+    ws = workspace()
+    try:
+        if args.action == "list":
+            return Table([cluster_row(c) for c in ws.clusters()], CLUSTER_COLUMNS)
+        if args.action == "create":
+            options = {key: getattr(args, key) for key in (
+                "user", "key_file", "known_hosts", "python", "node_root", "partition",
+                "login_host", "shared_root") if getattr(args, key) is not None}
+            if args.hosts:
+                options["hosts"] = [h for h in args.hosts.split(",") if h]
+            return ws.create_cluster(args.name, backend=args.backend, min_nodes=args.min_nodes,
+                                     max_nodes=args.max_nodes,
+                                     idle_seconds_before_scaledown=args.idle_seconds,
+                                     gpus_per_node=args.gpus_per_node, **options)
+        cluster = ws.cluster(args.name)
+        if args.action == "show":
+            row = cluster_row(cluster)
+            config = {k: v for k, v in cluster.config.items() if k not in row}
+            errors = cluster.get_status().errors
+            items = [*row.items(), *config.items()] + ([("errors", "; ".join(errors))] if errors else [])
+            nodes = [f"{n.id} {n.state}" + (f" ({n.error})" if n.error else "") for n in cluster.nodes()]
+            items.append(("node list", ", ".join(nodes)))
+            return Table([{"field": k, "value": v} for k, v in items], ["field", "value"])
+        if args.action == "resize":
+            cluster.resize(args.target, node_deallocation_option=args.node_deallocation_option)
+        elif args.action == "update":
+            if args.min_nodes is None and args.max_nodes is None and args.idle_seconds is None:
+                raise UsageError("%batchai_cluster update needs one of --min-nodes, --max-nodes, "
+                                 "--idle-seconds")
+            cluster.update(min_nodes=args.min_nodes, max_nodes=args.max_nodes,
+                           idle_seconds_before_scaledown=args.idle_seconds)
+        elif args.action == "delete":
+            cluster.delete(force=args.force)
+            print(f"cluster {args.name} is being deleted")
+            return None
+        return cluster.refresh()
+    except ClusterNotFound as exc:
+        raise UsageError(f"%batchai_cluster {args.action}: {exc}") from None
+    except (SpecError, ClusterError) as exc:
+        raise UsageError(f"%batchai_cluster {args.action}: {exc}") from None

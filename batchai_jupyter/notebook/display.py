@@ -1,0 +1,23 @@
+"""How a Run shows itself as a cell's result: the live widget in a kernel, else static HTML."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (where widgets have a front end to talk to)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def run_mimebundle(run: Any) -> dict[str, Any]:
+    """Widget view + static HTML summary + text: each front end picks what it can render."""
+    from .summary import run_summary_html
+    if in_kernel():
+        from .widget import RunDetails
+        return RunDetails(run)._repr_mimebundle_()
+    return {"text/plain": repr(run), "text/html": run_summary_html(run)}

@@ -1,0 +1,186 @@
+"""%batchai_cluster, %%batchai_job and %batchai_job: thin parsers over the Python API.
+
+Every option is declared with IPython's magic_arguments, so `%%batchai_job?` documents it.
+Bad arguments raise UsageError naming what is valid, before anything is snapshotted or
+submitted. The workspace is looked up on every call (Workspace.from_config): no kernel state.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import (MagicArgumentParser, argument, magic_arguments,
+                                          parse_argstring)
+
+from ..errors import RunNotFound
+from .cluster_magics import cluster_command
+from .table import Table
+
+DISTRIBUTIONS = ("pytorch", "mpi", "tensorflow")
+JOB_ACTIONS = ("list", "show", "stream", "cancel", "files")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise UsageError(f"{value} must be 1 or more")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise UsageError(f"{value} must be 0 or more")
+    return value
+
+
+def option_names(parser: Any) -> list[str]:
+    return [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+
+
+def parse_or_explain(func: Callable[..., Any], line: str) -> Any:
+    """parse_argstring, with the valid options added to an 'unrecognized arguments' error."""
+    try:
+        return parse_argstring(func, line)
+    except UsageError as exc:
+        text = str(exc)
+        if "unrecognized arguments" in text or "expected one argument" in text:
+            text += f"\nvalid options: {', '.join(option_names(func.parser))}"
+        raise UsageError(f"%%{func.__name__}: {text}") from None
+
+
+def job_line_parser() -> MagicArgumentParser:
+    parser = MagicArgumentParser(prog="%batchai_job", add_help=False)
+    sub = parser.add_subparsers(dest="action", metavar="{" + ",".join(JOB_ACTIONS) + "}")
+    p = sub.add_parser("list", add_help=False)
+    p.add_argument("--experiment", "-e")
+    p.add_argument("--limit", type=positive_int, default=20)
+    for name in ("show", "cancel", "files"):
+        sub.add_parser(name, add_help=False).add_argument("run")
+    p = sub.add_parser("stream", add_help=False)
+    p.add_argument("run")
+    p.add_argument("-f", "--file", help="a run file (default: the main process's stdout)")
+    p.add_argument("--no-follow", action="store_true", help="print what is there and return")
+    return parser
+
+
+@magics_class
+class BatchAIMagics(Magics):
+    """The magics `%load_ext batchai_jupyter` registers (API.md §3)."""
+
+    def workspace(self) -> Any:
+        from ..workspace import Workspace
+        return Workspace.from_config()
+
+    # -- %batchai_cluster --------------------------------------------------------------------------
+    @line_magic
+    def batchai_cluster(self, line: str) -> Any:
+        """Manage compute targets of the workspace.
+
+        %batchai_cluster list
+        %batchai_cluster show NAME
+        %batchai_cluster create NAME --backend local|ssh|slurm --max-nodes N [--min-nodes N]
+                         [--idle-seconds S] [--gpus-per-node N] [--hosts H1,H2] [--user U]
+                         [--key-file F] [--known-hosts F] [--python P] [--node-root D]
+                         [--partition P] [--login-host H] [--shared-root D]
+        %batchai_cluster resize NAME N [--node-deallocation-option requeue|terminate|waitforjobcompletion]
+        %batchai_cluster update NAME [--min-nodes N] [--max-nodes N] [--idle-seconds S]
+        %batchai_cluster delete NAME [--force]
+        """
+        return cluster_command(self.workspace, line)
+
+    # -- %%batchai_job and %batchai_job ----------------------------------------------------------
+    @magic_arguments()
+    @argument("--cluster", "-c", default="local", help="compute target (default: local)")
+    @argument("--experiment", "-e", default="default", help="experiment the run is filed under")
+    @argument("--nodes", type=positive_int, default=1, help="nodes to run on (default 1)")
+    @argument("--processes-per-node", type=positive_int, default=1,
+              help="processes started on each node (default 1)")
+    @argument("--distribution", choices=DISTRIBUTIONS,
+              help="launch contract for several processes: pytorch, mpi or tensorflow")
+    @argument("--source", default=".", help="folder snapshotted with the job (default: the "
+              "current folder); .amlignore/.gitignore apply")
+    @argument("--script", default="main.py", help="name of the cell body in the snapshot "
+              "(default main.py)")
+    @argument("--command", help="command line to run instead of `python SCRIPT ARGS`; the "
+              "cell body may then be empty")
+    @argument("--input", action="append", metavar="ID=DATASTORE:PATH[:mount|download]",
+              help="data the job reads, at $AZ_BATCHAI_INPUT_<ID> (default mode: download)")
+    @argument("--output", action="append", metavar="ID=DATASTORE:PATH",
+              help="folder $AZ_BATCHAI_OUTPUT_<ID> uploaded to the datastore when the job ends")
+    @argument("--env", action="append", metavar="K=V", help="environment variable of the job")
+    @argument("--gpus-per-process", type=non_negative_int, default=0, help="GPUs per process")
+    @argument("--tag", action="append", metavar="K=V", help="tag of the run")
+    @argument("--wait", action="store_true", help="stream the output and return when the run "
+              "ends (raises RunFailed if it fails)")
+    @argument("arguments", nargs="*", metavar="-- ARGS", help="arguments of the script")
+    @line_cell_magic
+    def batchai_job(self, line: str, cell: str | None = None) -> Any:
+        """Run the cell as a job, or look at runs.
+
+        Cell form: the cell body is the job's entry script; it is added to the snapshot of
+        --source as --script (default main.py) and run with `python main.py ARGS` on --cluster.
+        Returns the Run at once (its display is the live RunDetails widget) unless --wait.
+
+        Line form:
+        %batchai_job list [--experiment E] [--limit N]
+        %batchai_job show RUN | stream RUN [-f FILE] | cancel RUN | files RUN
+        """
+        if cell is None:
+            return self._job_line(line)
+        args = parse_or_explain(self.batchai_job, line)
+        from .submit import submit_cell
+        return submit_cell(self.workspace(), args, cell)
+
+    def _job_line(self, line: str) -> Any:
+        from IPython.core.magic_arguments import arg_split
+        if not line.strip():
+            raise UsageError(f"%batchai_job needs an action: {', '.join(JOB_ACTIONS)} "
+                             f"(or use %%batchai_job as a cell magic to run the cell as a job)")
+        args = job_line_parser().parse_args(arg_split(line))
+        ws = self.workspace()
+        if args.action == "list":
+            rows = ws.history.run_rows(experiment=args.experiment, limit=args.limit)
+            return Table([{"run id": r["id"], "experiment": r["experiment"], "#": r["number"],
+                           "cluster": r["cluster"], "status": r["status"],
+                           "parent": r["parent_id"] or ""} for r in rows],
+                         ["run id", "experiment", "#", "cluster", "status", "parent"])
+        run = find_run(ws, args.run)
+        if args.action == "show":
+            return run
+        if args.action == "cancel":
+            run.cancel()
+            print(f"cancel requested for {run.id} (status {run.status})")
+            return None
+        if args.action == "files":
+            base = ws.run_files_dir(run.id)
+            return Table([{"name": n, "size": (base / n).stat().st_size} for n in run.get_file_names()],
+                         ["name", "size"])
+        try:  # stream
+            for text in run.stream(args.file, follow=not args.no_follow):
+                print(text, flush=True)
+        except KeyboardInterrupt:
+            print(f"\nStopped following {run.id}; the run goes on.", flush=True)
+        return None
+
+
+def find_run(ws: Any, run_id: str) -> Any:
+    try:
+        return ws.get_run(run_id)
+    except RunNotFound:
+        recent = [r["id"] for r in ws.history.run_rows(limit=5)]
+        raise UsageError(f"run {run_id!r} not found in {ws.path} (recent runs: "
+                         f"{', '.join(recent) or 'none'}; see %batchai_job list)") from None
+
+
+def register(ip: Any) -> None:
+    """Called by `%load_ext batchai_jupyter`."""
+    ip.register_magics(BatchAIMagics)
+

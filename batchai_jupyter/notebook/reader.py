@@ -1,0 +1,147 @@
+"""Incremental reads of one run from the workspace (history.db and runs/<id>/files).
+
+The widget's background thread calls these; each read costs a query or a file read from an
+offset, so polling several times a second stays cheap. Nothing here touches a node.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..history import TERMINAL_STATUSES
+from ..run import summarize_metrics
+
+#: The log pane keeps the tail of a file; the whole file stays in the run's files.
+MAX_LOG_CHARS = 200_000
+
+
+def is_log_file(name: str) -> bool:
+    """stdout/stderr of each process and the files a job writes to ./logs."""
+    base = name.rsplit("/", 1)[-1]
+    if name.startswith("logs/"):
+        return True
+    return "/" not in name and (base.startswith("stdout") or base.startswith("stderr")) \
+        and base.endswith(".txt")
+
+
+def log_file_names(files_dir: Path) -> list[str]:
+    if not files_dir.exists():
+        return []
+    names = [p.relative_to(files_dir).as_posix() for p in files_dir.rglob("*") if p.is_file()]
+    names = [n for n in names if is_log_file(n)]
+    # stdout first, then stderr, then ./logs: the order a user looks at them
+    return sorted(names, key=lambda n: (0 if n.startswith("stdout") else 1 if n.startswith("stderr")
+                                        else 2, n))
+
+
+class LogTail:
+    """The tail of one run file, read from the last offset (a shorter file is read again)."""
+
+    def __init__(self, path: Path, max_chars: int = MAX_LOG_CHARS):
+        self.path = path
+        self.max_chars = max_chars
+        self.offset = 0
+        self.text = ""
+        self._pending = b""
+
+    def read(self) -> bool:
+        """Append what was written since the last read; True when the text changed."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if size < self.offset:
+            self.offset, self.text, self._pending = 0, "", b""
+        if size == self.offset:
+            return False
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read(size - self.offset)
+        self.offset += len(data)
+        data = self._pending + data
+        cut = data.rfind(b"\n") + 1  # keep a partial UTF-8 line for the next read
+        if cut == 0 and len(data) < 65536:
+            self._pending = data
+            return False
+        if cut == 0:
+            cut = len(data)
+        self._pending = data[cut:]
+        self.text = (self.text + data[:cut].decode("utf-8", "replace"))[-self.max_chars:]
+        return True
+
+    def flush(self) -> bool:
+        """At the end of a run: show a last line that has no newline."""
+        if not self._pending:
+            return False
+        self.text = (self.text + self._pending.decode("utf-8", "replace"))[-self.max_chars:]
+        self._pending = b""
+        return True
+
+
+class MetricsTail:
+    """Metric rows of one run, read by sequence number; scalars become (step, value) series."""
+
+    def __init__(self, history: Any, run_id: str):
+        self.history = history
+        self.run_id = run_id
+        self.last_seq = 0
+        self.series: dict[str, list[tuple[float, float]]] = {}
+        self._other_rows: list[dict[str, Any]] = []
+
+    def read(self) -> bool:
+        rows = self.history.query("SELECT * FROM metrics WHERE run_id=? AND seq>? ORDER BY seq",
+                                  (self.run_id, self.last_seq))
+        if not rows:
+            return False
+        for r in rows:
+            self.last_seq = r["seq"]
+            value = json.loads(r["value"])
+            if r["kind"] == "scalar" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                points = self.series.setdefault(r["name"], [])
+                points.append((r["step"] if r["step"] is not None else len(points), value))
+            else:
+                self._other_rows.append({"name": r["name"], "kind": r["kind"], "value": value})
+        return True
+
+    @property
+    def others(self) -> dict[str, Any]:
+        return summarize_metrics(self._other_rows)
+
+
+def children_rows(history: Any, run_id: str, metric: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Child runs with the last value of `metric`, and the scalar metric names they log."""
+    rows = list(reversed(history.run_rows(parent_id=run_id)))
+    if not rows:
+        return [], []
+    ids = [r["id"] for r in rows]
+    marks = ",".join("?" * len(ids))
+    names = [r["name"] for r in history.query(
+        f"SELECT DISTINCT name FROM metrics WHERE run_id IN ({marks}) AND kind='scalar' ORDER BY name",
+        tuple(ids))]
+    if metric is None and names:
+        metric = names[0]
+    last: dict[str, Any] = {}
+    if metric is not None:
+        for r in history.query(f"SELECT run_id, value FROM metrics WHERE run_id IN ({marks}) AND "
+                               f"name=? AND kind='scalar' ORDER BY seq", (*ids, metric)):
+            last[r["run_id"]] = json.loads(r["value"])
+    for r in rows:
+        r["metric"] = last.get(r["id"])
+    return rows, names
+
+
+def sort_children(rows: list[dict[str, Any]], descending: bool) -> list[dict[str, Any]]:
+    """By the chosen metric (runs without it last), then by run number."""
+    with_value = [r for r in rows if isinstance(r.get("metric"), (int, float))]
+    without = [r for r in rows if not isinstance(r.get("metric"), (int, float))]
+    with_value.sort(key=lambda r: r["metric"], reverse=descending)
+    return with_value + sorted(without, key=lambda r: r["number"])
+
+
+def all_ended(history: Any, run_id: str) -> bool:
+    """The run and every child run are in a final state (the widget can stop polling)."""
+    row = history.run_row(run_id)
+    if row is None or row["status"] not in TERMINAL_STATUSES:
+        return False
+    return all(r["status"] in TERMINAL_STATUSES for r in history.run_rows(parent_id=run_id))

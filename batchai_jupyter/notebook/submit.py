@@ -1,0 +1,78 @@
+"""From parsed %%batchai_job options and a cell body to a submitted Run."""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from ..errors import ClusterNotFound, SpecError
+from ..spec import JobSpec
+from .args import parse_data_options, parse_pairs
+from .progress import SnapshotProgress
+
+
+def check_script_name(name: str) -> str:
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or ".." in path.parts or name.endswith("/"):
+        raise UsageError(f"--script {name!r} must be a file name inside the snapshot, "
+                         f"like main.py or jobs/train.py")
+    return path.as_posix()
+
+
+def build_spec(ws: Any, args: argparse.Namespace,
+               cell: str) -> tuple[JobSpec, dict[str, bytes], dict[str, str]]:
+    """Check every option (UsageError naming the fix) and build the JobSpec; submits nothing."""
+    try:
+        ws.cluster(args.cluster)
+    except ClusterNotFound as exc:
+        raise UsageError(f"--cluster: {exc}; create one with %batchai_cluster create "
+                         f"{args.cluster} --backend local --max-nodes 2") from None
+    env = parse_pairs(args.env, "--env")
+    tags = parse_pairs(args.tag, "--tag", identifier=False)
+    inputs = parse_data_options(args.input)
+    outputs = parse_data_options(args.output, output=True)
+    script = check_script_name(args.script)
+    body = cell or ""
+    if not body.strip() and not args.command:
+        raise UsageError("%%batchai_job: the cell is empty. Write the job's script in the cell, or "
+                         "give --command CMD to run a command (for example --command \"python "
+                         "train.py\")")
+    if args.command is not None and not args.command.strip():
+        raise UsageError("--command is empty; give a command line or leave --command out")
+    source = Path(args.source).expanduser()
+    if not source.is_dir():
+        raise UsageError(f"--source {args.source!r} is not a folder (give the folder whose files "
+                         f"the job needs, default: the current folder)")
+    refs_in = {item.id: item.reference(ws) for item in inputs}
+    refs_out = {item.id: item.reference(ws) for item in outputs}
+    if args.command:
+        command = args.command + ("".join(" " + shlex.quote(a) for a in args.arguments))
+        spec = JobSpec(source_directory=str(source), command=command)
+    else:
+        spec = JobSpec(source_directory=str(source), script=script, arguments=list(args.arguments))
+    spec.node_count = args.nodes
+    spec.process_count_per_node = args.processes_per_node
+    spec.distribution = args.distribution
+    spec.inputs, spec.outputs = refs_in, refs_out
+    spec.environment_variables = env
+    spec.gpus_per_process = args.gpus_per_process
+    extra = {script: body.encode()} if body.strip() else {}
+    return spec, extra, tags
+
+
+def submit_cell(ws: Any, args: argparse.Namespace, cell: str) -> Any:
+    """Submit the cell as a job; returns the Run at once, or after it ends with --wait."""
+    spec, extra, tags = build_spec(ws, args, cell)
+    try:
+        experiment = ws.experiment(args.experiment)
+        with SnapshotProgress(description=f"snapshot of {args.source}") as progress:
+            run = experiment.submit(spec, cluster=args.cluster, tags=tags, extra_files=extra,
+                                    progress=progress)
+    except SpecError as exc:
+        raise UsageError(f"%%batchai_job: {exc}") from None
+    if args.wait:
+        run.wait_for_completion(show_output=True, raise_on_error=True)
+    return run
