@@ -194,6 +194,9 @@ class Agent:
 
     # -- processes -------------------------------------------------------------------------------
     def _run_processes(self, env: dict[str, str]) -> None:
+        if os.path.exists(self.paths.cancel):  # canceled while preparing: start nothing
+            self.canceled, self.stop_reason = True, "canceled"
+            return
         for plan in plan_processes(self.job, env, self.job["python"]):
             self._start(plan)
         self._wait()
