@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import ClusterError, SpecError
 from ..node.paths import RunPaths
 from .base import Compute, NodeInfo
-from .slurm_watch import GONE, SlurmCommands, SlurmWatcher
+from .slurm_watch import GONE, UNREACHABLE, SlurmCommands, SlurmWatcher
 from .transport import LocalTransport, Transport
 
 log = logging.getLogger("batchai_jupyter.engine")
@@ -161,8 +161,10 @@ class SlurmCompute(Compute):
 
     def _login_transport(self) -> Transport:
         if self._login is None:
-            from .slurm_login import login_transport
-            self._login = login_transport(self.config)
+            from .ssh_transport import SSHTransport  # paramiko: only for clusters with a login host
+            host, port = split_host(self.config["login_host"])
+            self._login = SSHTransport(host, port, self.config.get("user"), self.config.get("key_file"),
+                                       self.config.get("known_hosts"))
         return self._login
 
     def _remote_run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
@@ -233,10 +235,17 @@ class SlurmCompute(Compute):
         return self._addresses.get(name, name)
 
     def _submit(self, run: dict[str, Any], key: str, count: int) -> _Job | None:
-        transport = self.transport()
         path = f"{self.job_dir(key)}/job.sh"
-        transport.write_bytes(path, self.batch_script(run, key, count).encode(), 0o755)
+        try:
+            transport = self.transport()
+            transport.write_bytes(path, self.batch_script(run, key, count).encode(), 0o755)
+        except OSError as exc:  # the shared root (or the login host) is not reachable now
+            log.warning("run %s: cannot write %s (%s); trying again", run["id"], path, exc)
+            return None
         code, out, err = self.commands("sbatch", "--parsable", path, timeout=60)
+        if code == UNREACHABLE and self.config.get("login_host"):
+            log.warning("run %s: sbatch not sent (%s); trying again", run["id"], err.strip())
+            return None
         if code != 0:
             self._fail_run(run["id"], f"sbatch refused the job of run {run['id']} "
                                       f"{self.commands.where}: {err.strip() or f'exit code {code}'}")
@@ -424,6 +433,14 @@ class SlurmCompute(Compute):
         if self._login is not None:
             self._login.close()
             self._login = None
+
+
+def split_host(text: str) -> tuple[str, int]:
+    """"host" or "host:port" (port 22 by default)."""
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit():
+        return host, int(port)
+    return text, 22
 
 
 def _job_of(run: dict[str, Any]) -> str | None:

@@ -17,7 +17,8 @@ from typing import Any, Callable
 LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
                          "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING",
                          "STAGE_OUT", "RESV_DEL_HOLD", "STOPPED"})
-GONE = "GONE"  # squeue does not know the job (any more)
+GONE = "GONE"
+UNREACHABLE = 255  # exit code for "the command could not be run on the login host"  # squeue does not know the job (any more)
 
 Runner = Callable[[list[str], float], "tuple[int, str, str]"]
 
@@ -40,7 +41,10 @@ class SlurmCommands:
             line = " ".join(shlex.quote(a) for a in argv)
             if self.conf:
                 line = f"SLURM_CONF={shlex.quote(self.conf)} {line}"
-            return self.remote(["/bin/sh", "-c", line], timeout)
+            try:
+                return self.remote(["/bin/sh", "-c", line], timeout)
+            except (OSError, EOFError) as exc:  # the login host is down or refused us
+                return UNREACHABLE, "", f"cannot reach the login host: {exc}"
         env = dict(os.environ)
         if self.conf:
             env["SLURM_CONF"] = self.conf

@@ -97,3 +97,178 @@ def test_two_node_run_through_sbatch_and_srun(ws, slurm, tmp_path_factory, dist_
     assert "slurm n1" in lines and "slurm n2" in lines and f"job {job_id}" in lines
     assert sorted(run.get_metrics()["node_seen"]) == [0, 1]
     assert ws.cluster(name).nodes() == []  # Slurm owns the nodes; none is held after the run
+
+
+@pytest.fixture
+def counted_bin(tmp_path: Path) -> Path:
+    """A Slurm bin folder whose squeue logs each call (time and arguments) and then runs the real one."""
+    folder = tmp_path / "slurmbin"
+    folder.mkdir()
+    for tool in ("sbatch", "scancel", "scontrol", "sinfo", "srun"):
+        real = Path("/usr/bin") / tool
+        (folder / tool).symlink_to(real)
+    log = tmp_path / "squeue.calls"
+    wrapper = folder / "squeue"
+    wrapper.write_text(f'#!/bin/sh\necho "$(date +%s.%N) $*" >> {log}\nexec /usr/bin/squeue "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return folder
+
+
+def squeue_calls(bin_folder: Path) -> list[tuple[float, str]]:
+    path = bin_folder.parent / "squeue.calls"
+    if not path.exists():
+        return []
+    calls = []
+    for line in path.read_text().splitlines():
+        stamp, _, args = line.partition(" ")
+        calls.append((float(stamp), args))
+    return calls
+
+
+def no_process_left(marker: str) -> bool:
+    """No process on this machine (every Slurm node runs here) mentions `marker`."""
+    out = os.popen("ps -eo pid=,args=").read()
+    return not [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
+
+
+def test_sbatch_options_gres_and_extra_args(ws, slurm, tmp_path_factory, dist_src):
+    if not slurm.gpus:
+        pytest.skip("the test Slurm has no (fake) GPUs: mknod is not permitted here")
+    name = make_slurm_cluster(ws, tmp_path_factory, name="gpus", gpus_per_node=slurm.gpus,
+                              sbatch_args=["--comment=from-batchai-test"])
+    spec = bai.JobSpec(source_directory=str(dist_src), script="where.py", node_count=1,
+                       max_wall_clock_seconds=3600)
+    run = ws.experiment("slurm").submit(spec, cluster=name)
+    run.wait_for_completion(show_output=False, timeout=120)
+    job_id = str(run.get_details()["properties"]["slurm_job_id"])
+    fields = job_fields(slurm, job_id)
+    assert fields["TresPerNode"] == f"gres:gpu:{slurm.gpus}", fields
+    assert fields["Comment"] == "from-batchai-test"
+    assert fields["TimeLimit"] == "01:02:00" and fields["NumNodes"] == "1"
+    assert fields["Requeue"] == "0"  # the engine, not Slurm, decides about requeue
+    script = next(Path(ws.path, "slurm-root", "slurm").glob("*/job.sh")).read_text()
+    for option in ("--nodes=1", "--ntasks-per-node=1", f"--gres=gpu:{slurm.gpus}",
+                   "--partition=debug", "--time=0-01:02:00"):
+        assert f"#SBATCH {option}\n" in script
+    assert "srun" in script and "batchai_jupyter.node.agent" in script
+    out = Path(ws.run_files_dir(run.id), "stdout.txt").read_text()
+    assert f"gpus {slurm.gpus}" in out and "cuda 0,1" in out
+
+
+def test_bad_cluster_settings_are_typed_errors(ws, slurm, tmp_path_factory):
+    conf = str(slurm.conf)
+    base = {"shared_root": str(ws.path / "sr"), "slurm_conf": conf, "max_nodes": 1}
+    with pytest.raises(SpecError) as err:
+        ws.create_cluster("s1", backend="slurm", partition="gpu", **base)
+    assert err.value.field == "partition" and sorted(err.value.valid) == ["debug", "short"]
+    with pytest.raises(SpecError) as err:
+        ws.create_cluster("s2", backend="slurm", partition="short", **dict(base, max_nodes=2))
+    assert err.value.field == "max_nodes" and "1 node(s) of partition 'short'" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        ws.create_cluster("s3", backend="slurm", **dict(base, shared_root="relative/dir"))
+    assert err.value.field == "shared_root"
+    with pytest.raises(SpecError) as err:
+        ws.create_cluster("s4", backend="slurm", min_nodes=1, **base)
+    assert err.value.field == "min_nodes"
+    with pytest.raises(SpecError) as err:
+        ws.create_cluster("s5", backend="slurm", sbatch_args="--exclusive", **base)
+    assert err.value.field == "sbatch_args"
+    with pytest.raises(ClusterError) as err:
+        ws.create_cluster("s6", backend="slurm", slurm_bin="/nonexistent/bin",
+                          **{k: v for k, v in base.items()})
+    assert "cannot run sinfo here" in str(err.value)
+    assert [c.name for c in ws.clusters()] == ["local"]
+
+
+def test_job_slurm_refuses_fails_the_run_with_sbatch_error(ws, slurm, tmp_path_factory, dist_src):
+    name = make_slurm_cluster(ws, tmp_path_factory, name="toomany", gpus_per_node=8)
+    spec = bai.JobSpec(source_directory=str(dist_src), script="where.py")
+    run = ws.experiment("slurm").submit(spec, cluster=name)
+    with pytest.raises(bai.RunFailed) as err:
+        run.wait_for_completion(show_output=False, timeout=60)
+    assert "sbatch refused the job" in str(err.value)
+    assert run.get_details()["status"] == "Failed"
+
+
+def test_status_is_one_batched_squeue_with_backoff(ws, slurm, tmp_path_factory, dist_src, counted_bin):
+    name = make_slurm_cluster(ws, tmp_path_factory, slurm_bin=str(counted_bin),
+                              poll_min_seconds=0.2, poll_max_seconds=1.6)
+    exp = ws.experiment("slurm")
+    runs = [exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py",
+                                   arguments=["6"]), cluster=name) for _ in range(2)]
+    ids = [slurm_job_id(r) for r in runs]
+    for run in runs:
+        run.wait_for_completion(show_output=False, timeout=120)
+        assert run.get_details()["status"] == "Completed"
+    calls = [(t, a) for t, a in squeue_calls(counted_bin) if "--jobs=" in a]
+    both = [t for t, a in calls if all(j in a.split("--jobs=")[1].split()[0].split(",") for j in ids)]
+    assert both, calls                            # one call answers for both runs
+    gaps = [b[0] - a[0] for a, b in zip(calls, calls[1:])]
+    assert min(gaps) >= 0.15, gaps                # rate-limited, whatever the engine's tick rate
+    assert max(gaps) > 3 * min(gaps), gaps        # backs off while nothing changes
+
+
+def test_cancel_running_run_stops_the_slurm_job(ws, slurm, tmp_path_factory, dist_src):
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    spec = bai.JobSpec(source_directory=str(dist_src), script="where.py", arguments=["120"],
+                       node_count=2)
+    run = ws.experiment("slurm").submit(spec, cluster=name)
+    job_id = slurm_job_id(run)
+    assert wait_until(lambda: run.get_details()["status"] == "Running", 60)
+    assert wait_until(lambda: len(run.get_file_names()) and
+                      "node 1" in Path(ws.run_files_dir(run.id), "stdout-1-0.txt").read_text()
+                      if Path(ws.run_files_dir(run.id), "stdout-1-0.txt").exists() else False, 60)
+    run.cancel()
+    assert wait_until(lambda: run.get_details()["status"] == "Canceled", 60), run.get_details()
+    assert wait_until(lambda: job_fields(slurm, job_id)["JobState"] in ("COMPLETED", "CANCELLED"), 30)
+    assert wait_until(lambda: no_process_left(run.id), 20)
+    assert "outputs/node-0.txt" in run.get_file_names()  # outputs are collected on cancel too
+
+
+def test_cancel_queued_run_scancels_its_pending_job(ws, slurm, tmp_path_factory, dist_src):
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    exp = ws.experiment("slurm")
+    hog = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py",
+                                 arguments=["120"], node_count=2), cluster=name)
+    assert wait_until(lambda: hog.get_details()["status"] == "Running", 60)
+    waiting = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py"), cluster=name)
+    job_id = slurm_job_id(waiting)
+    assert wait_until(lambda: waiting.get_details()["properties"].get("slurm_state") == "PENDING", 30)
+    assert waiting.get_details()["status"] == "Queued"
+    waiting.cancel()
+    assert wait_until(lambda: job_fields(slurm, job_id)["JobState"] == "CANCELLED", 30)
+    assert waiting.get_details()["status"] == "Canceled"
+    hog.cancel()
+    assert wait_until(lambda: hog.get_details()["status"] == "Canceled", 60)
+
+
+def test_job_killed_by_slurm_fails_the_run_with_the_cause(ws, slurm, tmp_path_factory, dist_src):
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    spec = bai.JobSpec(source_directory=str(dist_src), script="where.py", arguments=["120"],
+                       node_count=2)
+    run = ws.experiment("slurm").submit(spec, cluster=name)
+    job_id = slurm_job_id(run)
+    assert wait_until(lambda: run.get_details()["status"] == "Running", 60)
+    slurm.run("scancel", job_id)  # what an admin, a preemption or a node failure does
+    with pytest.raises(bai.RunFailed) as err:
+        run.wait_for_completion(show_output=False, timeout=60)
+    assert f"Slurm job {job_id} ended CANCELLED" in str(err.value)
+    assert wait_until(lambda: no_process_left(run.id), 20)
+
+
+def test_restarted_engine_finds_its_slurm_jobs(ws, slurm, tmp_path_factory, dist_src):
+    from batchai_jupyter.engine_control import ensure_engine, stop_engine
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    exp = ws.experiment("slurm")
+    first = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py",
+                                   arguments=["5"], node_count=2), cluster=name)
+    assert wait_until(lambda: first.get_details()["status"] == "Running", 60)
+    second = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py"), cluster=name)
+    second_job = slurm_job_id(second)
+    assert stop_engine(ws.path)
+    ensure_engine(ws.path)
+    for run in (first, second):
+        run.wait_for_completion(show_output=False, timeout=120)
+        assert run.get_details()["status"] == "Completed"
+    assert str(second.get_details()["properties"]["slurm_job_id"]) == second_job  # not submitted twice
+    assert len(list(Path(ws.path, "slurm-root", "slurm").glob("*/job.sh"))) == 2
