@@ -86,6 +86,11 @@ class SSHCompute(NodePool):
             value = config.get(key)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise SpecError(key, f"must be a non-empty string, got {value!r}")
+        mca = config.get("mpi_mca")
+        if mca is not None and (not isinstance(mca, dict) or
+                                not all(isinstance(k, str) and isinstance(v, (str, int)) for k, v in mca.items())):
+            raise SpecError("mpi_mca", f"must be a dict of OpenMPI MCA names to values, got {mca!r}",
+                            ["{'plm_rsh_agent': 'ssh -i ~/.ssh/cluster_key', 'btl_tcp_if_include': 'eth0'}"])
         for key in ("key_file", "known_hosts"):
             value = config.get(key)
             if value and not os.path.isfile(os.path.expanduser(value)):
@@ -165,6 +170,8 @@ class SSHCompute(NodePool):
         code, _out, err = transport.run(["mkdir", "-p", f"{root}/runs", f"{root}/objects"], timeout=30)
         if code != 0:
             raise ClusterError(f"host {label}: cannot create node_root {root}: {err.strip()}")
+        mca = self.config.get("mpi_mca") or {}
+        transport.write_bytes(f"{root}/mpi-mca.json", json.dumps(mca).encode(), 0o644)
         host, _port = self._entry(node_id)
         return {"address": host, "gpus": want,
                 "info": {"gpu_ids": [str(i) for i in range(want)], "root": root,

@@ -21,6 +21,7 @@ from .launch import ProcessPlan, gpu_split, job_argv
 from .paths import RunPaths
 
 RANK_ENV_FILE = "mpi-rank.json"
+MCA_FILE = "mpi-mca.json"  # written into node_root by the backend from the cluster's mpi_mca=
 # variables of the agent's environment that are the node's own, not mpirun's (set per node)
 _NODE_KEYS = ("AZ_BATCHAI_", "BATCHAI_", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED")
 
@@ -88,6 +89,7 @@ def plan_mpi(job: dict[str, Any], base_env: dict[str, str], python: str) -> list
         argv.append("--allow-run-as-root")
     if len({str(n["address"]) for n in nodes}) < len(nodes) or per_node > (os.cpu_count() or 1):
         argv.append("--oversubscribe")
+    argv.extend(_cluster_mca(job["node_root"]))
     for name in spec.get("secrets") or []:  # never written on the other nodes: mpirun carries them
         argv.extend(["-x", str(name)])
     # one app context per node: its ranks start in that node's own run folder
@@ -100,10 +102,25 @@ def plan_mpi(job: dict[str, Any], base_env: dict[str, str], python: str) -> list
         if i:
             argv.append(":")
         argv.extend(ctx)
-    env = dict(base_env)
+    # inside a Slurm allocation mpirun would only accept Slurm's own node names and start its
+    # daemons with srun, outside our agents; the hostfile and the cluster's mpi_mca rule instead
+    env = {k: v for k, v in base_env.items() if not k.startswith("SLURM_")}
     env["AZ_BATCHAI_MPI_HOST_FILE"] = hostfile
     env["AZ_BATCHAI_TASK_INDEX"] = "0"
     return [ProcessPlan(name="mpirun", argv=argv, env=env, stdout="stdout.txt", stderr="stderr.txt")]
+
+
+def _cluster_mca(node_root: str) -> list[str]:
+    """OpenMPI settings the cluster gave the node (mpi_mca=, e.g. plm_rsh_agent), as --mca k v."""
+    try:
+        with open(os.path.join(node_root, MCA_FILE)) as fh:
+            params = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return []
+    out: list[str] = []
+    for key, value in sorted(params.items()):
+        out += ["--mca", str(key), str(value)]
+    return out
 
 
 def _dup(nodes: list[dict[str, Any]], node: dict[str, Any]) -> int:

@@ -1,0 +1,67 @@
+"""Backends for the conformance suite: the same tests run on local, ssh and slurm clusters.
+
+`backend_cluster` yields (workspace, cluster name) for each backend. ssh hosts are real sshd
+processes in network namespaces made once per session (ssh_env.py); slurm comes from
+slurm_env.make_slurm_cluster (real slurmctld + two slurmd). A backend whose components cannot
+run here is skipped with the reason.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import batchai_jupyter as bai
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from ssh_env import SSHHosts, missing_tools  # noqa: E402
+
+BACKENDS = ["local", "ssh", "slurm"]
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
+    why = missing_tools()
+    if why:
+        pytest.skip(f"ssh hosts unavailable: {why}")
+    hosts = SSHHosts(tmp_path_factory.mktemp("sshhosts"), count=3)
+    try:
+        hosts.start()
+    except Exception:
+        hosts.stop()
+        raise
+    yield hosts
+    hosts.stop()
+
+
+def make_ssh_cluster(ws: bai.Workspace, hosts: SSHHosts, name: str = "sshpool", count: int = 2,
+                     first: int = 0, **options: Any) -> str:
+    """An ssh cluster over `count` of the session's hosts; node roots live in the workspace."""
+    config: dict[str, Any] = {
+        "hosts": [h.address for h in hosts.hosts[first:first + count]], "user": "root",
+        "key_file": hosts.key_file, "known_hosts": hosts.known_hosts, "python": sys.executable,
+        "node_root": f"{ws.path}/sshnodes/{{host}}", "max_nodes": count,
+        "mpi_mca": {"plm_rsh_agent": hosts.ssh_command(), "btl_tcp_if_include": "eth0",
+                    "oob_tcp_if_include": "eth0"},
+    }
+    config.update(options)
+    ws.create_cluster(name, backend="ssh", **config)
+    return name
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_cluster(request: pytest.FixtureRequest, ws: bai.Workspace,
+                    tmp_path_factory: pytest.TempPathFactory) -> tuple[bai.Workspace, str]:
+    backend = request.param
+    if backend == "local":
+        return ws, "local"
+    if backend == "ssh":
+        return ws, make_ssh_cluster(ws, request.getfixturevalue("ssh_hosts"))
+    try:
+        from slurm_env import make_slurm_cluster
+    except ImportError as exc:
+        pytest.skip(f"slurm test environment not importable: {exc}")
+    return ws, make_slurm_cluster(ws, tmp_path_factory)

@@ -1,0 +1,194 @@
+"""One suite, every backend: what a user checks of a run is the same on local, ssh and slurm."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import batchai_jupyter as bai
+from batchai_jupyter import JobSpec
+
+pytestmark = pytest.mark.timeout(240)
+
+ENV_NAMES = ["AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP",
+             "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR", "AZ_BATCHAI_NUM_GPUS",
+             "AZ_BATCHAI_MPI_HOST_FILE", "AZ_BATCHAI_TASK_INDEX", "BATCHAI_RUN_ID", "BATCHAI_EXPERIMENT",
+             "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK",
+             "LOCAL_WORLD_SIZE"]
+
+
+def wait_until(predicate, timeout: float = 60, interval: float = 0.05) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def _write(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(body))
+    return folder
+
+
+def _done(run: bai.Run, timeout: float = 150) -> dict:
+    return run.wait_for_completion(show_output=False, timeout=timeout, raise_on_error=False)
+
+
+def test_submit_completes_with_logs_metrics_and_outputs(backend_cluster, src: Path) -> None:
+    ws, cluster = backend_cluster
+    run = ws.experiment("conf").submit(JobSpec(source_directory=src, script="train.py", arguments=["3"]),
+                                       cluster=cluster)
+    details = _done(run)
+    assert details["status"] == "Completed", details
+    assert list(run.stream(follow=False)) == ["epoch 0 loss 1.000", "epoch 1 loss 0.500",
+                                              "epoch 2 loss 0.333"]
+    assert run.get_metrics()["loss"] == [1.0, 0.5, pytest.approx(1 / 3)]
+    names = run.get_file_names()
+    assert "outputs/model.txt" in names and "logs/train.log" in names and "stderr.txt" in names
+    out = Path(ws.path) / "dl"
+    run.download_file("outputs/model.txt", out / "model.txt")
+    assert (out / "model.txt").read_text() == "weights"
+
+
+def test_a_failing_process_fails_the_run_with_its_exit_code(backend_cluster, tmp_path: Path) -> None:
+    ws, cluster = backend_cluster
+    src = _write(tmp_path / "fail", "fail.py", """
+        import sys
+        print("about to fail", flush=True)
+        print("bad thing happened", file=sys.stderr)
+        sys.exit(3)
+    """)
+    run = ws.experiment("conf").submit(JobSpec(source_directory=src, script="fail.py"), cluster=cluster)
+    details = _done(run)
+    assert details["status"] == "Failed"
+    error = ws.history.run_row(run.id)["error"]
+    assert error["exit_code"] == 3 and "exited with code 3" in error["message"]
+    assert "bad thing happened" in "\n".join(error["last_lines"])
+    assert list(run.stream(follow=False)) == ["about to fail"]
+
+
+def _node_job_pids(ws: bai.Workspace, marker: str) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if marker in line and "ps -eo" not in line]
+
+
+def test_cancel_stops_every_process_on_every_node(backend_cluster, tmp_path: Path) -> None:
+    ws, cluster = backend_cluster
+    src = _write(tmp_path / "sleepy", "sleepy_job.py", """
+        import os, time
+        print("started", os.environ["AZ_BATCHAI_TASK_INDEX"], flush=True)
+        time.sleep(300)
+    """)
+    run = ws.experiment("conf").submit(JobSpec(source_directory=src, script="sleepy_job.py",
+                                               node_count=2), cluster=cluster)
+    assert wait_until(lambda: ws.history.run_row(run.id)["status"] == "Running", 90)
+    first = run.stream("stdout-0-0.txt")
+    assert next(first) == "started 0"
+    run.cancel()
+    assert _done(run)["status"] == "Canceled"
+    assert wait_until(lambda: not _node_job_pids(ws, "sleepy_job.py"), 20), "a job process outlived cancel"
+
+
+def test_gang_of_two_nodes_gets_the_job_environment(backend_cluster, tmp_path: Path) -> None:
+    ws, cluster = backend_cluster
+    src = _write(tmp_path / "envjob", "show_env.py", f"""
+        import json, os
+        names = {ENV_NAMES!r}
+        print(json.dumps({{n: os.environ.get(n) for n in names + ["SEED", "API_KEY"]}}))
+        assert os.getcwd().endswith("wd")
+        open(os.path.join(os.environ["AZ_BATCHAI_JOB_TEMP"], "t"), "w").write("x")
+    """)
+    spec = JobSpec(source_directory=src, script="show_env.py", node_count=2, process_count_per_node=2,
+                   distribution="pytorch", environment_variables={"SEED": "7"},
+                   secrets={"API_KEY": "s3cret"})
+    run = ws.experiment("conf").submit(spec, cluster=cluster)
+    assert _done(run)["status"] == "Completed"
+    envs = {}
+    for node in (0, 1):
+        for local in (0, 1):
+            lines = list(run.stream(f"stdout-{node}-{local}.txt", follow=False))
+            envs[(node, local)] = json.loads(lines[-1])
+    ranks = sorted(int(e["RANK"]) for e in envs.values())
+    assert ranks == [0, 1, 2, 3]
+    for (node, local), env in envs.items():
+        assert env["WORLD_SIZE"] == "4" and env["LOCAL_WORLD_SIZE"] == "2"
+        assert env["NODE_RANK"] == str(node) and env["LOCAL_RANK"] == str(local)
+        assert env["RANK"] == env["AZ_BATCHAI_TASK_INDEX"] == str(node * 2 + local)
+        assert env["MASTER_ADDR"] == envs[(0, 0)]["MASTER_ADDR"] and env["MASTER_PORT"].isdigit()
+        assert env["BATCHAI_RUN_ID"] == run.id and env["BATCHAI_EXPERIMENT"] == "conf"
+        assert env["SEED"] == "7" and env["API_KEY"] == "s3cret"
+        assert env["AZ_BATCHAI_NUM_GPUS"] == "0"
+        for name in ("AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_JOB_TEMP", "AZ_BATCHAI_STDOUTERR_DIR",
+                     "AZ_BATCHAI_SHARED_JOB_TEMP", "AZ_BATCHAI_MOUNT_ROOT"):
+            assert env[name], name
+    # each node has its own temp and stdout folders
+    assert envs[(0, 0)]["AZ_BATCHAI_JOB_TEMP"] != envs[(1, 0)]["AZ_BATCHAI_JOB_TEMP"]
+    assert "s3cret" not in json.dumps(ws.history.run_row(run.id)["spec"])
+
+
+def test_mpi_job_runs_one_mpirun_across_two_nodes(backend_cluster, tmp_path: Path) -> None:
+    pytest.importorskip("mpi4py")
+    ws, cluster = backend_cluster
+    src = _write(tmp_path / "mpijob", "allreduce.py", """
+        import os, socket
+        from mpi4py import MPI
+        comm = MPI.COMM_WORLD
+        total = comm.allreduce(comm.Get_rank() + 1, op=MPI.SUM)
+        hosts = comm.gather(socket.gethostname(), root=0)
+        with open(os.path.join("outputs", f"rank-{comm.Get_rank()}.txt"), "w") as fh:
+            fh.write(os.environ["AZ_BATCHAI_TASK_INDEX"])
+        if comm.Get_rank() == 0:
+            print("size", comm.Get_size(), "sum", total, "hosts", len(set(hosts)), flush=True)
+            print("hostfile", open(os.environ["AZ_BATCHAI_MPI_HOST_FILE"]).read().split(), flush=True)
+    """)
+    spec = JobSpec(source_directory=src, script="allreduce.py", node_count=2, process_count_per_node=2,
+                   distribution="mpi")
+    run = ws.experiment("conf").submit(spec, cluster=cluster)
+    details = _done(run)
+    assert details["status"] == "Completed", (details, list(run.stream("stderr.txt", follow=False)))
+    lines = list(run.stream(follow=False))
+    summary = next(line for line in lines if line.startswith("size"))
+    assert summary.startswith("size 4 sum 10")
+    if ws.cluster(cluster).backend == "ssh":
+        assert summary.endswith("hosts 2")  # ranks really ran on both hosts
+    names = run.get_file_names()
+    assert {f"outputs/rank-{r}.txt" for r in range(4)} <= set(names)
+
+
+def test_tensorflow_tasks_get_their_roles(backend_cluster, tmp_path: Path) -> None:
+    ws, cluster = backend_cluster
+    src = _write(tmp_path / "tfjob", "task.py", """
+        import json, os, sys
+        print(json.dumps({"argv": sys.argv[1:], "tf": json.loads(os.environ["TF_CONFIG"]),
+                          "type": os.environ["AZ_BATCHAI_TASK_TYPE"],
+                          "index": os.environ["AZ_BATCHAI_TASK_INDEX"],
+                          "ps": os.environ["AZ_BATCHAI_PS_HOSTS"],
+                          "workers": os.environ["AZ_BATCHAI_WORKER_HOSTS"]}))
+    """)
+    spec = JobSpec(source_directory=src, script="task.py", node_count=2, process_count_per_node=2,
+                   distribution="tensorflow", worker_count=3, parameter_server_count=1,
+                   tensorflow_arguments={"master": ["--m"], "worker": ["--w"], "ps": ["--p"]})
+    run = ws.experiment("conf").submit(spec, cluster=cluster)
+    assert _done(run)["status"] == "Completed"
+    seen = {}
+    for name in ("wk-0", "wk-1", "wk-2", "ps-0"):
+        seen[name] = json.loads(list(run.stream(f"stdout-{name}.txt", follow=False))[-1])
+    workers = seen["wk-0"]["workers"].split(",")
+    ps = seen["wk-0"]["ps"].split(",")
+    assert len(workers) == 3 and len(ps) == 1 and len(set(workers + ps)) == 4
+    assert seen["wk-0"]["type"] == "master" and seen["wk-0"]["argv"] == ["--m"]
+    assert seen["wk-1"]["type"] == seen["wk-2"]["type"] == "worker" and seen["wk-2"]["argv"] == ["--w"]
+    assert seen["ps-0"]["type"] == "ps" and seen["ps-0"]["argv"] == ["--p"]
+    for name, info in seen.items():
+        kind = "ps" if name.startswith("ps") else "worker"
+        assert info["tf"]["task"] == {"type": kind, "index": int(name[-1])}
+        assert info["tf"]["cluster"] == {"ps": ps, "worker": workers}
+        assert info["index"] == name[-1]
