@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh workspace per test, its engine stopped and its processes reaped."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -41,11 +42,17 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[bai.Workspac
         workspace.history.add_intent("cancel", run["id"])
     stop_engine(workspace.path)
     forget(workspace.path)
-    for pid in _pids_under(workspace.path):
+    for pid in _pids_under(workspace.path):  # the engine and agents name the workspace
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    for pids in workspace.path.glob("clusters/*/nodes/*/runs/*/pids.json"):  # the jobs' groups
+        for pgid in json.loads(pids.read_text() or "{}").values():
+            try:
+                os.killpg(int(pgid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 @pytest.fixture
