@@ -73,7 +73,7 @@ def cluster_row(cluster: Any) -> dict[str, Any]:
 def cluster_command(workspace: Callable[[], Any], line: str) -> Any:
     if not line.strip():
         raise UsageError(f"%batchai_cluster needs an action: {', '.join(ACTIONS)}")
-    args = parser().parse_args(arg_split(line))
+    args = parser().parse_args(arg_split(line, posix=True))
     ws = workspace()
     try:
         if args.action == "list":

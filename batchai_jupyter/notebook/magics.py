@@ -10,8 +10,7 @@ from typing import Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import (MagicArgumentParser, argument, magic_arguments,
-                                          parse_argstring)
+from IPython.core.magic_arguments import MagicArgumentParser, arg_split, argument, magic_arguments
 
 from ..errors import RunNotFound
 from .cluster_magics import cluster_command
@@ -46,9 +45,9 @@ def option_names(parser: Any) -> list[str]:
 
 
 def parse_or_explain(func: Callable[..., Any], line: str) -> Any:
-    """parse_argstring, with the valid options added to an 'unrecognized arguments' error."""
+    """Shell-like splitting (quotes removed), with the valid options added to an error."""
     try:
-        return parse_argstring(func, line)
+        return func.parser.parse_args(arg_split(line, posix=True))
     except UsageError as exc:
         text = str(exc)
         if "unrecognized arguments" in text or "expected one argument" in text:
@@ -129,22 +128,22 @@ class BatchAIMagics(Magics):
         --source as --script (default main.py) and run with `python main.py ARGS` on --cluster.
         Returns the Run at once (its display is the live RunDetails widget) unless --wait.
 
-        Line form:
+        Line form: %batchai_job --command CMD [options] submits a job with no cell body.
         %batchai_job list [--experiment E] [--limit N]
         %batchai_job show RUN | stream RUN [-f FILE] | cancel RUN | files RUN
         """
+        from .submit import submit_cell
+        if cell is None and line.lstrip().startswith("-"):  # options only: a --command job
+            return submit_cell(self.workspace(), parse_or_explain(self.batchai_job, line), "")
         if cell is None:
             return self._job_line(line)
-        args = parse_or_explain(self.batchai_job, line)
-        from .submit import submit_cell
-        return submit_cell(self.workspace(), args, cell)
+        return submit_cell(self.workspace(), parse_or_explain(self.batchai_job, line), cell)
 
     def _job_line(self, line: str) -> Any:
-        from IPython.core.magic_arguments import arg_split
         if not line.strip():
             raise UsageError(f"%batchai_job needs an action: {', '.join(JOB_ACTIONS)} "
                              f"(or use %%batchai_job as a cell magic to run the cell as a job)")
-        args = job_line_parser().parse_args(arg_split(line))
+        args = job_line_parser().parse_args(arg_split(line, posix=True))
         ws = self.workspace()
         if args.action == "list":
             rows = ws.history.run_rows(experiment=args.experiment, limit=args.limit)

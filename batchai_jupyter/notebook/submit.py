@@ -36,12 +36,12 @@ def build_spec(ws: Any, args: argparse.Namespace,
     outputs = parse_data_options(args.output, output=True)
     script = check_script_name(args.script)
     body = cell or ""
+    if args.command is not None and not args.command.strip():
+        raise UsageError("--command is empty; give a command line or leave --command out")
     if not body.strip() and not args.command:
         raise UsageError("%%batchai_job: the cell is empty. Write the job's script in the cell, or "
                          "give --command CMD to run a command (for example --command \"python "
                          "train.py\")")
-    if args.command is not None and not args.command.strip():
-        raise UsageError("--command is empty; give a command line or leave --command out")
     source = Path(args.source).expanduser()
     if not source.is_dir():
         raise UsageError(f"--source {args.source!r} is not a folder (give the folder whose files "

@@ -1,0 +1,18 @@
+"""Fixtures for the notebook surface: a real IPython shell with the extension loaded."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+import batchai_jupyter as bai
+
+
+@pytest.fixture
+def ip(ws: bai.Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    """The IPython shell, `%load_ext batchai_jupyter` done, magics pointed at the test workspace."""
+    monkeypatch.setenv("BATCHAI_WORKSPACE", str(ws.path))
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("batchai_jupyter")
+    yield shell

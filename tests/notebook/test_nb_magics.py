@@ -1,0 +1,159 @@
+"""%%batchai_job, %batchai_job and %batchai_cluster through a real IPython shell."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+
+import batchai_jupyter as bai
+
+SCRIPT = textwrap.dedent("""
+    import os, sys
+    from batchai_jupyter import Run
+    run = Run.get_context()
+    print("args", sys.argv[1:], "seed", os.environ.get("SEED"), flush=True)
+    run.log("acc", 0.5 + len(sys.argv) / 10)
+""")
+
+API_OPTIONS = ["--cluster", "--experiment", "--nodes", "--processes-per-node", "--distribution",
+               "--source", "--script", "--command", "--input", "--output", "--env",
+               "--gpus-per-process", "--tag", "--wait", "ARGS"]
+
+
+def test_help_documents_every_option(ip) -> None:
+    doc = ip.find_cell_magic("batchai_job").__doc__
+    for option in API_OPTIONS:
+        assert option in doc, option
+    assert "pytorch" in doc and "mount|download" in doc
+    text = ip.object_inspect_text("%%batchai_job")  # what `%%batchai_job?` shows
+    assert "--processes-per-node" in text and "cell body is the job's entry script" in text
+
+
+def test_cell_is_the_job_script(ip, ws: bai.Workspace, tmp_path: Path) -> None:
+    source = tmp_path / "proj"
+    source.mkdir()
+    (source / "helper.txt").write_text("data")
+    run = ip.run_cell_magic("batchai_job", f"--source {source} --experiment magic --env SEED=7 "
+                            f"--tag lr=0.1 -- --epochs 2", SCRIPT)
+    assert isinstance(run, bai.Run)  # returned at once: the cell does not wait for the job
+    details = run.wait_for_completion(raise_on_error=True)
+    assert details["status"] == "Completed"
+    assert run.tags["lr"] == "0.1" and run.experiment.name == "magic"
+    assert details["runDefinition"]["script"] == "main.py"
+    stdout = (ws.run_files_dir(run.id) / "stdout.txt").read_text()
+    assert "args ['--epochs', '2'] seed 7" in stdout
+    assert run.get_metrics()["acc"] == pytest.approx(0.5 + 3 / 10)
+    assert not (source / "main.py").exists()  # the body went into the snapshot, not the folder
+
+
+def test_wait_streams_output_and_command_runs_with_empty_cell(ip, capsys) -> None:
+    run = ip.run_cell_magic("batchai_job", "--wait --script job.py --command 'python job.py' -- x",
+                            "import sys; print('from the cell', sys.argv[1:])\n")
+    assert run.status == "Completed"
+    out = capsys.readouterr().out
+    assert f"RunId: {run.id}" in out and "from the cell ['x']" in out and "Execution Summary" in out
+    # IPython refuses an empty cell body, so a command-only job is the line form
+    run = ip.run_line_magic("batchai_job", "--wait --command \"echo only a command\"")
+    assert run.status == "Completed"
+    assert "only a command" in capsys.readouterr().out
+
+
+def test_wait_raises_when_the_job_fails(ip) -> None:
+    with pytest.raises(bai.RunFailed) as info:
+        ip.run_cell_magic("batchai_job", "--wait", "import sys; print('bad input'); sys.exit(3)\n")
+    assert info.value.run.status == "Failed"
+
+
+@pytest.mark.parametrize("line, cell, expect", [
+    ("--bogus 1", SCRIPT, "valid options: --cluster"),
+    ("--cluster nope", SCRIPT, "known clusters: local"),
+    ("--distribution horovod", SCRIPT, "'pytorch', 'mpi', 'tensorflow'"),
+    ("--nodes 0", SCRIPT, "1 or more"),
+    ("--nodes 5", SCRIPT, "max_nodes"),
+    ("--nodes two", SCRIPT, "not a whole number"),
+    ("--env NOEQUALS", SCRIPT, "K=V"),
+    ("--env 1A=2", SCRIPT, "not a valid name"),
+    ("--tag lr", SCRIPT, "K=V"),
+    ("--input data", SCRIPT, "ID=DATASTORE:PATH[:mount|download]"),
+    ("--input D=workspacestore", SCRIPT, "separated by ':'"),
+    ("--input 1D=workspacestore:x", SCRIPT, "not an identifier"),
+    ("--input D=workspacestore:x:copy", SCRIPT, "mount, download"),
+    ("--input D=nosuchstore:x", SCRIPT, "workspacestore"),
+    ("--input D=workspacestore:a --input D=workspacestore:b", SCRIPT, "given twice"),
+    ("--output M=workspacestore:", SCRIPT, "path inside datastore"),
+    ("--output M", SCRIPT, "ID=DATASTORE:PATH"),
+    ("", "   \n", "--command"),
+    ("--command ''", "\n", "--command is empty"),
+    ("--source /no/such/folder", SCRIPT, "not a folder"),
+    ("--script ../up.py", SCRIPT, "inside the snapshot"),
+])
+def test_bad_arguments_submit_nothing(ip, ws: bai.Workspace, line: str, cell: str, expect: str) -> None:
+    with pytest.raises(UsageError) as info:
+        ip.run_cell_magic("batchai_job", line, cell)
+    assert expect in str(info.value)
+    assert ws.history.run_rows() == []
+
+
+def test_input_and_output_reach_the_job(ip, ws: bai.Workspace, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "numbers.txt").write_text("1 2 3\n")
+    ws.get_default_datastore().upload(data, target_path="numbers", show_progress=False)
+    run = ip.run_cell_magic(
+        "batchai_job", "--input NUMS=workspacestore:numbers --output RESULT=workspacestore:results",
+        textwrap.dedent("""
+            import os
+            total = sum(map(int, open(os.path.join(os.environ["AZ_BATCHAI_INPUT_NUMS"], "numbers.txt")).read().split()))
+            open(os.path.join(os.environ["AZ_BATCHAI_OUTPUT_RESULT"], "sum.txt"), "w").write(str(total))
+            print("sum", total)
+        """))
+    run.wait_for_completion(raise_on_error=True)
+    assert "sum 6" in (ws.run_files_dir(run.id) / "stdout.txt").read_text()
+    assert any(p.endswith("sum.txt") for p in ws.get_default_datastore().list("results"))
+
+
+def test_job_line_magics(ip, ws: bai.Workspace, capsys) -> None:
+    done = ip.run_cell_magic("batchai_job", "--experiment lines", "print('line one')\nprint('line two')\n")
+    done.wait_for_completion()
+    table = ip.run_line_magic("batchai_job", "list --experiment lines")
+    assert [r["run id"] for r in table] == [done.id] and table[0]["status"] == "Completed"
+    assert "<table" in table._repr_html_() and done.id in repr(table)
+    assert ip.run_line_magic("batchai_job", f"show {done.id}") == done
+    assert "stdout.txt" in [r["name"] for r in ip.run_line_magic("batchai_job", f"files {done.id}")]
+    ip.run_line_magic("batchai_job", f"stream {done.id}")
+    assert "line one\nline two" in capsys.readouterr().out
+    long = ip.run_cell_magic("batchai_job", "", "import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    ip.run_line_magic("batchai_job", f"cancel {long.id}")
+    assert long.wait_for_completion(raise_on_error=False, timeout=60)["status"] == "Canceled"
+    with pytest.raises(UsageError, match="recent runs"):
+        ip.run_line_magic("batchai_job", "show nosuchrun")
+    with pytest.raises(UsageError, match="invalid choice"):
+        ip.run_line_magic("batchai_job", "lst")
+    with pytest.raises(UsageError, match="needs an action"):
+        ip.run_line_magic("batchai_job", "")
+
+
+def test_cluster_magics(ip, ws: bai.Workspace) -> None:
+    created = ip.run_line_magic("batchai_cluster", "create cpu3 --backend local --max-nodes 3 --idle-seconds 30")
+    assert created.name == "cpu3" and created.max_nodes == 3 and created.idle_seconds_before_scaledown == 30
+    assert [r["name"] for r in ip.run_line_magic("batchai_cluster", "list")] == ["local", "cpu3"]
+    shown = {r["field"]: r["value"] for r in ip.run_line_magic("batchai_cluster", "show cpu3")}
+    assert shown["backend"] == "local" and shown["max_nodes"] == 3
+    assert ip.run_line_magic("batchai_cluster", "update cpu3 --max-nodes 4 --min-nodes 0").max_nodes == 4
+    resized = ip.run_line_magic("batchai_cluster", "resize cpu3 0")
+    assert (resized.min_nodes, resized.max_nodes) == (0, 0)
+    ip.run_line_magic("batchai_cluster", "delete cpu3")
+    assert "cpu3" not in [c.name for c in ws.clusters()]
+    for line, expect in [("show nope", "known clusters: local"),
+                         ("create x --backend kube", "invalid choice"),
+                         ("create y --min-nodes 3 --max-nodes 1", "min_nodes"),
+                         ("create local --max-nodes 2", "already exists"),
+                         ("resize local -1", "0 or more"),
+                         ("update local", "needs one of"),
+                         ("remove local", "invalid choice"),
+                         ("", "needs an action")]:
+        with pytest.raises(UsageError) as info:
+            ip.run_line_magic("batchai_cluster", line)
+        assert expect in str(info.value), line
