@@ -1,0 +1,161 @@
+"""Batch AI (2018-05-01) job.json data fields -> JobSpec inputs, outputs and mounts.
+
+    mountVolumes.azureFileShares / azureBlobFileSystems -> a datastore (an existing one with the
+        same account and share/container, else one registered from the job's credentials)
+    mountVolumes.unmanagedFileSystems -> `<mountCommand> $AZ_BATCHAI_JOB_MOUNT_ROOT/<path>` run
+        first in job_preparation, as Batch AI did
+    inputDirectories {id, path}  -> inputs[id]; a path inside an Azure volume is downloaded,
+        a path inside a local/NFS datastore is used in place
+    outputDirectories {id, pathPrefix, pathSuffix} -> outputs[id], uploaded to
+        <prefix>/<run id>/<suffix> on the volume's datastore
+
+An Azure volume that inputs or outputs point into travels through them (download/upload) and
+is not also mounted; other Azure volumes become mounts (blobfuse2 on the node).
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, Mapping
+
+from ..errors import SpecError
+
+_ROOTS = ("$AZ_BATCHAI_JOB_MOUNT_ROOT", "${AZ_BATCHAI_JOB_MOUNT_ROOT}",
+          "$AZ_BATCHAI_MOUNT_ROOT", "${AZ_BATCHAI_MOUNT_ROOT}")
+
+
+def _list(props: Mapping[str, Any], key: str) -> list[Any]:
+    value = props.get(key) or []
+    if not isinstance(value, list):
+        raise SpecError(key, "must be a list")
+    return value
+
+
+def _key(credentials: Any, field: str) -> str | None:
+    if credentials is None:
+        return None
+    if not isinstance(credentials, Mapping):
+        raise SpecError(field, "must be an object with accountKey")
+    if credentials.get("accountKeySecretReference"):
+        raise SpecError(f"{field}.accountKeySecretReference", "Key Vault references are not supported; "
+                        "register the datastore first (ws.register_datastore) or give accountKey",
+                        ["accountKey"])
+    return credentials.get("accountKey")
+
+
+def _find_or_register(workspace: Any, kind: str, account: str, root_field: str, root: str,
+                      endpoint: str | None, key: str | None, field: str) -> str:
+    """Name of a datastore for (kind, account, container/share): existing, else registered."""
+    if workspace is None:
+        raise SpecError(field, "needs a workspace to resolve its datastore",
+                        "JobSpec.from_batchai_json(path, workspace=ws)")
+    for row in workspace.history.datastore_rows():
+        cfg = row["config"]
+        if row["kind"] == kind and cfg.get("account_name") == account and cfg.get(root_field) == root:
+            return row["name"]
+    if not key:
+        raise SpecError(f"{field}.credentials.accountKey", f"no datastore is registered for {account}/"
+                        f"{root} and the job gives no account key",
+                        "ws.register_datastore(...) first, or credentials.accountKey")
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{account}_{root}")[:64]
+    options: dict[str, Any] = {"account_name": account, root_field: root, "account_key": key}
+    if endpoint:
+        options["endpoint"] = endpoint
+    workspace.register_datastore(name, kind=kind, **options)
+    return name
+
+
+def _volumes(props: Mapping[str, Any], workspace: Any) -> tuple[dict[str, str], list[str]]:
+    """relativeMountPath -> datastore name for Azure volumes; mount commands for the others."""
+    mv = props.get("mountVolumes") or {}
+    if not isinstance(mv, Mapping):
+        raise SpecError("mountVolumes", "must be an object")
+    known = ("azureFileShares", "azureBlobFileSystems", "unmanagedFileSystems", "fileServers")
+    for k in mv:
+        if k not in known:
+            raise SpecError(f"mountVolumes.{k}", "is not a Batch AI mount volume type", known)
+    if mv.get("fileServers"):
+        raise SpecError("mountVolumes.fileServers", "Batch AI file servers do not exist here; register "
+                        "the NFS export mounted on the nodes as a datastore of kind='local'",
+                        ["unmanagedFileSystems", "a local datastore"])
+    volumes: dict[str, str] = {}
+    commands: list[str] = []
+    for i, v in enumerate(_list(mv, "azureFileShares")):
+        field = f"mountVolumes.azureFileShares[{i}]"
+        url = str(v.get("azureFileUrl") or "")
+        m = re.match(r"^(https?://[^/]+(?:/.*)?)/([^/]+)/?$", url)
+        if not m or not v.get("relativeMountPath"):
+            raise SpecError(f"{field}.azureFileUrl", f"{url!r} is not a file share URL",
+                            "https://<account>.file.core.windows.net/<share>")
+        endpoint, share = m.group(1), m.group(2)
+        account = v.get("accountName") or endpoint.split("//", 1)[1].split(".", 1)[0]
+        volumes[v["relativeMountPath"]] = _find_or_register(
+            workspace, "azure_file", account, "share", share, endpoint,
+            _key(v.get("credentials"), f"{field}.credentials"), field)
+    for i, v in enumerate(_list(mv, "azureBlobFileSystems")):
+        field = f"mountVolumes.azureBlobFileSystems[{i}]"
+        for req in ("accountName", "containerName", "relativeMountPath"):
+            if not v.get(req):
+                raise SpecError(f"{field}.{req}", "is missing")
+        volumes[v["relativeMountPath"]] = _find_or_register(
+            workspace, "azure_blob", v["accountName"], "container", v["containerName"], None,
+            _key(v.get("credentials"), f"{field}.credentials"), field)
+    for i, v in enumerate(_list(mv, "unmanagedFileSystems")):
+        field = f"mountVolumes.unmanagedFileSystems[{i}]"
+        if not v.get("mountCommand") or not v.get("relativeMountPath"):
+            raise SpecError(field, "needs mountCommand and relativeMountPath")
+        target = f"$AZ_BATCHAI_JOB_MOUNT_ROOT/{shlex.quote(str(v['relativeMountPath']))}"
+        commands.append(f"mkdir -p {target} && {v['mountCommand']} {target}")
+    return volumes, commands
+
+
+def _locate(path: str, volumes: dict[str, str], workspace: Any, field: str) -> tuple[str, str]:
+    """A job.json path -> (datastore name, path on it)."""
+    for root in _ROOTS:
+        if path == root or path.startswith(root + "/"):
+            rest = path[len(root):].strip("/")
+            for rel in sorted(volumes, key=len, reverse=True):
+                if rest == rel or rest.startswith(rel + "/"):
+                    return volumes[rel], rest[len(rel):].strip("/")
+            break
+    if workspace is not None:
+        for row in workspace.history.datastore_rows():
+            folder = row["config"].get("path") if row["kind"] == "local" else None
+            if folder and (path == folder or path.startswith(folder.rstrip("/") + "/")):
+                return row["name"], path[len(folder):].strip("/")
+    raise SpecError(field, f"{path!r} is not inside an Azure mount volume of this job or a "
+                    "registered local datastore", "$AZ_BATCHAI_JOB_MOUNT_ROOT/<relativeMountPath>/...")
+
+
+def import_data_fields(props: Mapping[str, Any], workspace: Any) -> dict[str, Any]:
+    volumes, commands = _volumes(props, workspace)
+    used: set[str] = set()
+    inputs: dict[str, Any] = {}
+    for i, d in enumerate(_list(props, "inputDirectories")):
+        field = f"inputDirectories[{i}]"
+        if not isinstance(d, Mapping) or not d.get("id") or not d.get("path"):
+            raise SpecError(field, "needs id and path")
+        name, sub = _locate(str(d["path"]), volumes, workspace, f"{field}.path")
+        used.add(name)
+        kind = next((r["kind"] for r in workspace.history.datastore_rows() if r["name"] == name), "")
+        inputs[str(d["id"])] = {"datastore": name, "path": sub,
+                                "mode": "mount" if kind == "local" else "download"}
+    outputs: dict[str, Any] = {}
+    for i, d in enumerate(_list(props, "outputDirectories")):
+        field = f"outputDirectories[{i}]"
+        if not isinstance(d, Mapping) or not d.get("id") or not d.get("pathPrefix"):
+            raise SpecError(field, "needs id and pathPrefix")
+        name, sub = _locate(str(d["pathPrefix"]), volumes, workspace, f"{field}.pathPrefix")
+        used.add(name)
+        ref = {"datastore": name, "path": sub, "mode": "upload"}
+        if d.get("pathSuffix"):
+            ref["path_suffix"] = str(d["pathSuffix"]).strip("/")
+        outputs[str(d["id"])] = ref
+    mounts = {rel.strip("/").replace("/", "_"): {"datastore": name, "path": "", "mode": "mount"}
+              for rel, name in volumes.items() if name not in used}
+    result: dict[str, Any] = {"inputs": inputs, "outputs": outputs, "mounts": mounts}
+    if commands:
+        prep = props.get("jobPreparation") or {}
+        original = prep.get("commandLine") if isinstance(prep, Mapping) else None
+        result["job_preparation"] = " && ".join(commands + ([original] if original else []))
+    return result
