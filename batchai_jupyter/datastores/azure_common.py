@@ -135,16 +135,16 @@ def sas_start() -> datetime:
 def explain(exc: BaseException, what: str, where: str) -> str:
     """A one-line reason for an Azure SDK error, from its code (never its raw text: URLs)."""
     code = getattr(exc, "error_code", None) or ""
+    code = str(getattr(code, "value", code))  # the SDK gives an enum member or a string
     status = getattr(getattr(exc, "response", None), "status_code", None) \
         or getattr(exc, "status_code", None)
     name = type(exc).__name__
     if code in ("ContainerNotFound", "ShareNotFound"):
         return f"the {what} {where} does not exist"
-    if code == "AuthenticationFailed" or status == 403 and code in ("", "AuthenticationFailed"):
-        return ("authentication failed (403): the account key or SAS token is wrong, "
-                "or the SAS token has expired")
-    if code in ("AuthorizationPermissionMismatch", "AuthorizationResourceTypeMismatch",
-                "AuthorizationFailure"):
+    if code in ("AuthenticationFailed", "AuthorizationFailure") or (status == 403 and not code):
+        return (f"authentication failed (403 {code or 'Forbidden'}): the account key or SAS token "
+                "is wrong, or the SAS token has expired")
+    if code in ("AuthorizationPermissionMismatch", "AuthorizationResourceTypeMismatch"):
         return f"the credential is not allowed to do this ({code})"
     if code in ("BlobNotFound", "ResourceNotFound", "ParentNotFound"):
         return f"not found ({code})"
