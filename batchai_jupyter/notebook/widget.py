@@ -192,8 +192,7 @@ class RunDetails(W.VBox):
             if list(self.child_sort.options) != names:
                 keep = self.child_sort.value
                 self.child_sort.options = names
-                if keep in names:
-                    self.child_sort.value = keep
+                self.child_sort.value = keep if keep in names else (names[0] if names else None)
             metric = self.child_sort.value
             self.children_table.value = render.children_html(
                 sort_children(rows, self.child_order.value == "descending"), metric)

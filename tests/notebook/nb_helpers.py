@@ -1,7 +1,8 @@
-"""Fixtures for the notebook surface: a real IPython shell with the extension loaded."""
+"""Helpers for the notebook tests: a real IPython shell with the extension loaded."""
 from __future__ import annotations
 
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -16,3 +17,12 @@ def ip(ws: bai.Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
     shell = InteractiveShell.instance()
     shell.extension_manager.load_extension("batchai_jupyter")
     yield shell
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

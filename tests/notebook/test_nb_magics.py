@@ -9,6 +9,8 @@ from IPython.core.error import UsageError
 
 import batchai_jupyter as bai
 
+from nb_helpers import ip  # noqa: F401  (fixture)
+
 SCRIPT = textwrap.dedent("""
     import os, sys
     from batchai_jupyter import Run

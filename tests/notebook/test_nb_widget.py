@@ -1,0 +1,122 @@
+"""RunDetails: the live widget's model state, read from the workspace by its own thread."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import batchai_jupyter as bai
+from batchai_jupyter.notebook.widget import RunDetails
+
+from nb_helpers import wait_until
+
+GATED = textwrap.dedent("""
+    import os, sys, time
+    from batchai_jupyter import Run
+    run = Run.get_context()
+    gate = sys.argv[1]
+    print("first line", flush=True)
+    run.log("loss", 0.9, step=0)
+    while not os.path.exists(gate):
+        time.sleep(0.05)
+    run.log("loss", 0.4, step=1)
+    os.makedirs("logs", exist_ok=True)
+    with open("logs/extra.log", "w") as fh:
+        fh.write("from ./logs\\n")
+    print("to stderr", file=sys.stderr, flush=True)
+    print("last line", flush=True)
+""")
+
+
+def submit(ws: bai.Workspace, folder: Path, body: str, *args: str, **kwargs) -> bai.Run:
+    folder.mkdir(exist_ok=True)
+    return ws.experiment("widget").submit(bai.JobSpec(source_directory=folder, script="main.py",
+                                                      arguments=list(args)),
+                                          extra_files={"main.py": body.encode()}, **kwargs)
+
+
+def test_live_view_follows_the_run_and_stops(ws: bai.Workspace, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    run = submit(ws, tmp_path / "src", GATED, str(gate))
+    widget = RunDetails(run, poll_seconds=0.05)
+    assert widget.running  # the constructor returned while the run goes on: the kernel is free
+    assert wait_until(lambda: "first line" in widget.log_text, 60)
+    assert widget.status == "Running" and not widget.cancel_button.disabled
+    assert "Running" in widget.badge.value and run.id in widget.properties.value
+    gate.write_text("go")
+    assert widget.wait(60), "the update thread must stop when the run ends"
+    assert widget.status == "Completed" and not widget.running
+    assert widget.log_text.splitlines() == ["first line", "last line"]
+    assert "last line" in widget.log_view.value and "Completed" in widget.badge.value
+    assert widget.cancel_button.disabled
+    assert list(widget.log_picker.options) == ["stdout.txt", "stderr.txt", "logs/extra.log"]
+    widget.log_picker.value = "logs/extra.log"
+    assert widget.log_text == "from ./logs\n"
+    widget.log_picker.value = "stderr.txt"
+    assert "to stderr" in widget.log_text
+    assert 'data-metric="loss"' in widget.metrics.value and "<svg" in widget.metrics.value
+    assert widget.metrics.layout.display is None  # shown once there are metrics
+
+
+def test_cancel_button_cancels(ws: bai.Workspace, tmp_path: Path) -> None:
+    run = submit(ws, tmp_path / "src", "import time\nprint('up', flush=True)\ntime.sleep(120)\n")
+    widget = RunDetails(run, poll_seconds=0.05)
+    assert wait_until(lambda: "up" in widget.log_text, 60)
+    widget.cancel_button.click()
+    assert widget.cancel_button.disabled
+    assert widget.wait(60)
+    assert widget.status == "Canceled" and run.status == "Canceled"
+
+
+def test_child_runs_sorted_by_a_metric(ws: bai.Workspace, tmp_path: Path) -> None:
+    folder = tmp_path / "src"
+    parent = submit(ws, folder, "print('sweep')\n")
+    body = "import sys\nfrom batchai_jupyter import Run\nRun.get_context().log('acc', float(sys.argv[1]))\n" \
+           "Run.get_context().log('loss', 1 - float(sys.argv[1]))\n"
+    kids = [submit(ws, folder, body, str(acc), parent_id=parent.id, tags={"acc": str(acc)})
+            for acc in (0.7, 0.9, 0.8)]
+    widget = RunDetails(parent, poll_seconds=0.05)
+    assert widget.wait(90)
+    assert all(k.status == "Completed" for k in kids)
+    assert list(widget.child_sort.options) == ["acc", "loss"] and widget.child_sort.value == "acc"
+
+    def order() -> list[str]:
+        html = widget.children_table.value
+        return sorted((k.id for k in kids), key=html.index)
+
+    assert order() == [kids[1].id, kids[2].id, kids[0].id]
+    widget.child_order.value = "ascending"
+    assert order() == [kids[0].id, kids[2].id, kids[1].id]
+    widget.child_sort.value = "loss"
+    assert order() == [kids[1].id, kids[2].id, kids[0].id]
+    assert widget.children_box.layout.display is None
+
+
+def test_after_a_restart_and_static_summary(ws: bai.Workspace, tmp_path: Path) -> None:
+    run = submit(ws, tmp_path / "src", "print('kept line')\n")
+    run.wait_for_completion()
+    # a new process stands for a restarted kernel: it finds the run by id in the workspace
+    code = textwrap.dedent(f"""
+        import json, batchai_jupyter as bai
+        from batchai_jupyter.notebook.widget import RunDetails
+        w = RunDetails(bai.Workspace({str(ws.path)!r}).get_run({run.id!r}))
+        w.wait(30)
+        print(json.dumps([w.status, w.log_text, w.running]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["Completed", "kept line\n", False], out.stderr
+    widget = RunDetails(run)
+    bundle = widget._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == widget.model_id
+    for html in (bundle["text/html"], run._repr_html_()):
+        assert "Completed" in html and run.id in html and "kept line" in html
+    assert "text/html" in run._repr_mimebundle_()  # outside a kernel: the static summary only
+
+
+def test_unknown_run_is_an_error(ws: bai.Workspace) -> None:
+    with pytest.raises(bai.RunNotFound):
+        RunDetails(bai.Run(ws, "nope"))
