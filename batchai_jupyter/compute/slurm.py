@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ClusterError, SpecError
+from ..node.launch_dist import MCA_FILE
 from ..node.paths import RunPaths
 from .base import Compute, NodeInfo
 from .slurm_watch import GONE, UNREACHABLE, SlurmCommands, SlurmWatcher
@@ -97,6 +98,10 @@ class SlurmCompute(Compute):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or value <= 0):
                 raise SpecError(key, f"must be a number of seconds > 0, got {value!r}", "> 0")
+        mca = config.get("mpi_mca")
+        if mca is not None and (not isinstance(mca, dict) or not all(isinstance(k, str) for k in mca)):
+            raise SpecError("mpi_mca", f"must be a dict of OpenMPI MCA names to values, got {mca!r}",
+                            '{"btl_tcp_if_include": "eth0"}')
         login = config.get("login_host")
         if login is not None and (not isinstance(login, str) or not login.strip()):
             raise SpecError("login_host", f"{login!r} is not a host", "host, host:port or None")
@@ -204,10 +209,18 @@ class SlurmCompute(Compute):
                             run_id=run_id, info={"slurm_job_id": job.job_id,
                                                  "gpu_ids": [str(i) for i in range(gpus)]})
             node.info["path"] = self.node_root(node)
+            self._write_mca(node)
             self.set_node_state(node, "preparing", run_id)
             nodes.append(node)
         self._note(self.history.run_row(run_id) or run, job.job_id, "RUNNING", "None")
         return nodes
+
+    def _write_mca(self, node: NodeInfo) -> None:
+        """The cluster's OpenMPI settings (mpi_mca=) where the node's mpirun reads them."""
+        mca = self.config.get("mpi_mca")
+        if mca:
+            self.transport(node).write_bytes(f"{self.node_root(node)}/{MCA_FILE}",
+                                             json.dumps(mca).encode())
 
     def _note(self, run: dict[str, Any], job_id: str, state: str, reason: str) -> None:
         """Show the Slurm job and its state in the run's properties (only when they change)."""
