@@ -36,7 +36,7 @@ def _key(credentials: Any, field: str) -> str | None:
         return None
     if not isinstance(credentials, Mapping):
         raise SpecError(field, "must be an object with accountKey")
-    if credentials.get("accountKeySecretReference"):
+    if "accountKeySecretReference" in credentials:
         raise SpecError(f"{field}.accountKeySecretReference", "Key Vault references are not supported; "
                         "register the datastore first (ws.register_datastore) or give accountKey",
                         ["accountKey"])
