@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from typing import Any
 
 from .. import __version__
@@ -40,6 +41,37 @@ if shutil.which("nvidia-smi"):
 out["gpus"] = gpus
 print(json.dumps(out))
 """
+# Stop what a lost node still runs for us: every run folder without status.json (the engine has
+# already failed or requeued those runs): kill the job's process groups and the agent.
+_RECLAIM = r"""
+import json, os, signal, sys
+root = sys.argv[1]
+killed = 0
+runs = os.path.join(root, "runs")
+for key in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+    d = os.path.join(runs, key)
+    if os.path.exists(os.path.join(d, "status.json")):
+        continue
+    targets = []
+    try:
+        targets += [("group", int(p)) for p in json.load(open(os.path.join(d, "pids.json"))).values()]
+    except Exception:
+        pass
+    try:
+        targets.append(("pid", int(open(os.path.join(d, "agent.started")).read().strip())))
+    except Exception:
+        pass
+    for kind, pid in targets:
+        try:
+            (os.killpg if kind == "group" else os.kill)(pid, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            pass
+    with open(os.path.join(d, "status.json"), "w") as fh:
+        json.dump({"error": {"phase": "running", "message": "node lost; processes stopped"}}, fh)
+print(killed)
+"""
+RECLAIM_EVERY = 3.0
 
 
 def parse_host(entry: str) -> tuple[str, int]:
@@ -65,6 +97,7 @@ class SSHCompute(NodePool):
         super().__init__(*args, **kwargs)
         self._transports: dict[str, SSHTransport] = {}
         self._objects: dict[str, set[str]] = {}   # node id -> digests known to be in its cache
+        self._last_reclaim = 0.0
 
     # -- configuration ------------------------------------------------------------------------
     @classmethod
@@ -177,6 +210,27 @@ class SSHCompute(NodePool):
                 "info": {"gpu_ids": [str(i) for i in range(want)], "root": root,
                          "python": probe["python"], "mpirun": probe["mpirun"],
                          "hostname": probe["hostname"], "host": label}}
+
+    def maintain(self) -> list[tuple[str, str]]:
+        actions = super().maintain()
+        now = time.time()
+        if now - self._last_reclaim >= RECLAIM_EVERY:
+            self._last_reclaim = now
+            for node in self.nodes():
+                if node.state == "unusable" and " lost" in (node.error or ""):
+                    self._reclaim(node)
+        return actions
+
+    def _reclaim(self, node: NodeInfo) -> None:
+        """A lost node that answers again: stop its leftovers, then let it be provisioned anew."""
+        transport = self.transport(node)
+        try:
+            code, _out, _err = transport.run([self.python(node), "-c", _RECLAIM, self.node_root(node)],
+                                             timeout=30)
+        except (OSError, ClusterError):
+            return  # still gone; try again later
+        if code == 0:
+            self._remove(node)
 
     def _deprovision(self, node: NodeInfo) -> None:
         transport = self._transports.pop(node.id, None)

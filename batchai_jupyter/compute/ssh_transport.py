@@ -27,7 +27,7 @@ from .transport import Transport
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = float(os.environ.get("BATCHAI_SSH_CONNECT_TIMEOUT", "5"))
-IO_TIMEOUT = float(os.environ.get("BATCHAI_SSH_IO_TIMEOUT", "10"))
+IO_TIMEOUT = float(os.environ.get("BATCHAI_SSH_IO_TIMEOUT", "5"))
 RETRY_SECONDS = 2.0
 
 
@@ -72,6 +72,7 @@ class SSHTransport(Transport):
         self._last_try = 0.0
         self._last_error = ""
         self._dirs: set[str] = set()
+        self._reconnecting: threading.Thread | None = None
 
     @property
     def label(self) -> str:
@@ -82,47 +83,72 @@ class SSHTransport(Transport):
 
     # -- connection ----------------------------------------------------------------------------
     def connect(self) -> paramiko.SSHClient:
+        """The live connection. The first one is opened here (its error is the caller's); once a
+        host went down, reconnects happen in the background and callers fail fast meanwhile."""
         with self._lock:
-            if self._client is not None and self._client.get_transport() is not None \
-                    and self._client.get_transport().is_active():
-                return self._client
+            client = self._client
+            if client is not None and client.get_transport() is not None \
+                    and client.get_transport().is_active():
+                return client
             self._drop()
-            now = time.time()
-            if self._down_since is not None and now - self._last_try < RETRY_SECONDS:
+            if self._down_since is not None:
+                self._reconnect_later()
                 raise NodeUnreachable(f"host {self.label} unreachable: {self._last_error}")
-            self._last_try = now
-            client = paramiko.SSHClient()
-            if not os.path.exists(self.known_hosts):
-                raise ClusterError(f"host {self.label}: known_hosts file {self.known_hosts} does not exist")
-            client.load_host_keys(self.known_hosts)
-            client.set_missing_host_key_policy(_Reject(self.known_hosts))
+            self._client = self._open()
+            return self._client
+
+    def _reconnect_later(self) -> None:
+        if self._reconnecting is not None and self._reconnecting.is_alive():
+            return
+        if time.time() - self._last_try < RETRY_SECONDS:
+            return
+        self._last_try = time.time()
+
+        def attempt() -> None:
             try:
-                client.connect(self.host, self.port, username=self.user, key_filename=self.key_file,
-                               timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT,
-                               auth_timeout=CONNECT_TIMEOUT, allow_agent=False,
-                               look_for_keys=self.key_file is None)
-            except paramiko.BadHostKeyException as exc:
-                client.close()
-                raise ClusterError(
-                    f"host {self.label}: host key changed: it presented {exc.key.get_name()} "
-                    f"{fingerprint(exc.key)} but {self.known_hosts} has "
-                    f"{fingerprint(exc.expected_key)}; refusing to connect") from None
-            except paramiko.AuthenticationException as exc:
-                client.close()
-                raise ClusterError(f"host {self.label}: authentication failed for user "
-                                   f"{self.user!r} with key {self.key_file}: {exc}") from None
-            except ClusterError:
-                client.close()
-                raise
-            except (OSError, paramiko.SSHException, EOFError) as exc:
-                client.close()
-                self._mark_down(exc)
-                raise NodeUnreachable(f"host {self.label} unreachable: {self._last_error}") from None
-            transport = client.get_transport()
-            assert transport is not None
-            transport.set_keepalive(5)
-            self._client, self._down_since = client, None
-            return client
+                client = self._open()
+            except Exception as exc:  # noqa: BLE001 — stays down with the reason
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                return
+            with self._lock:
+                self._drop()
+                self._client, self._down_since = client, None
+
+        self._reconnecting = threading.Thread(target=attempt, daemon=True)
+        self._reconnecting.start()
+
+    def _open(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        if not os.path.exists(self.known_hosts):
+            raise ClusterError(f"host {self.label}: known_hosts file {self.known_hosts} does not exist")
+        client.load_host_keys(self.known_hosts)
+        client.set_missing_host_key_policy(_Reject(self.known_hosts))
+        try:
+            client.connect(self.host, self.port, username=self.user, key_filename=self.key_file,
+                           timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT,
+                           auth_timeout=CONNECT_TIMEOUT, allow_agent=False,
+                           look_for_keys=self.key_file is None)
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise ClusterError(
+                f"host {self.label}: host key changed: it presented {exc.key.get_name()} "
+                f"{fingerprint(exc.key)} but {self.known_hosts} has "
+                f"{fingerprint(exc.expected_key)}; refusing to connect") from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise ClusterError(f"host {self.label}: authentication failed for user "
+                               f"{self.user!r} with key {self.key_file}: {exc}") from None
+        except ClusterError:
+            client.close()
+            raise
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            client.close()
+            self._mark_down(exc)
+            raise NodeUnreachable(f"host {self.label} unreachable: {self._last_error}") from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(5)
+        return client
 
     def _mark_down(self, exc: BaseException) -> None:
         self._last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

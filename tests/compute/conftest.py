@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -17,7 +17,7 @@ import batchai_jupyter as bai
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from ssh_env import SSHHosts, missing_tools  # noqa: E402
+from ssh_env import SSHHosts, make_ssh_cluster, missing_tools  # noqa: E402
 
 BACKENDS = ["local", "ssh", "slurm"]
 
@@ -35,21 +35,6 @@ def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
         raise
     yield hosts
     hosts.stop()
-
-
-def make_ssh_cluster(ws: bai.Workspace, hosts: SSHHosts, name: str = "sshpool", count: int = 2,
-                     first: int = 0, **options: Any) -> str:
-    """An ssh cluster over `count` of the session's hosts; node roots live in the workspace."""
-    config: dict[str, Any] = {
-        "hosts": [h.address for h in hosts.hosts[first:first + count]], "user": "root",
-        "key_file": hosts.key_file, "known_hosts": hosts.known_hosts, "python": sys.executable,
-        "node_root": f"{ws.path}/sshnodes/{{host}}", "max_nodes": count,
-        "mpi_mca": {"plm_rsh_agent": hosts.ssh_command(), "btl_tcp_if_include": "eth0",
-                    "oob_tcp_if_include": "eth0"},
-    }
-    config.update(options)
-    ws.create_cluster(name, backend="ssh", **config)
-    return name
 
 
 @pytest.fixture(params=BACKENDS)

@@ -11,9 +11,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BRIDGE = "br-baissh"
 SUBNET = "10.200.7"
@@ -178,3 +180,18 @@ class SSHHosts:
             shutil.rmtree(Path("/etc/netns") / f"{PREFIX}{i + 1}", ignore_errors=True)
             _ip("link", "del", f"vbs{i + 1}h", check=False)
         _ip("link", "del", BRIDGE, check=False)
+
+
+def make_ssh_cluster(ws: Any, hosts: SSHHosts, name: str = "sshpool", count: int = 2,
+                     first: int = 0, **options: Any) -> str:
+    """An ssh cluster over `count` of the session's hosts; node roots live in the workspace."""
+    config: dict[str, Any] = {
+        "hosts": [h.address for h in hosts.hosts[first:first + count]], "user": "root",
+        "key_file": hosts.key_file, "known_hosts": hosts.known_hosts, "python": sys.executable,
+        "node_root": f"{ws.path}/sshnodes/{{host}}", "max_nodes": count,
+        "mpi_mca": {"plm_rsh_agent": hosts.ssh_command(), "btl_tcp_if_include": "eth0",
+                    "oob_tcp_if_include": "eth0"},
+    }
+    config.update(options)
+    ws.create_cluster(name, backend="ssh", **config)
+    return name
