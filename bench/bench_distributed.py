@@ -1,0 +1,131 @@
+"""Distributed runs over ssh: what batchai costs against launching by hand on the same hosts.
+
+    python bench/bench_distributed.py [--quick]
+
+Two real sshd hosts in network namespaces (10.200.7.x; needs root, iproute2, openssh-server):
+1. 2-node DDP training: mean step time through batchai vs the same script started by hand with
+   torchrun on the same two hosts (target <= 1.05).
+2. Submit -> first log line over ssh on a warm pool vs a bare `ssh host python -c 'print(1)'`
+   (target <= 3x).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compute"))
+from _common import median, parse_args, report, temp_workspace  # noqa: E402
+from ssh_env import SSHHosts, make_ssh_cluster, missing_tools  # noqa: E402
+
+import batchai_jupyter as bai  # noqa: E402
+from batchai_jupyter import JobSpec  # noqa: E402
+
+TRAIN = """
+    import json, os, sys, time
+    import torch, torch.distributed as dist, torch.nn as nn
+    steps, warmup = int(sys.argv[1]), 3
+    dist.init_process_group("gloo")
+    torch.manual_seed(0); torch.set_num_threads(1)
+    model = nn.parallel.DistributedDataParallel(nn.Sequential(
+        nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(64, 512), torch.randint(0, 10, (64,))
+    times = []
+    for step in range(steps + warmup):
+        t0 = time.perf_counter()
+        opt.zero_grad(); nn.functional.cross_entropy(model(x), y).backward(); opt.step()
+        if step >= warmup:
+            times.append(time.perf_counter() - t0)
+    if dist.get_rank() == 0:
+        print("STEP", json.dumps(sorted(times)[len(times) // 2]), flush=True)
+    dist.destroy_process_group()
+"""
+
+
+def step_time(lines: list[str]) -> float:
+    return float(next(line for line in lines if line.startswith("STEP")).split()[1])
+
+
+def by_hand(hosts: SSHHosts, script: Path, steps: int, port: int) -> float:
+    """torchrun on each host, the way one would start it in two terminals."""
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    procs = []
+    for rank, host in enumerate(hosts.hosts[:2]):
+        procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, torchrun, "--nnodes=2", f"--node_rank={rank}",
+             "--nproc_per_node=1", f"--master_addr={hosts.hosts[0].address}", f"--master_port={port}",
+             str(script), str(steps)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={"PATH": "/usr/bin:/bin", "GLOO_SOCKET_IFNAME": "eth0", "PYTHONUNBUFFERED": "1"}))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    return step_time(outs[0].splitlines())
+
+
+def through_batchai(ws: bai.Workspace, folder: Path, steps: int) -> float:
+    spec = JobSpec(source_directory=folder, script="train.py", arguments=[str(steps)], node_count=2,
+                   distribution="pytorch", environment_variables={"GLOO_SOCKET_IFNAME": "eth0"})
+    run = ws.experiment("bench").submit(spec, cluster="pool")
+    status = run.wait_for_completion(show_output=False, raise_on_error=False)["status"]
+    if status != "Completed":
+        raise SystemExit(f"DDP run {run.id} {status}: {ws.history.run_row(run.id)['error']}")
+    return step_time(list(run.stream("stdout-0-0.txt", follow=False)))
+
+
+def bare_ssh(hosts: SSHHosts) -> float:
+    host = hosts.hosts[0]
+    t0 = time.perf_counter()
+    subprocess.run(["ssh", "-i", hosts.key_file, "-o", f"UserKnownHostsFile={hosts.known_hosts}",
+                    "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{host.address}",
+                    sys.executable, "-c", "'print(1)'"], check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def first_line(ws: bai.Workspace, folder: Path) -> float:
+    t0 = time.perf_counter()
+    run = ws.experiment("bench").submit(JobSpec(source_directory=folder, script="hello.py"), cluster="one")
+    next(run.stream())
+    elapsed = time.perf_counter() - t0
+    run.wait_for_completion(show_output=False)
+    return elapsed
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0])
+    why = missing_tools()
+    if why:
+        print(f"skipped: {why}")
+        return 0
+    steps = 5 if args.quick else 60
+    repeats = 1 if args.quick else 5
+    with tempfile.TemporaryDirectory(prefix="bench-dist-") as tmp:
+        hosts = SSHHosts(Path(tmp) / "hosts", count=2).start()
+        try:
+            folder = Path(tmp) / "job"
+            folder.mkdir()
+            (folder / "train.py").write_text(textwrap.dedent(TRAIN))
+            (folder / "hello.py").write_text("print('first line', flush=True)\n")
+            with temp_workspace() as ws:
+                make_ssh_cluster(ws, hosts, name="pool", count=2)
+                make_ssh_cluster(ws, hosts, name="one", count=1)
+                first_line(ws, folder)  # warm: the node is provisioned and its cache filled
+                hand = median([by_hand(hosts, folder / "train.py", steps, 29400 + i) for i in range(repeats)])
+                ours = median([through_batchai(ws, folder, steps) for _ in range(repeats)])
+                report("2-node DDP step time through batchai", ours, "torchrun by hand", hand, "<= 1.05")
+                ssh_once = median([bare_ssh(hosts) for _ in range(repeats + 1)])
+                submit = median([first_line(ws, folder) for _ in range(repeats + 1)])
+                report("submit -> first log line (ssh, warm pool)", submit, "ssh host python -c", ssh_once,
+                       "<= 3x")
+                print(json.dumps({"ddp_step_ratio": round(ours / hand, 3),
+                                  "first_line_ratio": round(submit / ssh_once, 3)}))
+        finally:
+            hosts.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
