@@ -47,6 +47,10 @@ class Run:
         from .notebook.display import run_mimebundle
         return run_mimebundle(self)
 
+    def _ipython_display_(self) -> None:
+        from .notebook.display import display_run
+        display_run(self)
+
     # -- inside a job ----------------------------------------------------------------------------
     @staticmethod
     def get_context(allow_offline: bool = True) -> JobRun:

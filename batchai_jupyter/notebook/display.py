@@ -21,3 +21,13 @@ def run_mimebundle(run: Any) -> dict[str, Any]:
         from .widget import RunDetails
         return RunDetails(run)._repr_mimebundle_()
     return {"text/plain": repr(run), "text/html": run_summary_html(run)}
+
+
+def display_run(run: Any) -> None:
+    """A Run as a cell's result: the live widget in a kernel, the static summary elsewhere."""
+    from IPython.display import display
+    if in_kernel():
+        from .widget import RunDetails
+        RunDetails(run).show()
+    else:
+        display(run_mimebundle(run), raw=True)

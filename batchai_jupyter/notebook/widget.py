@@ -6,7 +6,6 @@ kernel is never blocked, and RunDetails(ws.get_run(id)) rebuilds the view after 
 """
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
@@ -51,6 +50,7 @@ class RunDetails(W.VBox):
         self._row: dict[str, Any] = {}
         self._child_metric: str | None = None
         self._last_slow = 0.0
+        self._handles: list[Any] = []  # displays whose static summary is refreshed at the end
 
         self.badge = W.HTML(layout=W.Layout(width="auto"))
         self.title = W.HTML(f"<b>{render.esc(run.id)}</b>")
@@ -91,8 +91,7 @@ class RunDetails(W.VBox):
             return
         self._stop.clear()
         self.running = True
-        ctx = contextvars.copy_context()  # keeps the cell's output context for messages we send
-        self._thread = threading.Thread(target=ctx.run, args=(self._loop,), daemon=True,
+        self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name=f"RunDetails-{self.run.id}")
         self._thread.start()
 
@@ -106,10 +105,16 @@ class RunDetails(W.VBox):
         self.stop()
         super().close()
 
-    def show(self) -> "RunDetails":
+    def show(self) -> None:
+        """Display the widget; when the run ends its saved HTML summary is brought up to date."""
         from IPython.display import display
-        display(self)
-        return self
+        with self._lock:
+            handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+            if handle is not None and self.running:
+                self._handles.append(handle)
+
+    def _ipython_display_(self) -> None:
+        self.show()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the background thread has stopped (tests and benchmarks use it)."""
@@ -133,8 +138,20 @@ class RunDetails(W.VBox):
                     self.message.value = f'<span style="color:#dc3545">{render.esc(exc)}</span>'
                 self._stop.wait(self.poll_seconds)
         finally:
-            self.running = False
+            with self._lock:
+                self.running = False
+                self._refresh_displays()
             self._history.close()  # this thread's own SQLite connection
+
+    def _refresh_displays(self) -> None:
+        """Re-send the bundle of every display of this widget: a saved notebook keeps the
+        final summary as text/html next to the widget view."""
+        for handle in self._handles:
+            try:
+                handle.update(self._repr_mimebundle_(), raw=True)
+            except Exception as exc:  # the front end went away: nothing to update
+                log.warning("RunDetails %s: display update failed: %s", self.run.id, exc)
+        self._handles.clear()
 
     # -- one round of reads -------------------------------------------------------------------------
     def _tick(self, force: bool = False) -> bool:
