@@ -341,10 +341,19 @@ class SlurmCompute(Compute):
             self._released[job.job_id] = 0.0  # never started for us: cancel at once
 
     def kill_groups(self, node: NodeInfo, pgids: list[int]) -> None:
-        """A lost node: Slurm stops every process of the job on all its nodes."""
+        """A lost agent's process groups, killed on its node by a step inside the job.
+
+        Processes whose agent died are re-parented away from the job step, so Slurm alone may
+        not find them; release() then scancels the job itself.
+        """
         job_id = node.info.get("slurm_job_id")
-        if job_id:
-            self.scancel(str(job_id))
+        if not job_id or not pgids:
+            return
+        line = "kill -KILL " + " ".join(f"-{int(p)}" for p in pgids) + " 2>/dev/null; true"
+        code, _out, err = self.commands("srun", f"--jobid={job_id}", "--overlap", f"--nodelist={node.id}",
+                                        "--nodes=1", "--ntasks=1", "/bin/sh", "-c", line, timeout=30)
+        if code != 0:
+            log.warning("cannot kill process groups on node %s: %s", node.id, err.strip())
 
     def scancel(self, job_id: str) -> None:
         code, _out, err = self.commands("scancel", job_id, timeout=30)
@@ -356,7 +365,9 @@ class SlurmCompute(Compute):
         return [NodeInfo.from_row(r) for r in self.history.nodes(self.name)]
 
     def _remove(self, node: NodeInfo) -> None:
-        self.kill_groups(node, [])
+        job_id = node.info.get("slurm_job_id")
+        if job_id:
+            self.scancel(str(job_id))
         self.history.delete_node(self.name, node.id)
 
     def maintain(self) -> list[tuple[str, str]]:

@@ -127,8 +127,8 @@ def squeue_calls(bin_folder: Path) -> list[tuple[float, str]]:
 
 def no_process_left(marker: str) -> bool:
     """No process on this machine (every Slurm node runs here) mentions `marker`."""
-    out = os.popen("ps -eo pid=,args=").read()
-    return not [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
+    out = os.popen("ps -ww -eo pid=,args=").read()
+    return not [line for line in out.splitlines() if marker in line and "ps -ww" not in line]
 
 
 def test_sbatch_options_gres_and_extra_args(ws, slurm, tmp_path_factory, dist_src):
@@ -272,3 +272,94 @@ def test_restarted_engine_finds_its_slurm_jobs(ws, slurm, tmp_path_factory, dist
         assert run.get_details()["status"] == "Completed"
     assert str(second.get_details()["properties"]["slurm_job_id"]) == second_job  # not submitted twice
     assert len(list(Path(ws.path, "slurm-root", "slurm").glob("*/job.sh"))) == 2
+
+
+@pytest.fixture
+def login_sshd(tmp_path: Path):
+    """A real OpenSSH sshd on loopback standing in for the cluster's login host."""
+    import shutil
+    import socket
+    import subprocess
+    if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh-keygen") is None:
+        pytest.skip("OpenSSH sshd is not installed (apt-get install openssh-server)")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    d = tmp_path / "login"
+    d.mkdir()
+    for key in ("host", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+    shutil.copy(d / "client.pub", d / "authorized_keys")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile {d}/sshd.pid\n"
+        f"AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+        "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\n")
+    host_key = (d / "host.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "wb"))
+
+    def up() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    try:
+        if not wait_until(up, 10):
+            pytest.skip(f"sshd did not start: {(d / 'sshd.log').read_text()[-300:]}")
+        yield {"login_host": f"127.0.0.1:{port}", "user": "root", "key_file": str(d / "client"),
+               "known_hosts": str(d / "known_hosts")}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_slurm_commands_through_a_login_host(ws, slurm, tmp_path_factory, dist_src, login_sshd, tmp_path):
+    name = make_slurm_cluster(ws, tmp_path_factory, name="viaLogin", **login_sshd)
+    spec = bai.JobSpec(source_directory=str(dist_src), script="where.py", node_count=2)
+    run = ws.experiment("slurm").submit(spec, cluster=name)
+    run.wait_for_completion(show_output=False, timeout=120)
+    assert run.get_details()["status"] == "Completed"
+    job_id = str(run.get_details()["properties"]["slurm_job_id"])
+    assert job_fields(slurm, job_id)["NumNodes"] == "2"
+    assert sorted(run.get_metrics()["node_seen"]) == [0, 1]
+    # a login host whose key is not in known_hosts is refused, naming the host
+    other = tmp_path / "other_known_hosts"
+    other.write_text("")
+    with pytest.raises(ClusterError) as err:
+        make_slurm_cluster(ws, tmp_path_factory, name="untrusted", **dict(login_sshd, known_hosts=str(other)))
+    assert "127.0.0.1" in str(err.value) and "SHA256:" in str(err.value)
+
+
+def test_lost_agent_requeues_the_run_as_a_new_slurm_job(ws, slurm, tmp_path_factory, dist_src,
+                                                        monkeypatch):
+    monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "3")
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    (dist_src / "lost.py").write_text(textwrap.dedent("""
+        import os, time
+        first_attempt = os.path.basename(os.path.dirname(os.getcwd())) == os.environ["BATCHAI_RUN_ID"]
+        print("first attempt", first_attempt, flush=True)
+        time.sleep(300 if first_attempt else 1)
+    """))
+    spec = bai.JobSpec(source_directory=str(dist_src), script="lost.py", node_count=2)
+    run = ws.experiment("slurm").submit(spec, cluster=name)
+    first_job = slurm_job_id(run)
+    agent = f"nodes/n2/runs/{run.id}/run.json"
+
+    def agent_pid() -> int | None:
+        out = os.popen("ps -ww -eo pid=,args=").read().splitlines()
+        return next((int(line.split()[0]) for line in out
+                     if "batchai_jupyter.node.agent" in line and agent in line and "/bin/sh" not in line), None)
+    assert wait_until(lambda: agent_pid() is not None and Path(
+        ws.path, "slurm-root", "nodes", "n2", "runs", run.id, "pids.json").exists(), 60)
+    os.kill(agent_pid(), 9)  # the agent on n2 dies: its job process is orphaned, its heartbeat stops
+    run.wait_for_completion(show_output=False, timeout=120)
+    details = run.get_details()
+    assert details["status"] == "Completed"
+    assert details["properties"]["attempt"] == 1
+    assert str(details["properties"]["slurm_job_id"]) != first_job
+    messages = [e["message"] or "" for e in ws.history.events(run.id)]
+    assert any("requeued" in m and "node n2 lost" in m for m in messages), messages
+    assert job_fields(slurm, first_job)["JobState"] in ("CANCELLED", "COMPLETED", "FAILED")
+    assert wait_until(lambda: no_process_left(run.id), 20)
+    assert no_process_left("lost.py")  # the orphan of the dead agent was killed on its node too
