@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BRIDGE = "br-baissh"
 SUBNET = "10.200.7"
 PREFIX = "baissh"
 
@@ -59,7 +58,16 @@ class SSHHosts:
 
     folder: Path
     count: int = 3
+    prefix: str = PREFIX      # namespace names; a bench uses its own so it never meets the tests
+    subnet: str = SUBNET
     hosts: list[Host] = field(default_factory=list)
+
+    @property
+    def bridge(self) -> str:
+        return f"br-{self.prefix}"[:15]
+
+    def _veth(self, i: int, side: str) -> str:
+        return f"v{self.prefix[-3:]}{i + 1}{side}"
 
     @property
     def key_file(self) -> str:
@@ -80,25 +88,25 @@ class SSHHosts:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key_file],
                        check=True, input="y\n", text=True, capture_output=True)
         shutil.copy(self.key_file + ".pub", self.folder / "authorized_keys")
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
-        names = "".join(f"{SUBNET}.{i + 2} node{i + 1}\n" for i in range(self.count))
+        _ip("link", "add", self.bridge, "type", "bridge")
+        _ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        names = "".join(f"{self.subnet}.{i + 2} node{i + 1}\n" for i in range(self.count))
         for i in range(self.count):
-            host = Host(i, f"{PREFIX}{i + 1}", f"{SUBNET}.{i + 2}", f"node{i + 1}",
+            host = Host(i, f"{self.prefix}{i + 1}", f"{self.subnet}.{i + 2}", f"node{i + 1}",
                         self.folder / f"host{i + 1}")
             host.folder.mkdir(exist_ok=True)
             self.hosts.append(host)
-            veth_h, veth_n = f"vbs{i + 1}h", f"vbs{i + 1}n"
+            veth_h, veth_n = self._veth(i, "h"), self._veth(i, "n")
             _ip("netns", "add", host.netns)
             _ip("link", "add", veth_h, "type", "veth", "peer", "name", veth_n)
-            _ip("link", "set", veth_h, "master", BRIDGE, "up")
+            _ip("link", "set", veth_h, "master", self.bridge, "up")
             _ip("link", "set", veth_n, "netns", host.netns)
             _ip("-n", host.netns, "link", "set", veth_n, "name", "eth0")
             _ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
             _ip("-n", host.netns, "link", "set", "eth0", "up")
             _ip("-n", host.netns, "link", "set", "lo", "up")
-            _ip("-n", host.netns, "route", "add", "default", "via", f"{SUBNET}.1")
+            _ip("-n", host.netns, "route", "add", "default", "via", f"{self.subnet}.1")
             etc = Path("/etc/netns") / host.netns
             etc.mkdir(parents=True, exist_ok=True)
             (etc / "hosts").write_text(f"127.0.0.1 localhost\n{names}")
@@ -144,7 +152,7 @@ class SSHHosts:
         host.sshd = None
 
     def set_link(self, host: Host, up: bool) -> None:
-        _ip("link", "set", f"vbs{host.index + 1}h", "up" if up else "down")
+        _ip("link", "set", self._veth(host.index, "h"), "up" if up else "down")
 
     def pids(self, host: Host) -> list[int]:
         """Every process living in the host's network namespace."""
@@ -176,10 +184,10 @@ class SSHHosts:
 
     def stop_network(self) -> None:
         for i in range(max(self.count, 3)):
-            _ip("netns", "del", f"{PREFIX}{i + 1}", check=False)
-            shutil.rmtree(Path("/etc/netns") / f"{PREFIX}{i + 1}", ignore_errors=True)
-            _ip("link", "del", f"vbs{i + 1}h", check=False)
-        _ip("link", "del", BRIDGE, check=False)
+            _ip("netns", "del", f"{self.prefix}{i + 1}", check=False)
+            shutil.rmtree(Path("/etc/netns") / f"{self.prefix}{i + 1}", ignore_errors=True)
+            _ip("link", "del", self._veth(i, "h"), check=False)
+        _ip("link", "del", self.bridge, check=False)
 
 
 def make_ssh_cluster(ws: Any, hosts: SSHHosts, name: str = "sshpool", count: int = 2,

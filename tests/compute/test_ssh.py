@@ -249,3 +249,19 @@ def test_cut_link_requeues_the_run_on_other_nodes(ws: bai.Workspace, ssh_hosts: 
     assert run.wait_for_completion(show_output=False, raise_on_error=False, timeout=60)["status"] == "Canceled"
     assert wait_until(lambda: _no_leftovers(ssh_hosts, 0, 1, 2), 40), \
         [ssh_hosts.job_pids(h) for h in ssh_hosts.hosts]
+
+
+def test_mpi_without_mpirun_on_the_node_fails_naming_it(ws: bai.Workspace, ssh_hosts: SSHHosts,
+                                                        tmp_path: Path) -> None:
+    make_ssh_cluster(ws, ssh_hosts, name="nompi", count=2)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "noop.py").write_text("print('never')\n")
+    spec = JobSpec(source_directory=tmp_path / "m", script="noop.py", node_count=2, distribution="mpi",
+                   environment_variables={"PATH": str(tmp_path / "m")})  # a node without OpenMPI
+    run = ws.experiment("ssh").submit(spec, cluster="nompi")
+    assert run.wait_for_completion(show_output=False, raise_on_error=False)["status"] == "Failed"
+    message = ws.history.run_row(run.id)["error"]["message"]
+    assert f"mpirun not found on node {ssh_hosts.hosts[0].address}" in message
+    with pytest.raises(bai.RunFailed) as err:
+        run.wait_for_completion(show_output=False)
+    assert "mpirun not found" in str(err.value)
