@@ -192,3 +192,23 @@ def test_tensorflow_tasks_get_their_roles(backend_cluster, tmp_path: Path) -> No
         assert info["tf"]["task"] == {"type": kind, "index": int(name[-1])}
         assert info["tf"]["cluster"] == {"ps": ps, "worker": workers}
         assert info["index"] == name[-1]
+
+
+def test_one_failing_process_stops_the_others_on_every_node(backend_cluster, tmp_path: Path) -> None:
+    ws, cluster = backend_cluster
+    src = _write(tmp_path / "onefails", "one_fails_job.py", """
+        import os, sys, time
+        if os.environ["AZ_BATCHAI_TASK_INDEX"] == "1":
+            time.sleep(0.5)
+            print("rank 1 gives up", file=sys.stderr)
+            sys.exit(5)
+        time.sleep(300)
+    """)
+    run = ws.experiment("conf").submit(JobSpec(source_directory=src, script="one_fails_job.py",
+                                               node_count=2), cluster=cluster)
+    t0 = time.time()
+    assert _done(run)["status"] == "Failed"
+    assert time.time() - t0 < 120
+    error = ws.history.run_row(run.id)["error"]
+    assert error["exit_code"] == 5 and "rank 1 gives up" in "\n".join(error["last_lines"])
+    assert wait_until(lambda: not _node_job_pids(ws, "one_fails_job.py"), 20)
