@@ -32,6 +32,7 @@ log = logging.getLogger("batchai_jupyter.engine")
 TIME_MARGIN_SECONDS = 120      # --time = max_wall_clock + this (the agent enforces the exact limit)
 ENDED_GRACE_SECONDS = 2.0      # let agents finish their last writes before speaking for them
 RELEASE_GRACE_SECONDS = 10.0   # a released job still alive after this is scancel'ed
+NODES_CHECK_SECONDS = 1.0      # how often a pending job's "nodes" file is looked for
 MANIFEST_WAIT_SECONDS = 600    # an srun task gives up when the engine never writes its manifest
 ACTIVE = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 
@@ -40,6 +41,7 @@ ACTIVE = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 class _Job:
     job_id: str
     key: str       # run id, or "<run id>.<attempt>" after a requeue (RunPaths' run folder name)
+    checked: float = 0.0  # when the shared root was last asked whether the job started
 
 
 def run_key(run: dict[str, Any]) -> str:
@@ -56,6 +58,7 @@ def slurm_time(seconds: float) -> str:
 
 class SlurmCompute(Compute):
     backend = "slurm"
+    queues_itself = True  # every queued run is submitted; Slurm decides the order (backfill)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -191,6 +194,10 @@ class SlurmCompute(Compute):
             self._pending[run_id] = job
         self.watcher.poll()
         info = self.watcher.info(job.job_id)
+        now = time.time()
+        if info is not None and info.state == "PENDING" and now - job.checked < NODES_CHECK_SECONDS:
+            return None  # squeue says pending: look at the shared root only now and then
+        job.checked = now
         names = self._started_nodes(job)
         if names is None:
             if info is not None and info.state not in ("UNKNOWN",) and not info.live:
@@ -277,6 +284,8 @@ class SlurmCompute(Compute):
             opts.append(f"--partition={self.config['partition']}")
         if self.gpus_per_node() > 0:
             opts.append(f"--gres=gpu:{self.gpus_per_node()}")
+        if spec.get("priority") == "low":
+            opts.append("--nice=100")  # raising priority needs Slurm operator rights: not done
         jobdir = self.job_dir(key)
         opts += [f"--output={jobdir}/slurm-%j.out", f"--chdir={jobdir}", "--no-requeue"]
         return opts + list(self.config.get("sbatch_args", []))

@@ -363,3 +363,20 @@ def test_lost_agent_requeues_the_run_as_a_new_slurm_job(ws, slurm, tmp_path_fact
     assert job_fields(slurm, first_job)["JobState"] in ("CANCELLED", "COMPLETED", "FAILED")
     assert wait_until(lambda: no_process_left(run.id), 20)
     assert no_process_left("lost.py")  # the orphan of the dead agent was killed on its node too
+
+
+def test_every_queued_run_waits_in_slurms_own_queue(ws, slurm, tmp_path_factory, dist_src):
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    exp = ws.experiment("slurm")
+    spec = dict(source_directory=str(dist_src), script="where.py", node_count=2)
+    first = exp.submit(bai.JobSpec(arguments=["3"], **spec), cluster=name)
+    second = exp.submit(bai.JobSpec(**spec), cluster=name)
+    low = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py", priority="low"),
+                     cluster=name)
+    ids = [slurm_job_id(r) for r in (first, second, low)]
+    assert first.get_details()["status"] != "Completed"  # all submitted before the first one ended
+    assert len(set(ids)) == 3
+    assert job_fields(slurm, ids[2])["Nice"] == "100"
+    for run in (first, second, low):
+        run.wait_for_completion(show_output=False, timeout=120)
+        assert run.get_details()["status"] == "Completed"
