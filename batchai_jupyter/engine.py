@@ -193,7 +193,8 @@ class Engine:
             count = int(run["spec"].get("node_count", 1))
             nodes = compute.allocate(run["id"], count)
             if nodes is None:
-                blocked.add(cluster)
+                if not getattr(compute, "queues_itself", False):  # Slurm orders its own queue
+                    blocked.add(cluster)
                 self._note_waiting(run, f"waiting for {count} node(s) of cluster {cluster!r}")
                 continue
             node_rows = [{"id": n.id, "address": n.address, "info": n.info} for n in nodes]
