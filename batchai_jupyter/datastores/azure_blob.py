@@ -15,7 +15,6 @@ from .azure_common import (INSTALL_HINT, client_options, explain, sas_expiry, sa
 from .base import Advance, Datastore
 
 BLOCK = 8 << 20  # measured against Azurite: fewer, larger blocks cost the server less
-SINGLE_GET = 32 << 20  # the first GET of a download; larger blobs continue in parallel blocks
 
 
 def _sdk() -> Any:
@@ -52,7 +51,7 @@ class AzureBlobDatastore(Datastore):
                     account_url=self.config["endpoint"], container_name=self.config["container"],
                     credential=sdk_credential(self.config, self._credential),
                     max_block_size=self.block_size, max_single_put_size=self.block_size,
-                    max_single_get_size=max(SINGLE_GET, self.block_size), max_chunk_get_size=self.block_size,
+                    max_single_get_size=self.block_size, max_chunk_get_size=self.block_size,
                     **client_options(self.config, blob.ExponentialRetry))
             return self._client
 

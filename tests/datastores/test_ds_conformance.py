@@ -10,8 +10,6 @@ import pytest
 import batchai_jupyter as bai
 from batchai_jupyter.datastores import Callback
 
-from .conftest import register
-
 
 def _tree(root: Path) -> dict[str, bytes]:
     files = {

@@ -15,7 +15,7 @@ import batchai_jupyter as bai
 from batchai_jupyter.datastores import KINDS, output_reference
 from batchai_jupyter.datastores.credentials import STAGING_MARGIN_SECONDS, node_data_config
 
-from .conftest import ACCOUNT, FAST, KEY, register, unique
+from .conftest import ACCOUNT, KEY, register, unique
 
 
 @pytest.fixture
@@ -119,8 +119,8 @@ def test_stored_spec_holds_plain_references(ws, job_src: Path, tmp_path: Path) -
 
 
 def test_node_data_config_gives_narrow_expiring_sas(ws, request, tmp_path: Path) -> None:
-    blob = register(ws, "azure_blob", request, tmp_path, name="blob")
-    share = register(ws, "azure_file", request, tmp_path, name="share")
+    register(ws, "azure_blob", request, tmp_path, name="blob")
+    register(ws, "azure_file", request, tmp_path, name="share")
     run = {"id": "exp_1_abc", "spec": {
         "max_wall_clock_seconds": 600,
         "inputs": {"A": {"datastore": "blob", "path": "in", "mode": "download"},
