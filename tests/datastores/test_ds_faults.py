@@ -150,3 +150,21 @@ def test_node_credentials_are_narrow(ws, request, tmp_path: Path, kind: str) -> 
         writer.list()
     assert store.list("out/") == ["out/x.txt"]
     assert KEY not in str(store.node_credential("read", 600))
+
+
+def test_short_outage_is_ridden_out_by_retries(ws, private_azurite, tmp_path: Path) -> None:
+    """Retries back off long enough for a server that comes back within a few seconds."""
+    import threading
+    store = _blob_store(ws, private_azurite, max_retries=8, retry_backoff_seconds=0.3)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "x.txt").write_text("still here")
+    store.upload(tmp_path / "src", "p", show_progress=False)
+    os.killpg(private_azurite.proc.pid, signal.SIGTERM)
+    private_azurite.proc.wait(30)
+    private_azurite.proc = None
+    comeback = threading.Timer(0.5, private_azurite.start)
+    comeback.start()
+    try:
+        assert store.list() == ["p/x.txt"]
+    finally:
+        comeback.join()
