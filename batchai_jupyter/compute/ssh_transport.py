@@ -29,6 +29,10 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = float(os.environ.get("BATCHAI_SSH_CONNECT_TIMEOUT", "5"))
 IO_TIMEOUT = float(os.environ.get("BATCHAI_SSH_IO_TIMEOUT", "5"))
 RETRY_SECONDS = 2.0
+# The engine polls every node many times a second; over SSH, listings and empty reads are
+# answered from a short-lived cache so polling costs the node (and the job) little. Reading a
+# status.json that exists drops the cache: after it, every listing is fresh (no last line lost).
+POLL_TTL = float(os.environ.get("BATCHAI_SSH_POLL_SECONDS", "0.25"))
 
 
 class NodeUnreachable(ConnectionError):
@@ -73,6 +77,7 @@ class SSHTransport(Transport):
         self._last_error = ""
         self._dirs: set[str] = set()
         self._reconnecting: threading.Thread | None = None
+        self._cache: dict[tuple[str, Any], tuple[float, Any]] = {}
 
     @property
     def label(self) -> str:
@@ -212,7 +217,21 @@ class SSHTransport(Transport):
                 raise NodeUnreachable(f"host {self.label} unreachable: {self._last_error}") from None
         return code, out, err
 
+    def _cached(self, key: tuple[str, Any]) -> Any:
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < POLL_TTL:
+            return hit[1]
+        return None
+
     def read_from(self, path: str, offset: int, limit: int = 4 << 20) -> bytes:
+        if self._cached(("empty", (path, offset))) is not None:
+            return b""
+        data = self._read_from(path, offset, limit)
+        if not data:
+            self._cache[("empty", (path, offset))] = (time.monotonic(), True)
+        return data
+
+    def _read_from(self, path: str, offset: int, limit: int) -> bytes:
         def read(sftp: paramiko.SFTPClient) -> bytes:
             try:
                 with sftp.open(path, "rb") as fh:
@@ -236,7 +255,10 @@ class SSHTransport(Transport):
                     return fh.read()
             except FileNotFoundError:
                 return None
-        return self._io(read)
+        data = self._io(read)
+        if data is not None and posixpath.basename(path) == "status.json":
+            self._cache.clear()  # the node's files are final now: read them fresh
+        return data
 
     def _makedirs(self, sftp: paramiko.SFTPClient, folder: str) -> None:
         if folder in self._dirs or folder in ("", "/"):
@@ -264,8 +286,17 @@ class SSHTransport(Transport):
                 fh.write(data)
             sftp.posix_rename(tmp, path)
         self._io(write)
+        self._cache.clear()
 
     def list_files(self, folder: str) -> dict[str, int]:
+        hit = self._cached(("list", folder))
+        if hit is not None:
+            return dict(hit)
+        listing = self._list_files(folder)
+        self._cache[("list", folder)] = (time.monotonic(), listing)
+        return dict(listing)
+
+    def _list_files(self, folder: str) -> dict[str, int]:
         def walk(sftp: paramiko.SFTPClient) -> dict[str, int]:
             out: dict[str, int] = {}
             stack = [""]
@@ -300,6 +331,7 @@ class SSHTransport(Transport):
             sftp.chmod(tmp, mode)
             sftp.posix_rename(tmp, path)
         self._io(put)
+        self._cache.clear()
 
     def exists(self, path: str) -> bool:
         def check(sftp: paramiko.SFTPClient) -> bool:
