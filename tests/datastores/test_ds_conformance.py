@@ -140,3 +140,17 @@ def test_job_reads_input_and_writes_output(store, ws, tmp_path: Path, fail: bool
         f"trained on {total} bytes"
     stored = ws.history.run_row(run.id)["spec"]
     assert stored["inputs"] == {"DATA": {"datastore": store.name, "path": "datasets/d1", "mode": "download"}}
+
+
+def test_staging_a_single_file_and_a_folder(store, tmp_path: Path) -> None:
+    """What a node does: fetch a path (file or folder) into a local folder, push a folder back."""
+    files = _tree(tmp_path / "src")
+    store.upload(tmp_path / "src", "in", show_progress=False)
+    one = store.fetch_tree("in/sub/b.txt", str(tmp_path / "one"))
+    assert one == str(tmp_path / "one" / "b.txt") and Path(one).read_bytes() == files["sub/b.txt"]
+    folder = store.fetch_tree("in/sub", str(tmp_path / "folder"))
+    assert _read(Path(folder)) == {"b.txt": files["sub/b.txt"], "deeper/c.dat": files["sub/deeper/c.dat"]}
+    with pytest.raises(bai.DatastoreError, match="not found"):
+        store.fetch_tree("in/su", str(tmp_path / "none"))  # a string prefix is not a folder
+    assert store.push_tree(str(tmp_path / "src" / "sub"), "out/run1") == 2
+    assert store.list("out/") == ["out/run1/b.txt", "out/run1/deeper/c.dat"]

@@ -63,3 +63,16 @@ def test_missing_input_fails_the_run_and_names_it(ws, tmp_path: Path) -> None:
     run.wait_for_completion(show_output=False, timeout=120, raise_on_error=False)
     assert run.status == "Failed"
     assert "no/such/folder" in run.get_details()["error"]["message"]
+
+
+def test_every_node_uploads_its_outputs(ws, tmp_path: Path) -> None:
+    ds = ws.get_default_datastore()
+    src = _script(tmp_path, (
+        "import os\n"
+        "out = os.environ['AZ_BATCHAI_OUTPUT_OUT']\n"
+        "node = os.environ['BATCHAI_NODE_INDEX']\n"
+        "open(os.path.join(out, f'node-{node}.txt'), 'w').write(node)\n"))
+    run = ws.experiment("mnt").submit(bai.JobSpec(source_directory=src, script="main.py", node_count=2,
+                                                  outputs={"OUT": ds.path("multi").as_upload()}))
+    run.wait_for_completion(show_output=False, timeout=120)
+    assert ds.list("multi/") == [f"multi/{run.id}/node-0.txt", f"multi/{run.id}/node-1.txt"]
