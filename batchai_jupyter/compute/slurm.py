@@ -32,7 +32,8 @@ log = logging.getLogger("batchai_jupyter.engine")
 TIME_MARGIN_SECONDS = 120      # --time = max_wall_clock + this (the agent enforces the exact limit)
 ENDED_GRACE_SECONDS = 2.0      # let agents finish their last writes before speaking for them
 RELEASE_GRACE_SECONDS = 10.0   # a released job still alive after this is scancel'ed
-NODES_CHECK_SECONDS = 1.0      # how often a pending job's "nodes" file is looked for
+NODES_CHECK_SECONDS = 1.0      # how often a long-pending job's "nodes" file is looked for
+FRESH_SECONDS = 5.0            # ... and every engine tick for this long after sbatch
 MANIFEST_WAIT_SECONDS = 600    # an srun task gives up when the engine never writes its manifest
 ACTIVE = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 
@@ -42,6 +43,7 @@ class _Job:
     job_id: str
     key: str       # run id, or "<run id>.<attempt>" after a requeue (RunPaths' run folder name)
     checked: float = 0.0  # when the shared root was last asked whether the job started
+    submitted: float = 0.0
 
 
 def run_key(run: dict[str, Any]) -> str:
@@ -195,8 +197,9 @@ class SlurmCompute(Compute):
         self.watcher.poll()
         info = self.watcher.info(job.job_id)
         now = time.time()
-        if info is not None and info.state == "PENDING" and now - job.checked < NODES_CHECK_SECONDS:
-            return None  # squeue says pending: look at the shared root only now and then
+        if info is not None and info.state == "PENDING" and now - job.checked < NODES_CHECK_SECONDS \
+                and now - job.submitted > FRESH_SECONDS:
+            return None  # long pending: look at the shared root only now and then
         job.checked = now
         names = self._started_nodes(job)
         if names is None:
@@ -274,7 +277,7 @@ class SlurmCompute(Compute):
         transport.write_bytes(f"{self.job_dir(key)}/job_id", job_id.encode())
         self.watcher.track(job_id)
         log.info("run %s: Slurm job %s submitted", run["id"], job_id)
-        return _Job(job_id, key)
+        return _Job(job_id, key, submitted=time.time())
 
     def sbatch_options(self, spec: dict[str, Any], key: str, count: int) -> list[str]:
         wall = float(spec.get("max_wall_clock_seconds") or 7 * 24 * 3600)

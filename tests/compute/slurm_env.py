@@ -137,7 +137,8 @@ def _config(root: Path, munge: Path, ports: list[int], gres: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _start(root: Path) -> SlurmEnv:
+def start_slurm(root: Path) -> SlurmEnv:
+    """Start munged, slurmctld and two slurmd under `root`; raises with the reason if they cannot run."""
     for tool in ("munged", "slurmctld", "slurmd", "sbatch"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise RuntimeError(f"{tool} is not installed (run ci/setup-slurm.sh)")
@@ -195,7 +196,7 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> SlurmEnv:
         pytest.skip(f"Slurm is not available: {_STATE['error']}")
     if "env" not in _STATE:
         try:
-            env = _start(tmp_path_factory.mktemp("slurm", numbered=True))
+            env = start_slurm(tmp_path_factory.mktemp("slurm", numbered=True))
         except Exception as exc:  # noqa: BLE001 — any start failure is the skip reason
             _STATE["error"] = str(exc)
             print(f"\nSlurm is not available: {exc}", file=sys.stderr)
