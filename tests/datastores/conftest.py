@@ -121,6 +121,15 @@ def private_azurite(tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
+@pytest.fixture
+def private_file_emulator(tmp_path: Path) -> Iterator[Server]:
+    """An Azure Files emulator of this test alone: fault tests stop and restart it."""
+    pytest.importorskip("azure.storage.fileshare", reason="azure-storage-file-share is not installed")
+    server = _file_emulator(tmp_path / "files")
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def file_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     pytest.importorskip("azure.storage.fileshare", reason="azure-storage-file-share is not installed")

@@ -38,34 +38,47 @@ def _blob_store(ws, server, **extra):
                                  block_size=1024 * 1024, **{**FAST, **extra})
 
 
+def _private_store(ws, request, kind: str):
+    """A datastore on a server of this test alone (Azurite, or the Azure Files emulator)."""
+    if kind == "azure_blob":
+        server = request.getfixturevalue("private_azurite")
+        return _blob_store(ws, server), server
+    server = request.getfixturevalue("private_file_emulator")
+    return ws.register_datastore("share", kind="azure_file", account_name=ACCOUNT, share=unique(),
+                                 account_key=KEY, endpoint=server.endpoint, create_if_not_exists=True,
+                                 **FAST), server
+
+
 def _restart(server) -> None:
     server.proc.wait(30)
     server.proc = None
     server.start()
 
 
-def test_azurite_stopped_mid_upload_leaves_no_partial_blob(ws, private_azurite, tmp_path: Path) -> None:
-    store = _blob_store(ws, private_azurite)
+@pytest.mark.parametrize("kind", ["azure_blob", "azure_file"])
+def test_server_stopped_mid_upload_leaves_no_partial_file(ws, request, tmp_path: Path, kind: str) -> None:
+    store, server = _private_store(ws, request, kind)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "big.bin").write_bytes(os.urandom(BIG))
-    stopper = StopAfter(private_azurite, 3 * 1024 * 1024)
+    stopper = StopAfter(server, 3 * 1024 * 1024)
     with pytest.raises(bai.DatastoreError) as err:
         store.upload(tmp_path / "src", "up", show_progress=stopper)
     assert stopper.fired and stopper.done < BIG
-    assert "up/big.bin" in str(err.value) and "blob" in str(err.value)
+    assert "up/big.bin" in str(err.value) and kind in str(err.value)
     assert KEY not in str(err.value)
-    _restart(private_azurite)
-    assert store.list() == []  # the uncommitted blocks are not a blob
+    _restart(server)
+    assert store.list() == []  # uncommitted blocks / a hidden temporary file: nothing to see
     store.upload(tmp_path / "src", "up", show_progress=False)  # and a retry later succeeds
     assert store.list() == ["up/big.bin"]
 
 
-def test_azurite_stopped_mid_download_leaves_no_partial_file(ws, private_azurite, tmp_path: Path) -> None:
-    store = _blob_store(ws, private_azurite)
+@pytest.mark.parametrize("kind", ["azure_blob", "azure_file"])
+def test_server_stopped_mid_download_leaves_no_partial_file(ws, request, tmp_path: Path, kind: str) -> None:
+    store, server = _private_store(ws, request, kind)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "big.bin").write_bytes(os.urandom(BIG))
     store.upload(tmp_path / "src", "dl", show_progress=False)
-    stopper = StopAfter(private_azurite, 3 * 1024 * 1024)
+    stopper = StopAfter(server, 3 * 1024 * 1024)
     with pytest.raises(bai.DatastoreError) as err:
         store.download(tmp_path / "out", prefix="dl", show_progress=stopper)
     assert stopper.fired and "dl/big.bin" in str(err.value)
