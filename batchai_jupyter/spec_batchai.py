@@ -143,9 +143,12 @@ def _toolkit(name: str, s: Mapping[str, Any], node_count: Any, kw: dict[str, Any
         kw.update(script=script(), arguments=args["master"],
                   python_interpreter=s.get("pythonInterpreterPath"))
         if s.get("workerCount") is not None or s.get("parameterServerCount") is not None:
-            kw.update(distribution="tensorflow", worker_count=s.get("workerCount", node_count),
-                      parameter_server_count=s.get("parameterServerCount", 0),
-                      tensorflow_arguments=args)
+            workers, ps = s.get("workerCount", node_count), s.get("parameterServerCount", 0)
+            tasks = workers + ps if isinstance(workers, int) and isinstance(ps, int) else 1
+            nodes = node_count if isinstance(node_count, int) and node_count > 0 else 1
+            # Batch AI placed ps and worker tasks side by side on the job's nodes
+            kw.update(distribution="tensorflow", worker_count=workers, parameter_server_count=ps,
+                      tensorflow_arguments=args, process_count_per_node=max(1, -(-tasks // nodes)))
     else:  # horovod, chainer, cntk, caffe*: MPI launch of a Python script
         kw.update(script=script(), arguments=split_args(s.get("commandLineArgs")),
                   python_interpreter=s.get("pythonInterpreterPath"), distribution="mpi",
