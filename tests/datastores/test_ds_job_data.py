@@ -166,8 +166,9 @@ def test_no_secret_anywhere_in_the_workspace_after_a_run(ws, request, tmp_path: 
             if KEY.encode() in path.read_bytes():
                 hits.append(str(path))
     assert hits == []
-    # the SAS tokens given to the node are not left on its disk either
-    leftovers = [p for p in ws.path.rglob("run.json") if b"sig=" in p.read_bytes()]
+    # nor the SAS tokens given to the node: not in its manifest, logs or anywhere else
+    leftovers = [str(p) for p in ws.path.rglob("*")
+                 if p.is_file() and p.name != "secrets.json" and b"sig=" in p.read_bytes()]
     assert leftovers == []
 
 
