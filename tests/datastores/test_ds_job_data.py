@@ -229,3 +229,35 @@ def test_batchai_job_json_bad_data_fields(ws, tmp_path: Path) -> None:
         with pytest.raises(bai.SpecError) as err:
             bai.JobSpec.from_batchai_json({**base, **extra}, source_directory=tmp_path, workspace=ws)
         assert needle in str(err.value), str(err.value)
+
+
+def test_imported_batchai_job_runs_on_its_file_share(ws, request, tmp_path: Path) -> None:
+    files = request.getfixturevalue("file_emulator")
+    share = unique()
+    ws.register_datastore("afs", kind="azure_file", account_name=ACCOUNT, share=share, account_key=KEY,
+                          endpoint=files.endpoint, create_if_not_exists=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("1,2\n3,4\n")
+    ws.datastore("afs").upload(tmp_path / "data", "mnist", show_progress=False)
+    src = tmp_path / "job"
+    src.mkdir()
+    (src / "train.py").write_text(
+        "import os\n"
+        "rows = open(os.path.join(os.environ['AZ_BATCHAI_INPUT_DATASET'], 'train.csv')).read().split()\n"
+        "open(os.path.join(os.environ['AZ_BATCHAI_OUTPUT_MODEL'], 'model.txt'), 'w').write(str(len(rows)))\n")
+    job = {"properties": {
+        "nodeCount": 1,
+        "pyTorchSettings": {"pythonScriptFilePath": "train.py"},
+        "mountVolumes": {"azureFileShares": [{"accountName": ACCOUNT, "relativeMountPath": "afs",
+                                              "azureFileUrl": f"{files.endpoint}/{share}"}]},
+        "inputDirectories": [{"id": "DATASET", "path": "$AZ_BATCHAI_JOB_MOUNT_ROOT/afs/mnist"}],
+        "outputDirectories": [{"id": "MODEL", "pathPrefix": "$AZ_BATCHAI_JOB_MOUNT_ROOT/afs/models",
+                               "pathSuffix": "final"}]}}
+    (src / "job.json").write_text(json.dumps(job))
+    spec = bai.JobSpec.from_batchai_json(src / "job.json", workspace=ws)
+    run = ws.experiment("imported").submit(spec)
+    run.wait_for_completion(show_output=False, timeout=120)
+    ds = ws.datastore("afs")
+    assert ds.list("models/") == [f"models/{run.id}/final/model.txt"]
+    ds.download(tmp_path / "got", prefix="models/", show_progress=False)
+    assert (tmp_path / "got" / "models" / run.id / "final" / "model.txt").read_text() == "2"
