@@ -262,7 +262,13 @@ class Datastore(ABC):
             workers = max(1, min(self.max_concurrency, len(tasks)))
             with ThreadPoolExecutor(workers, thread_name_prefix=f"bai-{op}") as pool:
                 futures = [pool.submit(one, path, fn) for path, _, fn in tasks]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                try:
+                    wait(futures, return_when=FIRST_EXCEPTION)
+                except BaseException:  # Ctrl-C in a notebook: queued files are not started
+                    stop.set()
+                    for f in futures:
+                        f.cancel()
+                    raise
                 for f in futures:
                     f.cancel()
                 for f in futures:
