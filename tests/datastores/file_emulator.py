@@ -19,7 +19,6 @@ import hmac
 import os
 import shutil
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -357,10 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.root, exist_ok=True)
     server = Emulator(args.port, args.root, args.account, args.key, verbose=args.verbose)
     print(f"file emulator listening on 127.0.0.1:{args.port}", flush=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        while True:
-            time.sleep(3600)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     return 0
