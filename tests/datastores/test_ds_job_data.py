@@ -261,3 +261,22 @@ def test_imported_batchai_job_runs_on_its_file_share(ws, request, tmp_path: Path
     assert ds.list("models/") == [f"models/{run.id}/final/model.txt"]
     ds.download(tmp_path / "got", prefix="models/", show_progress=False)
     assert (tmp_path / "got" / "models" / run.id / "final" / "model.txt").read_text() == "2"
+
+
+def test_missing_azure_sdk_says_how_to_install_it(tmp_path: Path) -> None:
+    """Without the [azure] extra, an Azure datastore still registers and then says what to install."""
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "sys.modules['azure.storage.blob'] = None  # as if azure-storage-blob were not installed\n"
+        "import batchai_jupyter as bai\n"
+        f"ws = bai.Workspace.create({str(tmp_path / 'ws')!r})\n"
+        "ds = ws.register_datastore('b', kind='azure_blob', account_name='acct', container='data',\n"
+        "                           sas_token='sv=1&sig=x')\n"
+        "try:\n"
+        "    ds.list()\n"
+        "except bai.DatastoreError as exc:\n"
+        "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'batchai-jupyter[azure]'" in out.stdout, out.stderr
