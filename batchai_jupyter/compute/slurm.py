@@ -244,8 +244,10 @@ class SlurmCompute(Compute):
         raw = self.transport().read_bytes(f"{self.job_dir(job.key)}/nodes")
         if raw is None:
             return None
-        names = raw.decode().split()
-        return names or None
+        words = raw.decode().split()
+        if len(words) < 2 or words[0] != job.job_id:
+            return None  # left by an earlier job of the same run folder
+        return words[1:]
 
     def _address(self, name: str) -> str:
         if name not in self._addresses:
@@ -307,8 +309,8 @@ class SlurmCompute(Compute):
         lines += [
             f"# batchai_jupyter run {run['id']} (folder {key}): each node waits for its run.json",
             "set -u",
-            f'{q(self.commands.path("scontrol"))} show hostnames "$SLURM_JOB_NODELIST" > nodes.tmp '
-            "&& mv nodes.tmp nodes",
+            f'{{ echo "$SLURM_JOB_ID"; {q(self.commands.path("scontrol"))} show hostnames '
+            '"$SLURM_JOB_NODELIST"; } > nodes.tmp && mv nodes.tmp nodes',
             f"exec {q(self.commands.path('srun'))} --nodes={count} --ntasks-per-node=1 "
             f"--kill-on-bad-exit=0 /bin/sh -c {q(task)}",
         ]
@@ -385,6 +387,9 @@ class SlurmCompute(Compute):
     def maintain(self) -> list[tuple[str, str]]:
         """Poll Slurm once for all jobs; cancel jobs no run needs; speak for agents Slurm killed."""
         self._sweep_once()
+        for row in self.history.nodes(self.name):  # Slurm nodes are ours only while a run holds them
+            if row["run_id"] is None and row["state"] == "idle":
+                self.history.delete_node(self.name, row["id"])
         started: dict[str, dict[str, Any]] = {}
         for run in self.history.run_rows(status=ACTIVE, cluster=self.name):
             job_id = _job_of(run)

@@ -86,9 +86,9 @@ def test_two_node_run_through_sbatch_and_srun(ws, slurm, tmp_path_factory, dist_
     details = run.get_details()
     assert details["status"] == "Completed", details
     job_id = str(details["properties"]["slurm_job_id"])
+    assert wait_until(lambda: job_fields(slurm, job_id)["JobState"] == "COMPLETED", 30)  # ends by itself
     fields = job_fields(slurm, job_id)
     assert fields["NumNodes"] == "2" and fields["Partition"] == "debug"
-    assert fields["JobState"] == "COMPLETED", fields
     assert fields["TimeLimit"] == "00:12:00"  # 600 s + the agent's margin, in whole minutes
     names = sorted(run.get_file_names())
     assert "outputs/node-0.txt" in names
