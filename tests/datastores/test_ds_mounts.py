@@ -54,15 +54,18 @@ def test_azure_mount_without_fuse_fails_the_run_suggesting_as_download(ws, reque
     assert "never runs" not in "".join(run.stream(follow=False))
 
 
-def test_missing_input_fails_the_run_and_names_it(ws, tmp_path: Path) -> None:
+def test_missing_input_fails_the_run_and_outputs_are_still_uploaded(ws, tmp_path: Path) -> None:
     ds = ws.get_default_datastore()
     src = _script(tmp_path, "print('never runs')\n")
+    (src / "results").mkdir()
+    (src / "results" / "earlier.txt").write_text("kept")  # already in the output folder
     run = ws.experiment("mnt").submit(bai.JobSpec(
         source_directory=src, script="main.py", inputs={"DATA": ds.path("no/such/folder")},
-        outputs={"OUT": ds.path("out").as_upload()}))
+        outputs={"OUT": ds.path("out").as_upload(path_on_compute="results")}))
     run.wait_for_completion(show_output=False, timeout=120, raise_on_error=False)
     assert run.status == "Failed"
     assert "no/such/folder" in run.get_details()["error"]["message"]
+    assert ds.list("out/") == [f"out/{run.id}/earlier.txt"]  # staging failed, outputs went up
 
 
 def test_every_node_uploads_its_outputs(ws, tmp_path: Path) -> None:
