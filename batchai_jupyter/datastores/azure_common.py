@@ -18,6 +18,7 @@ TUNING_FIELDS = ("max_concurrency", "max_retries", "retry_backoff_seconds", "tim
 _SIG = re.compile(r"(sig=)[^&\s'\"]+", re.IGNORECASE)
 _KEYISH = re.compile(r"(AccountKey=)[^;\s'\"]+", re.IGNORECASE)
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_ROOT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # the service checks the length
 INSTALL_HINT = "pip install 'batchai-jupyter[azure]'"
 
 
@@ -75,9 +76,9 @@ def validate_azure_options(kind: str, name: str, options: dict[str, Any], contai
         raise SpecError("account_name", f"{account!r} is not a storage account name",
                         "3-24 lowercase letters and digits")
     container = opts.get(container_field)
-    if not container or not isinstance(container, str) or not re.match(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$", container):
+    if not container or not isinstance(container, str) or not _ROOT_NAME.match(container):
         raise SpecError(container_field, f"{container!r} is not a valid {container_field} name",
-                        "3-63 lowercase letters, digits and '-'")
+                        "lowercase letters, digits and '-' (Azure wants 3-63 of them)")
     if endpoint is not None and not re.match(r"^https?://", str(endpoint)):
         raise SpecError("endpoint", f"{endpoint!r} is not an http(s) URL",
                         f"like https://<account>.{service}.core.windows.net")

@@ -205,7 +205,7 @@ class Datastore(ABC):
             return local
         under = [(p, s) for p, s in found if not path or p.startswith(path + "/")]
         if not under:
-            raise DatastoreError(f"input {path or '/'!r} not found on datastore {self.name!r}")
+            raise DatastoreError(f"input {path or '/'!r} not found on datastore {self!r}")
         cut = len(path) + 1 if path else 0
         pairs = [(p, s, Path(local_dir) / p[cut:]) for p, s in under]
         self._download_pairs(pairs, True, show_progress, path)

@@ -32,9 +32,9 @@ class LocalDatastore(Datastore):
         folder = Path(path).expanduser()
         if not folder.is_absolute():
             folder = folder.resolve()
-        if not folder.is_dir():
-            raise DatastoreError(f"path: {str(folder)!r} is not an existing folder (create it, or "
-                                 "mount the share there first)")
+        if folder.exists() and not folder.is_dir():
+            raise DatastoreError(f"path: {str(folder)!r} exists and is not a folder")
+        # A folder missing here may exist on the nodes (an NFS share only they mount): not an error.
         config: dict[str, Any] = {"path": str(folder)}
         if concurrency is not None:
             config["max_concurrency"] = int(concurrency)
@@ -54,7 +54,7 @@ class LocalDatastore(Datastore):
     def _iter_files(self, prefix: str) -> Iterator[tuple[str, int]]:
         root = self.root
         if not root.is_dir():
-            raise DatastoreError(f"the folder {str(root)!r} of datastore {self.name!r} does not exist")
+            return  # nothing stored yet (or the share is not mounted on this machine)
         for folder, dirs, files in os.walk(root):
             rel_dir = os.path.relpath(folder, root)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/")
@@ -69,6 +69,10 @@ class LocalDatastore(Datastore):
                         yield rel, os.path.getsize(os.path.join(folder, f))
                     except FileNotFoundError:
                         continue
+
+    def create_root(self) -> None:
+        """register_datastore(..., create_if_not_exists=True): make the folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def _exists(self, path: str) -> bool:
         return (self.root / path).is_file()

@@ -43,8 +43,12 @@ def test_register_rejects_bad_input_naming_the_field(ws, tmp_path: Path) -> None
     assert err.value.field == "kind" and set(KINDS) <= set(err.value.valid)
     with pytest.raises(bai.SpecError, match="name"):
         ws.register_datastore("bad name!", kind="local", path=str(tmp_path))
-    with pytest.raises(bai.DatastoreError, match="not an existing folder"):
-        ws.register_datastore("x", kind="local", path=str(tmp_path / "missing"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(bai.DatastoreError, match="not a folder"):
+        ws.register_datastore("x", kind="local", path=str(tmp_path / "file"))
+    with pytest.raises(bai.SpecError) as err:
+        ws.register_datastore("x", kind="local", path=str(tmp_path), share="s")
+    assert err.value.field == "share" and "path" in err.value.valid
     with pytest.raises(bai.SpecError) as err:
         ws.register_datastore("x", kind="azure_blob", account_name="acct", container="c1c")
     assert err.value.field == "credential"
@@ -62,6 +66,15 @@ def test_register_rejects_bad_input_naming_the_field(ws, tmp_path: Path) -> None
     assert err.value.field == "container" and "share" in err.value.valid
     with pytest.raises(bai.DatastoreError, match="not found.*workspacestore"):
         ws.datastore("nope")
+
+
+def test_local_folder_may_be_missing_here_and_can_be_created(ws, tmp_path: Path) -> None:
+    """An NFS path may exist only on the nodes; create_if_not_exists makes it here."""
+    elsewhere = ws.register_datastore("onnodes", kind="local", path=str(tmp_path / "mnt" / "nfs"))
+    assert elsewhere.list() == [] and not (tmp_path / "mnt").exists()
+    made = ws.register_datastore("made", kind="local", path=str(tmp_path / "new" / "data"),
+                                 create_if_not_exists=True)
+    assert Path(made.config["path"]).is_dir()
 
 
 def test_credentials_live_only_in_the_secrets_file(ws) -> None:
