@@ -58,6 +58,11 @@ class SlurmEnv:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        if "slurmctld" in self.pids:
+            try:  # a job left running would outlive slurmd in its slurmstepd
+                self.cancel_all()
+            except Exception:  # noqa: BLE001 — stopping must go on
+                pass
         for name in ("slurmd-n2", "slurmd-n1", "slurmctld", "munged"):
             pid = self.pids.pop(name, None)
             if pid is None:

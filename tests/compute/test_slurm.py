@@ -192,10 +192,10 @@ def test_job_slurm_refuses_fails_the_run_with_sbatch_error(ws, slurm, tmp_path_f
 
 def test_status_is_one_batched_squeue_with_backoff(ws, slurm, tmp_path_factory, dist_src, counted_bin):
     name = make_slurm_cluster(ws, tmp_path_factory, slurm_bin=str(counted_bin),
-                              poll_min_seconds=0.2, poll_max_seconds=1.6)
+                              poll_min_seconds=0.2, poll_max_seconds=3.2)
     exp = ws.experiment("slurm")
     runs = [exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py",
-                                   arguments=["6"]), cluster=name) for _ in range(2)]
+                                   arguments=["8"]), cluster=name) for _ in range(2)]
     ids = [slurm_job_id(r) for r in runs]
     for run in runs:
         run.wait_for_completion(show_output=False, timeout=120)
