@@ -68,7 +68,6 @@ def main() -> int:
     reps = 1 if args.quick else 5
     with tempfile.TemporaryDirectory(prefix="bench-slurm-") as tmp:
         try:
-            (Path(tmp) / "slurm").mkdir()
             slurm = start_slurm(Path(tmp) / "slurm")
         except Exception as exc:  # noqa: BLE001 — no Slurm here: say why and do not fail CI
             print(f"skipped: Slurm is not available: {exc}")

@@ -149,12 +149,12 @@ def start_slurm(root: Path) -> SlurmEnv:
             raise RuntimeError(f"{tool} is not installed (run ci/setup-slurm.sh)")
     if not Path("/etc/munge/munge.key").exists():
         raise RuntimeError("/etc/munge/munge.key is missing (run ci/setup-slurm.sh)")
+    for sub in ("state", "spool"):
+        (root / sub).mkdir(parents=True)
     # munged runs as user munge, which cannot enter pytest's private temp folders
     munge = Path(tempfile.mkdtemp(prefix="bai-munge-", dir="/tmp"))
     munge.chmod(0o755)
     shutil.chown(munge, "munge", "munge")
-    for sub in ("state", "spool"):
-        (root / sub).mkdir()
     gres = _fake_gpus(root)
     (root / "gres.conf").write_text(gres)
     conf = root / "slurm.conf"
