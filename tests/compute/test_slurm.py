@@ -380,3 +380,29 @@ def test_every_queued_run_waits_in_slurms_own_queue(ws, slurm, tmp_path_factory,
     for run in (first, second, low):
         run.wait_for_completion(show_output=False, timeout=120)
         assert run.get_details()["status"] == "Completed"
+
+
+def test_cli_creates_a_slurm_cluster_and_waits_for_a_job(ws, slurm, tmp_path):
+    import json
+    import subprocess
+    slurm.cancel_all()
+    env = dict(os.environ, BATCHAI_WORKSPACE=str(ws.path), SLURM_CONF=str(slurm.conf))
+
+    def batchai(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "batchai_jupyter.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+    made = batchai("cluster", "create", "-n", "hpc", "--backend", "slurm", "--partition", "debug",
+                   "--max-nodes", "2", "--shared-root", str(ws.path / "slurm-root"), "--python", sys.executable)
+    assert made.returncode == 0, made.stderr
+    bad = batchai("cluster", "create", "-n", "hpc2", "--backend", "slurm", "--partition", "nope",
+                  "--shared-root", str(ws.path / "slurm-root"))
+    assert bad.returncode != 0 and "partition" in bad.stderr and "debug" in bad.stderr
+    folder = tmp_path / "job"
+    folder.mkdir()
+    (folder / "train.py").write_text("import os, sys\nprint('on', os.environ['SLURMD_NODENAME'])\nsys.exit(5)\n")
+    (folder / "job.json").write_text(json.dumps({"properties": {"nodeCount": 2, "customToolkitSettings": {
+        "commandLine": "python train.py"}}}))
+    created = batchai("job", "create", "-c", "hpc", "-f", str(folder / "job.json"), "-o", "json")
+    assert created.returncode == 0, created.stderr
+    wait = batchai("job", "wait", "-j", json.loads(created.stdout)["name"])
+    assert wait.returncode == 5, (wait.stdout, wait.stderr)  # the job's own exit code, through Slurm
