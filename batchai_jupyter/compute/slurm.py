@@ -63,12 +63,9 @@ class SlurmCompute(Compute):
     queues_itself = True  # every queued run is submitted; Slurm decides the order (backfill)
 
     def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
         self._login: Any = None
-        remote = self._remote_run if self.config.get("login_host") else None
-        self.commands = SlurmCommands(self.config, remote)
-        self.watcher = SlurmWatcher(self.commands, float(self.config.get("poll_min_seconds", 0.5)),
-                                    float(self.config.get("poll_max_seconds", 5.0)))
+        self.watcher: SlurmWatcher | None = None
+        super().__init__(*args, **kwargs)
         self.prefix = "bai-" + hashlib.sha1(str(self.workspace_path).encode()).hexdigest()[:6] + "-"
         self._pending: dict[str, _Job] = {}     # queued run -> its submitted, not yet started job
         self._released: dict[str, float] = {}   # job id -> when its run let go of it
@@ -78,6 +75,23 @@ class SlurmCompute(Compute):
         self._local = LocalTransport()
 
     # -- configuration --------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return self._config
+
+    @config.setter
+    def config(self, value: dict[str, Any]) -> None:
+        """New settings (the engine passes them on cluster.update) reach the commands and watcher."""
+        self._config = value
+        remote = self._remote_run if value.get("login_host") else None
+        self.commands = SlurmCommands(value, remote)
+        low, high = float(value.get("poll_min_seconds", 0.5)), float(value.get("poll_max_seconds", 5.0))
+        if self.watcher is None:
+            self.watcher = SlurmWatcher(self.commands, low, high)
+        else:
+            self.watcher.commands = self.commands
+            self.watcher.min_interval, self.watcher.max_interval = low, max(low, high)
+
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
         """Typed errors for a slurm cluster's settings, checked against the real partitions."""

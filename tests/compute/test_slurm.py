@@ -406,3 +406,22 @@ def test_cli_creates_a_slurm_cluster_and_waits_for_a_job(ws, slurm, tmp_path):
     assert created.returncode == 0, created.stderr
     wait = batchai("job", "wait", "-j", json.loads(created.stdout)["name"])
     assert wait.returncode == 5, (wait.stdout, wait.stderr)  # the job's own exit code, through Slurm
+
+
+def test_run_canceled_while_no_engine_runs_has_its_pending_job_cancelled(ws, slurm, tmp_path_factory,
+                                                                         dist_src):
+    from batchai_jupyter.engine_control import stop_engine
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    exp = ws.experiment("slurm")
+    hog = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py", arguments=["120"],
+                                 node_count=2), cluster=name)
+    waiting = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py"), cluster=name)
+    job_id = slurm_job_id(waiting)
+    assert stop_engine(ws.path)
+    assert job_fields(slurm, job_id)["JobState"] == "PENDING"
+    waiting.cancel()  # a new engine applies it, then finds the job no run needs any more
+    assert wait_until(lambda: job_fields(slurm, job_id)["JobState"] == "CANCELLED", 30)
+    assert waiting.get_details()["status"] == "Canceled"
+    assert hog.get_details()["status"] in ("Preparing", "Running")
+    hog.cancel()
+    assert wait_until(lambda: hog.get_details()["status"] == "Canceled", 60)
