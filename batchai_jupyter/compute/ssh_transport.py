@@ -33,6 +33,7 @@ RETRY_SECONDS = 2.0
 # answered from a short-lived cache so polling costs the node (and the job) little. Reading a
 # status.json that exists drops the cache: after it, every listing is fresh (no last line lost).
 POLL_TTL = float(os.environ.get("BATCHAI_SSH_POLL_SECONDS", "0.25"))
+POLLED_FILES = ("heartbeat", "state", "status.json")  # the agent's small files the engine polls
 
 
 class NodeUnreachable(ConnectionError):
@@ -249,6 +250,13 @@ class SSHTransport(Transport):
         return self._io(read)
 
     def read_bytes(self, path: str) -> bytes | None:
+        name = posixpath.basename(path)
+        polled = name in POLLED_FILES
+        if polled:
+            hit = self._cached(("read", path))
+            if hit is not None:
+                return hit[0]
+
         def read(sftp: paramiko.SFTPClient) -> bytes | None:
             try:
                 with sftp.open(path, "rb") as fh:
@@ -256,8 +264,10 @@ class SSHTransport(Transport):
             except FileNotFoundError:
                 return None
         data = self._io(read)
-        if data is not None and posixpath.basename(path) == "status.json":
+        if data is not None and name == "status.json":
             self._cache.clear()  # the node's files are final now: read them fresh
+        elif polled:
+            self._cache[("read", path)] = (time.monotonic(), (data,))
         return data
 
     def _makedirs(self, sftp: paramiko.SFTPClient, folder: str) -> None:
