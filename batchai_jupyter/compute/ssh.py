@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from typing import Any
 
@@ -98,6 +99,8 @@ class SSHCompute(NodePool):
         self._transports: dict[str, SSHTransport] = {}
         self._objects: dict[str, set[str]] = {}   # node id -> digests known to be in its cache
         self._last_reclaim = 0.0
+        self._provisioning: dict[str, threading.Thread] = {}
+        self._provisioned: dict[str, Any] = {}     # node id -> setup result or the exception
 
     # -- configuration ------------------------------------------------------------------------
     @classmethod
@@ -211,7 +214,50 @@ class SSHCompute(NodePool):
                          "python": probe["python"], "mpirun": probe["mpirun"],
                          "hostname": probe["hostname"], "host": label}}
 
+    # -- provisioning in the background: a slow or dead host never stalls the engine loop ---------
+    def _add_node(self, node_id: str) -> NodeInfo | None:
+        """Start setting the node up; it shows as `preparing` until _collect() sees the result."""
+        self.history.put_node(self.name, node_id, "preparing")
+        self._start_provision(node_id)
+        return None
+
+    def _start_provision(self, node_id: str) -> None:
+        if node_id in self._provisioning:
+            return
+
+        def work() -> None:
+            try:
+                self._provisioned[node_id] = self._provision(node_id)
+            except Exception as exc:  # noqa: BLE001 — any setup failure makes the node unusable
+                self._provisioned[node_id] = exc
+
+        thread = threading.Thread(target=work, name=f"provision-{node_id}", daemon=True)
+        self._provisioning[node_id] = thread
+        thread.start()
+
+    def _collect(self) -> None:
+        """Record finished setups (history is written from the engine's thread only)."""
+        for node_id in list(self._provisioned):
+            got = self._provisioned.pop(node_id)
+            self._provisioning.pop(node_id, None)
+            if not any(n["id"] == node_id for n in self.history.nodes(self.name)):
+                continue  # the node was removed meanwhile
+            if isinstance(got, BaseException):
+                text = str(got) or type(got).__name__
+                self.history.put_node(self.name, node_id, "unusable", error=text)
+            else:
+                self.history.put_node(self.name, node_id, "idle", got.get("address"), None, None,
+                                      int(got.get("gpus", 0)), got.get("info", {}))
+        for node in self.nodes():  # left half-made by an engine that stopped
+            if node.state == "preparing" and node.run_id is None and node.id not in self._provisioning:
+                self._start_provision(node.id)
+
+    def allocate(self, run_id: str, count: int) -> list[NodeInfo] | None:
+        self._collect()
+        return super().allocate(run_id, count)
+
     def maintain(self) -> list[tuple[str, str]]:
+        self._collect()
         actions = super().maintain()
         now = time.time()
         if now - self._last_reclaim >= RECLAIM_EVERY:

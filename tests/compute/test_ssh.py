@@ -265,3 +265,21 @@ def test_mpi_without_mpirun_on_the_node_fails_naming_it(ws: bai.Workspace, ssh_h
     with pytest.raises(bai.RunFailed) as err:
         run.wait_for_completion(show_output=False)
     assert "mpirun not found" in str(err.value)
+
+
+def test_a_host_that_hangs_while_being_set_up_does_not_hold_up_other_runs(
+        ws: bai.Workspace, ssh_hosts: SSHHosts, src: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCHAI_SSH_CONNECT_TIMEOUT", "15")
+    host = ssh_hosts.hosts[2]
+    make_ssh_cluster(ws, ssh_hosts, name="slow", count=1, first=2)
+    ssh_hosts.set_link(host, up=False)  # connecting now waits for the timeout
+    try:
+        stuck = _submit_probe(ws, "slow", src.parent)
+        assert wait_until(lambda: [n.state for n in ws.cluster("slow").nodes()] == ["preparing"], 20)
+        other = ws.experiment("other").submit(JobSpec(source_directory=src, script="train.py",
+                                                      arguments=["1"]))
+        assert other.wait_for_completion(show_output=False)["status"] == "Completed"
+        assert [n.state for n in ws.cluster("slow").nodes()] == ["preparing"]  # still connecting
+    finally:
+        ssh_hosts.set_link(host, up=True)
+    stuck.cancel()
