@@ -239,6 +239,8 @@ def test_cut_link_requeues_the_run_on_other_nodes(ws: bai.Workspace, ssh_hosts: 
     ssh_hosts.set_link(cut, up=False)
     try:
         assert wait_until(lambda: ws.history.run_row(run.id)["properties"].get("attempt") == 1, 60)
+        why = [e["message"] for e in ws.history.events(run.id) if e["status"] == "Queued"][-1]
+        assert f"requeued: node {cut.address} lost: unreachable" in why
         # the second attempt runs on the two nodes that answer
         assert wait_until(lambda: ws.history.run_row(run.id)["status"] == "Running", 60)
         again = {n["id"] for n in ws.history.run_row(run.id)["nodes"]}
