@@ -25,7 +25,8 @@ if [ -n "$need_apt" ]; then
 fi
 mkdir -p /run/sshd && chmod 755 /run/sshd
 if [ -x "$PY" ]; then
-    "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==2.13.0" numpy
-    "$PY" -c "import mpi4py" 2>/dev/null || "$PY" -m pip install -q mpi4py
+    has() { "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)"; }
+    has torch || "$PY" -m pip install -q "torch==2.13.0" numpy
+    has mpi4py || "$PY" -m pip install -q mpi4py
 fi
 exit 0
