@@ -35,6 +35,14 @@ RELEASE_GRACE_SECONDS = 10.0   # a released job still alive after this is scance
 NODES_CHECK_SECONDS = 1.0      # how often a long-pending job's "nodes" file is looked for
 FRESH_SECONDS = 5.0            # ... and every engine tick for this long after sbatch
 MANIFEST_WAIT_SECONDS = 600    # an srun task gives up when the engine never writes its manifest
+# pending reasons that no amount of waiting fixes (the job asks more than the partition allows)
+NEVER_STARTS = {
+    "PartitionTimeLimit": "max_wall_clock_seconds plus 2 minutes is above the partition's time limit",
+    "PartitionNodeLimit": "node_count is outside the partition's node limits",
+    "BadConstraints": "the job's constraints cannot be met by any node",
+    "AccountNotAllowed": "the account may not use the partition",
+    "QOSNotAllowed": "the QOS may not use the partition",
+}
 ACTIVE = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 
 
@@ -112,7 +120,7 @@ class SlurmCompute(Compute):
         if not isinstance(args, list) or not all(isinstance(a, str) and a.startswith("-") for a in args):
             raise SpecError("sbatch_args", f"{args!r} is not a list of sbatch options",
                             'a list such as ["--account=proj", "--qos=normal"]')
-        for key in ("poll_min_seconds", "poll_max_seconds"):
+        for key in ("poll_min_seconds", "poll_max_seconds", "never_starts_seconds"):
             value = config.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or value <= 0):
@@ -222,6 +230,12 @@ class SlurmCompute(Compute):
                 self.watcher.forget(job.job_id)
                 why = f" ({info.reason})" if info.reason and info.reason != "None" else ""
                 self._fail_run(run_id, f"Slurm job {job.job_id} ended {info.state}{why} before it started")
+            elif info is not None and info.state == "PENDING" and info.reason in NEVER_STARTS \
+                    and now - info.reason_since >= float(self.config.get("never_starts_seconds", 10)):
+                del self._pending[run_id]
+                self.scancel(job.job_id)
+                self._fail_run(run_id, f"Slurm will never start job {job.job_id}: {info.reason} "
+                               f"({NEVER_STARTS[info.reason]})")
             elif info is not None:
                 self._note(run, job.job_id, info.state, info.reason)
             return None
@@ -290,7 +304,10 @@ class SlurmCompute(Compute):
                                       f"{self.commands.where}: {err.strip() or f'exit code {code}'}")
             return None
         job_id = out.strip().split(";")[0]
-        transport.write_bytes(f"{self.job_dir(key)}/job_id", job_id.encode())
+        try:  # for people looking at the folder; the engine finds its jobs by name
+            transport.write_bytes(f"{self.job_dir(key)}/job_id", job_id.encode())
+        except OSError:
+            pass
         self.watcher.track(job_id)
         log.info("run %s: Slurm job %s submitted", run["id"], job_id)
         return _Job(job_id, key, submitted=time.time())
@@ -331,7 +348,10 @@ class SlurmCompute(Compute):
         return "\n".join(lines) + "\n"
 
     def _fail_run(self, run_id: str, message: str) -> None:
+        """A run that cannot start on Slurm ends here, with Slurm's answer as its error."""
         log.warning("run %s: %s", run_id, message)
+        from ..secrets_store import SecretStore
+        SecretStore(self.workspace_path / "secrets.json").delete("runs", run_id)
         self.history.set_status(run_id, "Failed", message, error={"message": message, "exit_codes": {}})
 
     # -- running and after -----------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class JobInfo:
     nodes: str = ""      # hostlist expression, e.g. n[1-2]
     reason: str = ""
     seen: float = 0.0    # when this state was first seen
+    reason_since: float = 0.0  # when this reason was first seen
 
     @property
     def live(self) -> bool:
@@ -125,9 +126,11 @@ class SlurmWatcher:
             state, nodes, reason = seen.get(job_id, (GONE, old.nodes, old.reason))
             if state != old.state:
                 changed = True
-                self.jobs[job_id] = JobInfo(state, nodes, reason, seen=now)
+                self.jobs[job_id] = JobInfo(state, nodes, reason, seen=now, reason_since=now)
             else:
-                old.nodes, old.reason = nodes or old.nodes, reason
+                if reason != old.reason:
+                    old.reason, old.reason_since = reason, now
+                old.nodes = nodes or old.nodes
         self._schedule(changed)
         return True
 
