@@ -471,6 +471,9 @@ class SlurmCompute(Compute):
             if transport.exists(paths.status):
                 continue
             message = f"Slurm job {job_id} {what}{why} before the agent on node {node.id} finished"
+            tail = (transport.read_bytes(paths.agent_log) or b"").decode("utf-8", "replace").strip()
+            if tail:
+                message += f"; its log ends: {tail.splitlines()[-1][:300]}"
             status: dict[str, Any] = {"node_index": index, "exit_codes": {}, "files": {},
                                       "reason": message, "canceled": canceled, "timed_out": False,
                                       "ended": time.time(), "slurm_state": state}

@@ -443,3 +443,14 @@ def test_job_over_the_partition_time_limit_fails_instead_of_pending_forever(ws, 
                                                      max_wall_clock_seconds=600), cluster=name)
     fits.wait_for_completion(show_output=False, timeout=60)
     assert "slurm n1" in Path(ws.run_files_dir(fits.id), "stdout.txt").read_text()
+
+
+def test_agent_that_cannot_start_on_the_nodes_fails_the_run_with_its_reason(ws, slurm, tmp_path_factory,
+                                                                            dist_src):
+    name = make_slurm_cluster(ws, tmp_path_factory, name="nopython", python="/nonexistent/bin/python3")
+    run = ws.experiment("slurm").submit(bai.JobSpec(source_directory=str(dist_src), script="where.py",
+                                                    node_count=2), cluster=name)
+    with pytest.raises(bai.RunFailed) as err:
+        run.wait_for_completion(show_output=False, timeout=60)
+    text = str(err.value)
+    assert "ended FAILED" in text and "/nonexistent/bin/python3" in text, text
