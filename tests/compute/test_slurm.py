@@ -454,3 +454,24 @@ def test_agent_that_cannot_start_on_the_nodes_fails_the_run_with_its_reason(ws, 
         run.wait_for_completion(show_output=False, timeout=60)
     text = str(err.value)
     assert "ended FAILED" in text and "/nonexistent/bin/python3" in text, text
+
+
+def test_two_node_ddp_allreduce_on_slurm(ws, slurm, tmp_path_factory, tmp_path):
+    pytest.importorskip("torch")
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "ddp.py").write_text(textwrap.dedent("""
+        import os, torch, torch.distributed as dist
+        dist.init_process_group("gloo")
+        t = torch.tensor([float(dist.get_rank() + 1)])
+        dist.all_reduce(t)
+        print("rank", dist.get_rank(), "of", dist.get_world_size(), "sum", t.item(),
+              "on", os.environ["SLURMD_NODENAME"], flush=True)
+        dist.destroy_process_group()
+    """))
+    spec = bai.JobSpec(source_directory=tmp_path / "d", script="ddp.py", node_count=2,
+                       distribution="pytorch", environment_variables={"GLOO_SOCKET_IFNAME": "lo"})
+    run = ws.experiment("slurm").submit(spec, cluster=name)
+    assert run.wait_for_completion(show_output=False, raise_on_error=False, timeout=120)["status"] == "Completed"
+    lines = [list(run.stream(f"stdout-{n}-0.txt", follow=False))[-1] for n in (0, 1)]
+    assert lines == ["rank 0 of 2 sum 3.0 on n1", "rank 1 of 2 sum 3.0 on n2"]
