@@ -1,0 +1,1 @@
+"""Node-side tests (launch planning)."""
