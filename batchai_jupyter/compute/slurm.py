@@ -387,6 +387,10 @@ class SlurmCompute(Compute):
         job = self._pending.pop(run_id, None)
         if job is not None:
             self._released[job.job_id] = 0.0  # never started for us: cancel at once
+        run = self.history.run_row(run_id)
+        if run is not None and "slurm_state" in run["properties"]:  # live state only while it runs
+            props = {k: v for k, v in run["properties"].items() if k not in ("slurm_state", "slurm_reason")}
+            self.history.update_run(run_id, properties=props)
 
     def kill_groups(self, node: NodeInfo, pgids: list[int]) -> None:
         """A lost agent's process groups, killed on its node by a step inside the job.

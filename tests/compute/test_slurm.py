@@ -216,9 +216,8 @@ def test_cancel_running_run_stops_the_slurm_job(ws, slurm, tmp_path_factory, dis
     run = ws.experiment("slurm").submit(spec, cluster=name)
     job_id = slurm_job_id(run)
     assert wait_until(lambda: run.get_details()["status"] == "Running", 60)
-    assert wait_until(lambda: len(run.get_file_names()) and
-                      "node 1" in Path(ws.run_files_dir(run.id), "stdout-1-0.txt").read_text()
-                      if Path(ws.run_files_dir(run.id), "stdout-1-0.txt").exists() else False, 60)
+    written = Path(ws.path, "slurm-root", "nodes")
+    assert wait_until(lambda: len(list(written.glob(f"*/runs/{run.id}/wd/outputs/node-*.txt"))) == 2, 60)
     run.cancel()
     assert wait_until(lambda: run.get_details()["status"] == "Canceled", 60), run.get_details()
     assert wait_until(lambda: job_fields(slurm, job_id)["JobState"] in ("COMPLETED", "CANCELLED"), 30)
