@@ -70,10 +70,12 @@ class SlurmCompute(Compute):
     backend = "slurm"
     queues_itself = True  # every queued run is submitted; Slurm decides the order (backfill)
 
+    commands: SlurmCommands
+    watcher: SlurmWatcher
+
     def __init__(self, *args: Any, **kwargs: Any):
         self._login: Any = None
-        self.watcher: SlurmWatcher | None = None
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # sets self.config, which builds commands and watcher
         self.prefix = "bai-" + hashlib.sha1(str(self.workspace_path).encode()).hexdigest()[:6] + "-"
         self._pending: dict[str, _Job] = {}     # queued run -> its submitted, not yet started job
         self._released: dict[str, float] = {}   # job id -> when its run let go of it
@@ -94,7 +96,7 @@ class SlurmCompute(Compute):
         remote = self._remote_run if value.get("login_host") else None
         self.commands = SlurmCommands(value, remote)
         low, high = float(value.get("poll_min_seconds", 0.5)), float(value.get("poll_max_seconds", 5.0))
-        if self.watcher is None:
+        if not hasattr(self, "watcher"):
             self.watcher = SlurmWatcher(self.commands, low, high)
         else:
             self.watcher.commands = self.commands
