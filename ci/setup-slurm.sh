@@ -7,9 +7,9 @@ if command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 \
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt_get() {  # another installer may hold the dpkg lock: wait for it
-    for _ in $(seq 1 60); do
-        if apt-get -o DPkg::Lock::Timeout=120 "$@"; then return 0; fi
+apt_get() {  # another installer may hold the dpkg lock: wait for it (a few tries, then fail)
+    for _ in 1 2 3; do
+        if apt-get -o DPkg::Lock::Timeout=300 "$@"; then return 0; fi
         sleep 2
     done
     return 1
