@@ -212,3 +212,32 @@ def test_one_failing_process_stops_the_others_on_every_node(backend_cluster, tmp
     error = ws.history.run_row(run.id)["error"]
     assert error["exit_code"] == 5 and "rank 1 gives up" in "\n".join(error["last_lines"])
     assert wait_until(lambda: not _node_job_pids(ws, "one_fails_job.py"), 20)
+
+
+def test_engine_killed_mid_run_loses_no_line_or_metric(backend_cluster, tmp_path: Path) -> None:
+    from batchai_jupyter.engine_control import engine_info, forget, is_running
+    ws, cluster = backend_cluster
+    gate = tmp_path / "gate"
+    src = _write(tmp_path / "gated", "gated.py", f"""
+        import os, time
+        from batchai_jupyter import Run
+        run = Run.get_context()
+        for i in range(30):
+            print(f"line {{i}}", flush=True)
+            run.log("i", i)
+            if i == 4:
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.02)
+    """)
+    run = ws.experiment("conf").submit(JobSpec(source_directory=src, script="gated.py"), cluster=cluster)
+    stream = run.stream()
+    assert [next(stream) for _ in range(5)] == [f"line {i}" for i in range(5)]
+    pid = engine_info(ws.path)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: not is_running(ws.path), 10)
+    gate.write_text("go")  # the job goes on without an engine
+    forget(ws.path)
+    assert list(stream) == [f"line {i}" for i in range(5, 30)]  # a new engine picks the run up
+    assert engine_info(ws.path)["pid"] != pid
+    assert _done(run)["status"] == "Completed"
+    assert run.get_metrics()["i"] == list(range(30))
