@@ -3,7 +3,8 @@
 # Idempotent: returns at once when both are installed. Daemons are started by the tests.
 set -eu
 if command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 \
-        && command -v sbatch >/dev/null 2>&1 && command -v munged >/dev/null 2>&1; then
+        && command -v sbatch >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 \
+        && [ -s /etc/munge/munge.key ]; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
