@@ -514,6 +514,13 @@ class SlurmCompute(Compute):
                 self._released[job_id] = 0.0
 
     def close(self) -> None:
+        """Jobs outlive the engine; only a cluster being deleted cancels what it still has queued."""
+        row = self.history.cluster_row(self.name) if self.history is not None else {}
+        if row is None or row.get("deleting"):
+            for job_id in {j.job_id for j in self._pending.values()} | set(self._released):
+                self.scancel(job_id)
+            self._pending.clear()
+            self._released.clear()
         if self._login is not None:
             self._login.close()
             self._login = None

@@ -474,3 +474,19 @@ def test_two_node_ddp_allreduce_on_slurm(ws, slurm, tmp_path_factory, tmp_path):
     assert run.wait_for_completion(show_output=False, raise_on_error=False, timeout=120)["status"] == "Completed"
     lines = [list(run.stream(f"stdout-{n}-0.txt", follow=False))[-1] for n in (0, 1)]
     assert lines == ["rank 0 of 2 sum 3.0 on n1", "rank 1 of 2 sum 3.0 on n2"]
+
+
+def test_deleting_the_cluster_cancels_its_slurm_jobs(ws, slurm, tmp_path_factory, dist_src):
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    exp = ws.experiment("slurm")
+    hog = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py", arguments=["120"],
+                                 node_count=2), cluster=name)
+    waiting = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py"), cluster=name)
+    ids = [slurm_job_id(hog), slurm_job_id(waiting)]
+    assert wait_until(lambda: hog.get_details()["status"] == "Running", 60)
+    ws.cluster(name).delete(force=True)
+    assert wait_until(lambda: name not in [c["name"] for c in ws.history.cluster_rows()], 60)
+    for job_id in ids:
+        assert wait_until(lambda: job_fields(slurm, job_id)["JobState"] in ("CANCELLED", "COMPLETED"), 30)
+    assert [r.get_details()["status"] for r in (hog, waiting)] == ["Canceled", "Canceled"]
+    assert wait_until(lambda: no_process_left(hog.id), 20)
