@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ClusterError, SpecError
+from ..history import ACTIVE_STATUSES
 from ..snapshot import SnapshotStore
 from .base import NodeInfo, NodePool
 from .ssh_transport import SSHTransport, host_label
@@ -42,16 +43,17 @@ if shutil.which("nvidia-smi"):
 out["gpus"] = gpus
 print(json.dumps(out))
 """
-# Stop what a lost node still runs for us: every run folder without status.json (the engine has
-# already failed or requeued those runs): kill the job's process groups and the agent.
+# Stop what a lost node still runs for us: every run folder without status.json that is not the
+# current attempt of an active run (the engine has already failed or requeued those runs): kill
+# the job's process groups and the agent.
 _RECLAIM = r"""
 import json, os, signal, sys
-root = sys.argv[1]
+root, keep = sys.argv[1], set(sys.argv[2:])
 killed = 0
 runs = os.path.join(root, "runs")
 for key in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
     d = os.path.join(runs, key)
-    if os.path.exists(os.path.join(d, "status.json")):
+    if key in keep or os.path.exists(os.path.join(d, "status.json")):
         continue
     targets = []
     try:
@@ -270,9 +272,13 @@ class SSHCompute(NodePool):
     def _reclaim(self, node: NodeInfo) -> None:
         """A lost node that answers again: stop its leftovers, then let it be provisioned anew."""
         transport = self.transport(node)
+        keep = []  # another cluster of the workspace may share this host and its node_root
+        for run in self.history.run_rows(status=ACTIVE_STATUSES):
+            attempt = int(run["properties"].get("attempt", 0))
+            keep.append(run["id"] if attempt == 0 else f"{run['id']}.{attempt}")
         try:
-            code, _out, _err = transport.run([self.python(node), "-c", _RECLAIM, self.node_root(node)],
-                                             timeout=30)
+            code, _out, _err = transport.run([self.python(node), "-c", _RECLAIM, self.node_root(node),
+                                              *keep], timeout=30)
         except (OSError, ClusterError):
             return  # still gone; try again later
         if code == 0:
