@@ -159,3 +159,16 @@ def test_cluster_magics(ip, ws: bai.Workspace) -> None:
         with pytest.raises(UsageError) as info:
             ip.run_line_magic("batchai_cluster", line)
         assert expect in str(info.value), line
+
+
+def test_large_snapshot_shows_a_progress_bar(ip, tmp_path: Path, capsys) -> None:
+    from batchai_jupyter.notebook.progress import DEFAULT_MIN_BYTES
+    source = tmp_path / "big"
+    source.mkdir()
+    (source / "weights.bin").write_bytes(b"\0" * (DEFAULT_MIN_BYTES + 1024))
+    run = ip.run_cell_magic("batchai_job", f"--source {source}", "print('big snapshot')\n")
+    err = capsys.readouterr().err  # tqdm.auto draws a text bar outside a notebook
+    assert f"snapshot of {source}" in err and "100%" in err
+    small = ip.run_cell_magic("batchai_job", "", "print('small')\n")
+    assert "snapshot of" not in capsys.readouterr().err  # small snapshots: no bar
+    assert run.wait_for_completion()["status"] == small.wait_for_completion()["status"] == "Completed"
