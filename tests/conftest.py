@@ -5,9 +5,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -77,16 +75,3 @@ def src(tmp_path: Path) -> Path:
         print("done", file=sys.stderr)
     """))
     return folder
-
-
-def python() -> str:
-    return sys.executable
-
-
-def wait_until(predicate, timeout: float = 30, interval: float = 0.05) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False

@@ -68,7 +68,7 @@ def test_cluster_commands_and_errors(ws: bai.Workspace) -> None:
 def test_engine_status_and_stop(ws: bai.Workspace) -> None:
     from batchai_jupyter.engine_control import ensure_engine
     ensure_engine(ws.path)
-    from conftest import wait_until
+    from support import wait_until
     assert wait_until(lambda: json.loads(batchai(ws, "engine", "status", "-o", "json").stdout)["running"], 15)
     assert "engine stopped" in batchai(ws, "engine", "stop").stdout
     assert json.loads(batchai(ws, "engine", "status", "-o", "json").stdout)["running"] is False

@@ -8,7 +8,7 @@ import pytest
 import batchai_jupyter as bai
 from batchai_jupyter import ClusterError, ClusterNotFound, JobSpec, SpecError
 
-from conftest import wait_until
+from support import wait_until
 
 
 def test_fresh_workspace_defaults(ws: bai.Workspace) -> None:

@@ -16,7 +16,7 @@ import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.engine_control import engine_info, forget, is_running
 
-from conftest import wait_until
+from support import wait_until
 
 
 def _counter_job(folder: Path, gate: Path, lines: int = 40) -> Path:

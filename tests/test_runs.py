@@ -12,7 +12,7 @@ import pytest
 import batchai_jupyter as bai
 from batchai_jupyter import ClusterNotFound, JobSpec, RunFailed, SpecError
 
-from conftest import wait_until
+from support import wait_until
 
 
 def _script(folder: Path, name: str, body: str) -> Path:
