@@ -26,6 +26,10 @@ SLOW_POLL_SECONDS = 1.0     # file list, child runs and the duration clock
 ORDERS = ("descending", "ascending")
 
 
+class RunGone(RuntimeError):
+    """The run was deleted from the workspace while the widget showed it."""
+
+
 class RunDetails(W.VBox):
     """The live view of a run: status, properties, logs, metrics, child runs and a cancel button.
 
@@ -133,6 +137,9 @@ class RunDetails(W.VBox):
                 try:
                     if self._tick():
                         break
+                except RunGone as exc:  # deleted from the history: nothing more will come
+                    self.message.value = f'<span style="color:#dc3545">{render.esc(exc)}</span>'
+                    break
                 except Exception as exc:  # a busy database or a vanished file: say so, go on
                     log.warning("RunDetails %s: %s", self.run.id, exc)
                     self.message.value = f'<span style="color:#dc3545">{render.esc(exc)}</span>'
@@ -158,7 +165,7 @@ class RunDetails(W.VBox):
         """Read what changed and show it; True when the run and its children have ended."""
         row = self._history.run_row(self.run.id)  # status before files: a final status means
         if row is None:                          # every line is already in the workspace
-            raise RuntimeError(f"run {self.run.id} not found")
+            raise RunGone(f"run {self.run.id} is no longer in the workspace")
         now = time.monotonic()
         slow = force or now - self._last_slow >= SLOW_POLL_SECONDS
         final = row["status"] in TERMINAL_STATUSES

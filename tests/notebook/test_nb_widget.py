@@ -45,7 +45,7 @@ def test_live_view_follows_the_run_and_stops(ws: bai.Workspace, tmp_path: Path) 
     widget = RunDetails(run, poll_seconds=0.05)
     assert widget.running  # the constructor returned while the run goes on: the kernel is free
     assert wait_until(lambda: "first line" in widget.log_text, 60)
-    assert widget.status == "Running" and not widget.cancel_button.disabled
+    assert wait_until(lambda: widget.status == "Running", 30) and not widget.cancel_button.disabled
     assert "Running" in widget.badge.value and run.id in widget.properties.value
     gate.write_text("go")
     assert widget.wait(60), "the update thread must stop when the run ends"
@@ -115,6 +115,15 @@ def test_after_a_restart_and_static_summary(ws: bai.Workspace, tmp_path: Path) -
     for html in (bundle["text/html"], run._repr_html_()):
         assert "Completed" in html and run.id in html and "kept line" in html
     assert "text/html" in run._repr_mimebundle_()  # outside a kernel: the static summary only
+
+
+def test_failed_run_shows_its_error(ws: bai.Workspace, tmp_path: Path) -> None:
+    run = submit(ws, tmp_path / "src", "import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n")
+    widget = RunDetails(run, poll_seconds=0.05)
+    assert widget.wait(60)
+    assert widget.status == "Failed" and "about to fail" in widget.log_text
+    assert "exited with code 3" in widget.properties.value
+    assert 'data-status="Failed"' in widget._repr_html_()
 
 
 def test_unknown_run_is_an_error(ws: bai.Workspace) -> None:
