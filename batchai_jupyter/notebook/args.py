@@ -66,8 +66,9 @@ def parse_data(value: str, output: bool = False) -> DataOption:
     form = "ID=DATASTORE:PATH" if output else "ID=DATASTORE:PATH[:mount|download]"
     ident, sep, rest = value.partition("=")
     if not sep or not ident or not rest:
+        example = "MODEL=workspacestore:models" if output else "DATA=workspacestore:mnist:download"
         raise UsageError(f"{option} {value!r} is not of the form {form} (for example "
-                         f"{option} {'MODEL=workspacestore:models' if output else 'DATA=workspacestore:mnist:download'})")
+                         f"{option} {example})")
     if not _IDENT.match(ident):
         raise UsageError(f"{option} {value!r}: id {ident!r} is not an identifier (letters, digits "
                          f"and _, not starting with a digit); the job sees it as "

@@ -108,7 +108,8 @@ def line_chart(name: str, points: Sequence[tuple[float, float]]) -> str:
     sx = (CHART_W - 2 * pad) / ((x1 - x0) or 1)
     sy = (CHART_H - 2 * pad) / ((y1 - y0) or 1)
     coords = " ".join(f"{pad + (x - x0) * sx:.1f},{CHART_H - pad - (y - y0) * sy:.1f}" for x, y in pts)
-    dots = "" if len(pts) > 1 else f'<circle cx="{coords.split(",")[0]}" cy="{coords.split(",")[1]}" r="3" fill="#0d6efd"/>'
+    cx, _, cy = coords.partition(",")
+    dots = "" if len(pts) > 1 else f'<circle cx="{cx}" cy="{cy}" r="3" fill="#0d6efd"/>'
     svg = (f'<svg width="{CHART_W}" height="{CHART_H}" viewBox="0 0 {CHART_W} {CHART_H}" '
            f'style="border:1px solid #eee;background:white"><polyline fill="none" stroke="#0d6efd" '
            f'stroke-width="1.5" points="{coords}"/>{dots}</svg>')
