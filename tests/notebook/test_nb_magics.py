@@ -172,3 +172,17 @@ def test_large_snapshot_shows_a_progress_bar(ip, tmp_path: Path, capsys) -> None
     small = ip.run_cell_magic("batchai_job", "", "print('small')\n")
     assert "snapshot of" not in capsys.readouterr().err  # small snapshots: no bar
     assert run.wait_for_completion()["status"] == small.wait_for_completion()["status"] == "Completed"
+
+
+def test_two_nodes_each_process_has_its_log(ip, ws: bai.Workspace) -> None:
+    from batchai_jupyter.notebook.widget import RunDetails
+    run = ip.run_cell_magic("batchai_job", "--nodes 2 --distribution pytorch",
+                            "import os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\n")
+    widget = RunDetails(run, poll_seconds=0.05)
+    assert widget.wait(120) and widget.status == "Completed"
+    logs = list(widget.log_picker.options)
+    assert logs[0] == run.main_log() and "rank 0 of 2" in widget.log_text
+    others = [name for name in logs if name.startswith("stdout") and name != logs[0]]
+    assert others, logs
+    widget.log_picker.value = others[0]
+    assert "rank 1 of 2" in widget.log_text
