@@ -212,7 +212,7 @@ def test_killed_agent_fails_the_run_and_leaves_nothing(ws: bai.Workspace, ssh_ho
 
 
 def test_killed_sshd_fails_the_run_then_the_node_is_cleaned(ws: bai.Workspace, ssh_hosts: SSHHosts,
-                                                            tmp_path: Path, fast_loss: None) -> None:
+                                                            tmp_path: Path, src: Path, fast_loss: None) -> None:
     run = _start_loop(ws, ssh_hosts, tmp_path, "fs", "terminate")
     host = ssh_hosts.hosts[1]
     ssh_hosts.stop_sshd(host)
@@ -220,6 +220,7 @@ def test_killed_sshd_fails_the_run_then_the_node_is_cleaned(ws: bai.Workspace, s
         if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
             os.kill(pid, 9)
     try:
+        _other_run_completes(ws, src)  # the engine does not wait for the dead host
         assert run.wait_for_completion(show_output=False, raise_on_error=False, timeout=60)["status"] == "Failed"
         error = ws.history.run_row(run.id)["error"]["message"]
         assert "10.200.7.3 lost: unreachable" in error
@@ -232,12 +233,13 @@ def test_killed_sshd_fails_the_run_then_the_node_is_cleaned(ws: bai.Workspace, s
 
 
 def test_cut_link_requeues_the_run_on_other_nodes(ws: bai.Workspace, ssh_hosts: SSHHosts,
-                                                  tmp_path: Path, fast_loss: None) -> None:
+                                                  tmp_path: Path, src: Path, fast_loss: None) -> None:
     run = _start_loop(ws, ssh_hosts, tmp_path, "fl", "requeue", hosts=3)
     row = ws.history.run_row(run.id)
     cut = next(h for h in ssh_hosts.hosts if h.address == row["nodes"][1]["id"])
     ssh_hosts.set_link(cut, up=False)
     try:
+        _other_run_completes(ws, src)
         assert wait_until(lambda: ws.history.run_row(run.id)["properties"].get("attempt") == 1, 60)
         why = [e["message"] for e in ws.history.events(run.id) if e["status"] == "Queued"][-1]
         assert f"requeued: node {cut.address} lost: unreachable" in why
