@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-JOB_CELL = 6  # index of the %%batchai_job cell in recipes/00-quickstart.ipynb
+JOB_MAGIC = "%%batchai_job"  # the quickstart's job cell starts with it
 
 pytestmark = pytest.mark.timeout(300)
 KERNEL_READY = """() => {
@@ -130,8 +130,7 @@ def test_quickstart_widget_renders_in_jupyterlab(lab: tuple[str, Path], tmp_path
             page.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook is the current widget
             page.wait_for_function(KERNEL_READY, timeout=90_000)
             run_command(page, "notebook:run-all-cells")
-            cell = page.locator(".jp-Notebook .jp-Cell").nth(JOB_CELL)
-            expect(cell).to_contain_text("%%batchai_job", timeout=30_000)
+            cell = page.locator(".jp-Notebook .jp-CodeCell", has_text=JOB_MAGIC).first
             widget = cell.locator(".bai-run-details")
             expect(widget).to_be_visible(timeout=90_000)
             expect(widget.locator('.bai-status[data-status="Completed"]')).to_be_visible(timeout=120_000)
@@ -141,6 +140,11 @@ def test_quickstart_widget_renders_in_jupyterlab(lab: tuple[str, Path], tmp_path
             expect(widget.locator(".bai-properties")).to_contain_text("quickstart")
             expect(widget.locator(".bai-chart[data-metric='loss'] svg")).to_be_visible()
             expect(widget.get_by_role("button", name="Cancel run")).to_be_disabled()
+            # the file picker talks to the kernel: the job's ./logs file replaces stdout
+            widget.locator("select").first.select_option("logs/progress.log")
+            expect(log).to_contain_text("finished epoch 4", timeout=30_000)
+            widget.locator("select").first.select_option("stdout.txt")
+            expect(log).to_contain_text("training done", timeout=30_000)
             # the last cell stops the engine: the notebook ran top to bottom
             last = page.locator(".jp-Notebook .jp-Cell").last
             expect(last.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=120_000)
@@ -156,7 +160,9 @@ def test_quickstart_widget_renders_in_jupyterlab(lab: tuple[str, Path], tmp_path
             saved = root / "00-quickstart.ipynb"
 
             def saved_html() -> str:
-                outputs = json.loads(saved.read_text())["cells"][JOB_CELL].get("outputs", [])
+                cells = json.loads(saved.read_text())["cells"]
+                job = next(c for c in cells if "".join(c["source"]).startswith(JOB_MAGIC))
+                outputs = job.get("outputs", [])
                 return "".join("".join(o.get("data", {}).get("text/html", "")) for o in outputs)
 
             deadline = time.monotonic() + 30
