@@ -37,7 +37,9 @@ def when(ts: float | None) -> str:
 def duration_text(row: dict[str, Any], now: float | None = None) -> str:
     if row.get("started") is None:
         return ""
-    seconds = (row.get("ended") or now or time.time()) - row["started"]
+    seconds = max(0.0, (row.get("ended") or now or time.time()) - row["started"])
+    if seconds < 60:
+        return f"{seconds:.1f} s"
     return str(_dt.timedelta(seconds=round(seconds)))
 
 

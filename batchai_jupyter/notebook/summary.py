@@ -24,7 +24,7 @@ def run_summary_html(run: Any) -> str:
     lines = tail.text.splitlines()[-SUMMARY_LOG_LINES:]
     metrics = MetricsTail(ws.history, run.id)
     metrics.read()
-    kids, _ = children_rows(ws.history, run.id, None)
+    kids, names = children_rows(ws.history, run.id, None)
     parts = [
         f'<div class="bai-run-summary" data-run-id="{render.esc(run.id)}">',
         f'<div style="margin-bottom:6px">{render.badge(row["status"])} '
@@ -37,6 +37,6 @@ def run_summary_html(run: Any) -> str:
     if metrics.series or metrics.others:
         parts.append(render.metrics_html(metrics.series, metrics.others))
     if kids:
-        parts.append(render.children_html(kids, None))
+        parts.append(render.children_html(kids, names[0] if names else None))
     parts.append("</div>")
     return "".join(parts)
