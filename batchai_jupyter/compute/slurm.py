@@ -34,7 +34,8 @@ ENDED_GRACE_SECONDS = 2.0      # let agents finish their last writes before spea
 RELEASE_GRACE_SECONDS = 10.0   # a released job still alive after this is scancel'ed
 NODES_CHECK_SECONDS = 1.0      # how often a long-pending job's "nodes" file is looked for
 FRESH_SECONDS = 5.0            # ... and every engine tick for this long after sbatch
-MANIFEST_WAIT_SECONDS = 600    # an srun task gives up when the engine never writes its manifest
+MANIFEST_WAIT_SECONDS = 600
+LINGER_SECONDS = 30            # a finished job waits this long at most for the engine's release    # an srun task gives up when the engine never writes its manifest
 # pending reasons that no amount of waiting fixes (the job asks more than the partition allows)
 NEVER_STARTS = {
     "PartitionTimeLimit": "max_wall_clock_seconds plus 2 minutes is above the partition's time limit",
@@ -344,8 +345,13 @@ class SlurmCompute(Compute):
             "set -u",
             f'{{ echo "$SLURM_JOB_ID"; {q(self.commands.path("scontrol"))} show hostnames '
             '"$SLURM_JOB_NODELIST"; } > nodes.tmp && mv nodes.tmp nodes',
-            f"exec {q(self.commands.path('srun'))} --nodes={count} --ntasks-per-node=1 "
+            f"{q(self.commands.path('srun'))} --nodes={count} --ntasks-per-node=1 "
             f"--kill-on-bad-exit=0 /bin/sh -c {q(task)}",
+            "rc=$?",
+            "# hold the allocation until the engine is done with the run: it may still need a step",
+            "# on a node (to kill what a dead agent left behind)",
+            f"i=0; while [ ! -e released ] && [ $i -lt {LINGER_SECONDS * 10} ]; do i=$((i+1)); sleep 0.1; done",
+            "exit $rc",
         ]
         return "\n".join(lines) + "\n"
 
@@ -380,6 +386,12 @@ class SlurmCompute(Compute):
         return sent
 
     def release(self, run_id: str) -> None:
+        run = self.history.run_row(run_id)
+        if run is not None and _job_of(run) and run["status"] != "Queued":
+            try:  # the batch script may end now
+                self.transport().write_bytes(f"{self.job_dir(run_key(run))}/released", b"")
+            except OSError as exc:
+                log.warning("run %s: cannot mark its job released: %s", run_id, exc)
         for row in self.history.nodes(self.name):
             if row["run_id"] == run_id:
                 self.history.delete_node(self.name, row["id"])
@@ -389,7 +401,6 @@ class SlurmCompute(Compute):
         job = self._pending.pop(run_id, None)
         if job is not None:
             self._released[job.job_id] = 0.0  # never started for us: cancel at once
-        run = self.history.run_row(run_id)
         if run is not None and "slurm_state" in run["properties"]:  # live state only while it runs
             props = {k: v for k, v in run["properties"].items() if k not in ("slurm_state", "slurm_reason")}
             self.history.update_run(run_id, properties=props)
@@ -398,7 +409,7 @@ class SlurmCompute(Compute):
         """A lost agent's process groups, killed on its node by a step inside the job.
 
         Processes whose agent died are re-parented away from the job step, so Slurm alone may
-        not find them; release() then scancels the job itself.
+        not find them. The batch script holds the allocation until release(), so the step can run.
         """
         job_id = node.info.get("slurm_job_id")
         if not job_id or not pgids:

@@ -352,6 +352,8 @@ def test_lost_agent_requeues_the_run_as_a_new_slurm_job(ws, slurm, tmp_path_fact
                      if "batchai_jupyter.node.agent" in line and agent in line and "/bin/sh" not in line), None)
     assert wait_until(lambda: agent_pid() is not None and Path(
         ws.path, "slurm-root", "nodes", "n2", "runs", run.id, "pids.json").exists(), 60)
+    import json
+    orphan = json.loads(Path(ws.path, "slurm-root", "nodes", "n2", "runs", run.id, "pids.json").read_text())
     os.kill(agent_pid(), 9)  # the agent on n2 dies: its job process is orphaned, its heartbeat stops
     run.wait_for_completion(show_output=False, timeout=120)
     details = run.get_details()
@@ -362,7 +364,9 @@ def test_lost_agent_requeues_the_run_as_a_new_slurm_job(ws, slurm, tmp_path_fact
     assert any("requeued" in m and "node n2 lost" in m for m in messages), messages
     assert job_fields(slurm, first_job)["JobState"] in ("CANCELLED", "COMPLETED", "FAILED")
     assert wait_until(lambda: no_process_left(run.id), 20)
-    assert no_process_left("lost.py")  # the orphan of the dead agent was killed on its node too
+    for pid in orphan.values():  # the orphan of the dead agent was killed on its node too
+        assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
+                          open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10), pid
 
 
 def test_every_queued_run_waits_in_slurms_own_queue(ws, slurm, tmp_path_factory, dist_src):
