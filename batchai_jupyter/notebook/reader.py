@@ -13,7 +13,7 @@ from ..history import TERMINAL_STATUSES
 from ..run import summarize_metrics
 
 #: The log pane keeps the tail of a file; the whole file stays in the run's files.
-MAX_LOG_CHARS = 200_000
+MAX_LOG_CHARS = 64_000
 
 
 def is_log_file(name: str) -> bool:
