@@ -338,6 +338,7 @@ class SlurmCompute(Compute):
                 'echo "no run manifest at $m" >&2; exit 3; fi; sleep 0.1; done; '
                 f'exec {q(self.python(None))} -m batchai_jupyter.node.agent "$m" '
                 '>>"$(dirname "$m")/agent.log" 2>&1')
+        started = f'{q(self.shared_root + "/nodes/")}*{q("/runs/" + key + "/agent.started")}'
         lines = ["#!/bin/bash"]
         lines += [f"#SBATCH {opt}" for opt in self.sbatch_options(run["spec"], key, count)]
         lines += [
@@ -348,9 +349,11 @@ class SlurmCompute(Compute):
             f"{q(self.commands.path('srun'))} --nodes={count} --ntasks-per-node=1 "
             f"--kill-on-bad-exit=0 /bin/sh -c {q(task)}",
             "rc=$?",
-            "# hold the allocation until the engine is done with the run: it may still need a step",
-            "# on a node (to kill what a dead agent left behind)",
-            f"i=0; while [ ! -e released ] && [ $i -lt {LINGER_SECONDS * 10} ]; do i=$((i+1)); sleep 0.1; done",
+            "# once an agent ran, hold the allocation until the engine is done with the run: it may",
+            "# still need a step on a node (to kill what a dead agent left behind)",
+            f"if ls {started} >/dev/null 2>&1; then",
+            f"  i=0; while [ ! -e released ] && [ $i -lt {LINGER_SECONDS * 10} ]; do i=$((i+1)); sleep 0.1; done",
+            "fi",
             "exit $rc",
         ]
         return "\n".join(lines) + "\n"
