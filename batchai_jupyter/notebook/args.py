@@ -5,9 +5,10 @@ value should look like, before anything is snapshotted or submitted.
 """
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from IPython.core.error import UsageError
 
@@ -39,6 +40,20 @@ class DataOption:
         if self.mode == "download":
             return ref.as_download()
         return ref.as_upload()
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= minimum (the error names the option)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be {minimum} or more")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 def _flag(mode: str) -> str:

@@ -8,24 +8,13 @@ from IPython.core.magic_arguments import MagicArgumentParser, arg_split
 
 from ..compute.base import DEALLOCATION_OPTIONS
 from ..errors import ClusterError, ClusterNotFound, SpecError
+from .args import int_at_least
 from .table import Table
 
 ACTIONS = ("list", "show", "create", "resize", "update", "delete")
 BACKENDS = ("local", "ssh", "slurm")
 CLUSTER_COLUMNS = ["name", "backend", "min_nodes", "max_nodes", "nodes", "idle", "running",
                    "unusable", "queued_runs", "allocation_state"]
-
-
-def _int(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise UsageError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise UsageError(f"{value} must be {minimum} or more")
-        return value
-    return parse
 
 
 def parser() -> MagicArgumentParser:
@@ -40,23 +29,23 @@ def parser() -> MagicArgumentParser:
     p = sub.add_parser("create", add_help=False)
     p.add_argument("name")
     p.add_argument("--backend", choices=BACKENDS, default="local")
-    p.add_argument("--min-nodes", type=_int(0), default=0)
-    p.add_argument("--max-nodes", type=_int(0))
-    p.add_argument("--idle-seconds", type=_int(0), default=120)
-    p.add_argument("--gpus-per-node", type=_int(0), default=0)
+    p.add_argument("--min-nodes", type=int_at_least(0), default=0)
+    p.add_argument("--max-nodes", type=int_at_least(0))
+    p.add_argument("--idle-seconds", type=int_at_least(0), default=120)
+    p.add_argument("--gpus-per-node", type=int_at_least(0), default=0)
     p.add_argument("--hosts", help="ssh: comma-separated host[:port] list")
     for opt in ("user", "key-file", "known-hosts", "python", "node-root", "partition",
                 "login-host", "shared-root"):
         p.add_argument(f"--{opt}")
     p = sub.add_parser("resize", add_help=False)
     p.add_argument("name")
-    p.add_argument("target", type=_int(0))
+    p.add_argument("target", type=int_at_least(0))
     p.add_argument("--node-deallocation-option", choices=DEALLOCATION_OPTIONS, default="requeue")
     p = sub.add_parser("update", add_help=False)
     p.add_argument("name")
-    p.add_argument("--min-nodes", type=_int(0))
-    p.add_argument("--max-nodes", type=_int(0))
-    p.add_argument("--idle-seconds", type=_int(0))
+    p.add_argument("--min-nodes", type=int_at_least(0))
+    p.add_argument("--max-nodes", type=int_at_least(0))
+    p.add_argument("--idle-seconds", type=int_at_least(0))
     return root
 
 

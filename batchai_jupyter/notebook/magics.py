@@ -13,31 +13,12 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, arg_split, argument, magic_arguments
 
 from ..errors import RunNotFound
+from .args import int_at_least
 from .cluster_magics import cluster_command
 from .table import Table
 
 DISTRIBUTIONS = ("pytorch", "mpi", "tensorflow")
 JOB_ACTIONS = ("list", "show", "stream", "cancel", "files")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise UsageError(f"{value} must be 1 or more")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise UsageError(f"{value} must be 0 or more")
-    return value
 
 
 def option_names(parser: Any) -> list[str]:
@@ -60,7 +41,7 @@ def job_line_parser() -> MagicArgumentParser:
     sub = parser.add_subparsers(dest="action", metavar="{" + ",".join(JOB_ACTIONS) + "}")
     p = sub.add_parser("list", add_help=False)
     p.add_argument("--experiment", "-e")
-    p.add_argument("--limit", type=positive_int, default=20)
+    p.add_argument("--limit", type=int_at_least(1), default=20)
     for name in ("show", "cancel", "files"):
         sub.add_parser(name, add_help=False).add_argument("run")
     p = sub.add_parser("stream", add_help=False)
@@ -99,8 +80,8 @@ class BatchAIMagics(Magics):
     @magic_arguments()
     @argument("--cluster", "-c", default="local", help="compute target (default: local)")
     @argument("--experiment", "-e", default="default", help="experiment the run is filed under")
-    @argument("--nodes", type=positive_int, default=1, help="nodes to run on (default 1)")
-    @argument("--processes-per-node", type=positive_int, default=1,
+    @argument("--nodes", type=int_at_least(1), default=1, help="nodes to run on (default 1)")
+    @argument("--processes-per-node", type=int_at_least(1), default=1,
               help="processes started on each node (default 1)")
     @argument("--distribution", choices=DISTRIBUTIONS,
               help="launch contract for several processes: pytorch, mpi or tensorflow")
@@ -115,7 +96,7 @@ class BatchAIMagics(Magics):
     @argument("--output", action="append", metavar="ID=DATASTORE:PATH",
               help="folder $AZ_BATCHAI_OUTPUT_<ID> uploaded to the datastore when the job ends")
     @argument("--env", action="append", metavar="K=V", help="environment variable of the job")
-    @argument("--gpus-per-process", type=non_negative_int, default=0, help="GPUs per process")
+    @argument("--gpus-per-process", type=int_at_least(0), default=0, help="GPUs per process")
     @argument("--tag", action="append", metavar="K=V", help="tag of the run")
     @argument("--wait", action="store_true", help="stream the output and return when the run "
               "ends (raises RunFailed if it fails)")
@@ -133,11 +114,10 @@ class BatchAIMagics(Magics):
         %batchai_job show RUN | stream RUN [-f FILE] | cancel RUN | files RUN
         """
         from .submit import submit_cell
-        if cell is None and line.lstrip().startswith("-"):  # options only: a --command job
-            return submit_cell(self.workspace(), parse_or_explain(self.batchai_job, line), "")
-        if cell is None:
+        if cell is None and not line.lstrip().startswith("-"):
             return self._job_line(line)
-        return submit_cell(self.workspace(), parse_or_explain(self.batchai_job, line), cell)
+        args = parse_or_explain(self.batchai_job, line)  # options only on a line: a --command job
+        return submit_cell(self.workspace(), args, cell or "")
 
     def _job_line(self, line: str) -> Any:
         if not line.strip():
