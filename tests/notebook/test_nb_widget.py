@@ -129,3 +129,12 @@ def test_failed_run_shows_its_error(ws: bai.Workspace, tmp_path: Path) -> None:
 def test_unknown_run_is_an_error(ws: bai.Workspace) -> None:
     with pytest.raises(bai.RunNotFound):
         RunDetails(bai.Run(ws, "nope"))
+
+
+def test_jobs_and_the_engine_never_import_widgets() -> None:
+    code = ("import sys, batchai_jupyter as bai, batchai_jupyter.engine, batchai_jupyter.node.agent\n"
+            "bai.Run.get_context().log('x', 1)\n"
+            "print(sorted(m for m in ('ipywidgets', 'IPython', 'tqdm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
