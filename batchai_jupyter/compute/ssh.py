@@ -306,6 +306,15 @@ class SSHCompute(NodePool):
                 sent += 1
         return sent
 
+    def free_port(self, node: NodeInfo) -> int:
+        """A TCP port free on the node right now (MASTER_PORT of a run whose first node it is)."""
+        code, out, err = self.transport(node).run(
+            [self.python(node), "-c", "import socket; s = socket.socket(); s.bind(('', 0)); "
+             "print(s.getsockname()[1])"], timeout=30)
+        if code != 0:
+            raise OSError(f"host {self.transport(node).label}: cannot pick a port: {err.strip()}")
+        return int(out.strip())
+
     def close(self) -> None:
         for transport in self._transports.values():
             transport.close()
