@@ -46,6 +46,9 @@ class RunDriver:
         self.running = run["status"] in ("Running", "Finalizing")
         self.requeue_after = False
         self.lost: str | None = None
+        self.unreachable: dict[int, float] = {}  # node index -> since when it does not answer
+        self.peers_stopped = False
+        self.beats: dict[int, tuple[bytes, float]] = {}  # node index -> (last heartbeat, seen at)
 
     # -- launch ------------------------------------------------------------------------------
     def launch(self) -> None:
@@ -55,8 +58,8 @@ class RunDriver:
         digests = sorted({v[0] for v in snapshot["files"].values()})
         secrets = self.engine.workspace.secrets.get("runs", self.id)
         port = self.run["properties"].get("master_port") or self._free_port()
-        node_list = [{"id": n.id, "address": n.address, "gpus": n.gpus, "gpu_ids": n.gpu_ids}
-                     for n in self.nodes]
+        node_list = [{"id": n.id, "address": n.address, "gpus": n.gpus, "gpu_ids": n.gpu_ids,
+                      "root": self.compute.node_root(n)} for n in self.nodes]
         props = dict(self.run["properties"], master_port=port, main_log=main_log_name(spec))
         self.history.update_run(self.id, properties=props)
         self.run["properties"] = props
@@ -82,6 +85,12 @@ class RunDriver:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 return int(s.getsockname()[1])
+        ask = getattr(self.compute, "free_port", None)  # a backend that can ask the first node
+        if ask is not None:
+            try:
+                return int(ask(self.nodes[0]))
+            except (OSError, ValueError):
+                log.warning("run %s: no free port from node %s", self.id, self.nodes[0].id)
         return random.randint(29500, 39999)
 
     # -- each engine tick ----------------------------------------------------------------------
@@ -90,8 +99,18 @@ class RunDriver:
         statuses = []
         for index, (node, paths) in enumerate(zip(self.nodes, self.paths)):
             transport = self.compute.transport(node)
-            self._tail(index, node, paths)
-            raw = transport.read_bytes(paths.status)
+            try:
+                self._tail(index, node, paths)
+                raw = transport.read_bytes(paths.status)
+            except ConnectionError as exc:  # the node does not answer: lost once it stays so
+                since = self.unreachable.setdefault(index, time.time())
+                if time.time() - since > LOST_AFTER_SECONDS:
+                    self.node_lost(index, f"node {node.id} lost: unreachable for "
+                                          f"{time.time() - since:.0f} s ({exc})")
+                    return True
+                statuses.append(None)
+                continue
+            self.unreachable.pop(index, None)
             statuses.append(json.loads(raw) if raw else None)
         if not self.running and self._any_running():
             self.running = True
@@ -102,14 +121,32 @@ class RunDriver:
         if all(s is not None for s in statuses):
             self.finalize(statuses)
             return True
+        self._stop_peers_of_failure(statuses)
         lost = self._lost_node(statuses)
         if lost is not None:
             self.node_lost(*lost)
             return True
         return False
 
+    def _stop_peers_of_failure(self, statuses: list[dict | None]) -> None:
+        """One node's job failed: its peers on the other nodes would wait for it forever."""
+        if self.peers_stopped or not any(_failed(s) for s in statuses if s is not None):
+            return
+        self.peers_stopped = True
+        for index, (node, paths, status) in enumerate(zip(self.nodes, self.paths, statuses)):
+            if status is not None or index in self.unreachable:
+                continue
+            try:
+                raw = self.compute.transport(node).read_bytes(paths.pids)
+                if raw:
+                    self.compute.kill_groups(node, list(json.loads(raw).values()))
+            except (OSError, ValueError):
+                log.warning("run %s: cannot stop the processes on node %s", self.id, node.id)
+
     def _any_running(self) -> bool:
-        for node, paths in zip(self.nodes, self.paths):
+        for index, (node, paths) in enumerate(zip(self.nodes, self.paths)):
+            if index in self.unreachable:
+                continue
             state = self.compute.transport(node).read_bytes(paths.state)
             if state in (b"running", b"finalizing"):
                 return True
@@ -118,19 +155,19 @@ class RunDriver:
     def _lost_node(self, statuses: list[dict | None]) -> tuple[int, str] | None:
         now = time.time()
         for index, (node, paths, status) in enumerate(zip(self.nodes, self.paths, statuses)):
-            if status is not None:
+            if status is not None or index in self.unreachable:
                 continue
             raw = self.compute.transport(node).read_bytes(paths.heartbeat)
             if raw is None:
                 if now - self.launched_at > START_GRACE_SECONDS:
                     return index, f"the agent on node {node.id} never started"
                 continue
-            try:
-                beat = float(raw)
-            except ValueError:
+            seen = self.beats.get(index)
+            if seen is None or seen[0] != raw:  # timed on our clock: a node's clock may differ
+                self.beats[index] = (raw, now)
                 continue
-            if now - beat > LOST_AFTER_SECONDS:
-                return index, f"node {node.id} lost: no heartbeat for {now - beat:.0f} s"
+            if now - seen[1] > LOST_AFTER_SECONDS:
+                return index, f"node {node.id} lost: no heartbeat for {now - seen[1]:.0f} s"
         return None
 
     # -- tailing --------------------------------------------------------------------------------
@@ -300,3 +337,8 @@ class RunDriver:
             self._requeue(why)
         else:
             self._finish("Failed", {"message": why, "exit_codes": {}}, [])
+
+
+def _failed(status: dict[str, Any]) -> bool:
+    return bool(status.get("error") or status.get("timed_out") or
+                any(c not in (0, None) for c in status.get("exit_codes", {}).values()))

@@ -68,6 +68,13 @@ class JobSpec:
         if self.distribution == "tensorflow":
             _check_int("worker_count", self.worker_count if self.worker_count is not None else 1, 1)
             _check_int("parameter_server_count", self.parameter_server_count or 0, 0)
+            tasks = (self.worker_count or self.node_count) + (self.parameter_server_count or 0)
+            slots = self.node_count * self.process_count_per_node if isinstance(self.node_count, int) \
+                and isinstance(self.process_count_per_node, int) else 0
+            if tasks > slots:
+                raise SpecError("worker_count", f"worker_count + parameter_server_count = {tasks} is more "
+                                f"than the {slots} process slots (node_count x process_count_per_node)",
+                                f"at most {slots} tasks, or more nodes/processes per node")
         elif self.worker_count is not None or self.parameter_server_count is not None:
             raise SpecError("worker_count", "worker_count/parameter_server_count need "
                             "distribution='tensorflow'", ["distribution='tensorflow'"])
