@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import shlex
 import time
 from dataclasses import dataclass
@@ -24,26 +23,16 @@ from ..errors import ClusterError, SpecError
 from ..node.launch_dist import MCA_FILE
 from ..node.paths import RunPaths
 from .base import Compute, NodeInfo
-from .slurm_watch import GONE, UNREACHABLE, SlurmCommands, SlurmWatcher
+from .slurm_script import BatchScriptMixin, run_key
+from .slurm_watch import GONE, NEVER_STARTS, UNREACHABLE, SlurmCommands, SlurmWatcher
 from .transport import LocalTransport, Transport
 
 log = logging.getLogger("batchai_jupyter.engine")
 
-TIME_MARGIN_SECONDS = 120      # --time = max_wall_clock + this (the agent enforces the exact limit)
 ENDED_GRACE_SECONDS = 2.0      # let agents finish their last writes before speaking for them
 RELEASE_GRACE_SECONDS = 10.0   # a released job still alive after this is scancel'ed
 NODES_CHECK_SECONDS = 1.0      # how often a long-pending job's "nodes" file is looked for
 FRESH_SECONDS = 5.0            # ... and every engine tick for this long after sbatch
-MANIFEST_WAIT_SECONDS = 600
-LINGER_SECONDS = 30            # a finished job waits this long at most for the engine's release    # an srun task gives up when the engine never writes its manifest
-# pending reasons that no amount of waiting fixes (the job asks more than the partition allows)
-NEVER_STARTS = {
-    "PartitionTimeLimit": "max_wall_clock_seconds plus 2 minutes is above the partition's time limit",
-    "PartitionNodeLimit": "node_count is outside the partition's node limits",
-    "BadConstraints": "the job's constraints cannot be met by any node",
-    "AccountNotAllowed": "the account may not use the partition",
-    "QOSNotAllowed": "the QOS may not use the partition",
-}
 ACTIVE = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 
 
@@ -55,19 +44,7 @@ class _Job:
     submitted: float = 0.0
 
 
-def run_key(run: dict[str, Any]) -> str:
-    attempt = int(run["properties"].get("attempt", 0))
-    return run["id"] if attempt == 0 else f"{run['id']}.{attempt}"
-
-
-def slurm_time(seconds: float) -> str:
-    """Slurm's D-HH:MM:SS for a limit, rounded up to whole minutes (Slurm's granularity)."""
-    minutes = max(1, math.ceil(seconds / 60))
-    days, rest = divmod(minutes, 24 * 60)
-    return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00"
-
-
-class SlurmCompute(Compute):
+class SlurmCompute(BatchScriptMixin, Compute):
     backend = "slurm"
     queues_itself = True  # every queued run is submitted; Slurm decides the order (backfill)
 
@@ -314,49 +291,6 @@ class SlurmCompute(Compute):
         self.watcher.track(job_id)
         log.info("run %s: Slurm job %s submitted", run["id"], job_id)
         return _Job(job_id, key, submitted=time.time())
-
-    def sbatch_options(self, spec: dict[str, Any], key: str, count: int) -> list[str]:
-        wall = float(spec.get("max_wall_clock_seconds") or 7 * 24 * 3600)
-        opts = [f"--job-name={self.prefix}{key}", f"--nodes={count}", "--ntasks-per-node=1",
-                f"--time={slurm_time(wall + TIME_MARGIN_SECONDS)}"]
-        if self.config.get("partition"):
-            opts.append(f"--partition={self.config['partition']}")
-        if self.gpus_per_node() > 0:
-            opts.append(f"--gres=gpu:{self.gpus_per_node()}")
-        if spec.get("priority") == "low":
-            opts.append("--nice=100")  # raising priority needs Slurm operator rights: not done
-        jobdir = self.job_dir(key)
-        opts += [f"--output={jobdir}/slurm-%j.out", f"--chdir={jobdir}", "--no-requeue"]
-        return opts + list(self.config.get("sbatch_args", []))
-
-    def batch_script(self, run: dict[str, Any], key: str, count: int) -> str:
-        """The script sbatch runs: record the nodes, then one agent per node through srun."""
-        q = shlex.quote
-        manifest = f'{q(self.shared_root + "/nodes/")}"$SLURMD_NODENAME"{q("/runs/" + key + "/run.json")}'
-        task = (f'm={manifest}; i=0; while [ ! -f "$m" ]; do i=$((i+1)); '
-                f'if [ $i -gt {MANIFEST_WAIT_SECONDS * 10} ]; then '
-                'echo "no run manifest at $m" >&2; exit 3; fi; sleep 0.1; done; '
-                f'exec {q(self.python(None))} -m batchai_jupyter.node.agent "$m" '
-                '>>"$(dirname "$m")/agent.log" 2>&1')
-        started = f'{q(self.shared_root + "/nodes/")}*{q("/runs/" + key + "/agent.started")}'
-        lines = ["#!/bin/bash"]
-        lines += [f"#SBATCH {opt}" for opt in self.sbatch_options(run["spec"], key, count)]
-        lines += [
-            f"# batchai_jupyter run {run['id']} (folder {key}): each node waits for its run.json",
-            "set -u",
-            f'{{ echo "$SLURM_JOB_ID"; {q(self.commands.path("scontrol"))} show hostnames '
-            '"$SLURM_JOB_NODELIST"; } > nodes.tmp && mv nodes.tmp nodes',
-            f"{q(self.commands.path('srun'))} --nodes={count} --ntasks-per-node=1 "
-            f"--kill-on-bad-exit=0 /bin/sh -c {q(task)}",
-            "rc=$?",
-            "# once an agent ran, hold the allocation until the engine is done with the run: it may",
-            "# still need a step on a node (to kill what a dead agent left behind)",
-            f"if ls {started} >/dev/null 2>&1; then",
-            f"  i=0; while [ ! -e released ] && [ $i -lt {LINGER_SECONDS * 10} ]; do i=$((i+1)); sleep 0.1; done",
-            "fi",
-            "exit $rc",
-        ]
-        return "\n".join(lines) + "\n"
 
     def _fail_run(self, run_id: str, message: str) -> None:
         """A run that cannot start on Slurm ends here, with Slurm's answer as its error."""

@@ -17,8 +17,16 @@ from typing import Any, Callable
 LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
                          "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING",
                          "STAGE_OUT", "RESV_DEL_HOLD", "STOPPED"})
-GONE = "GONE"
-UNREACHABLE = 255  # exit code for "the command could not be run on the login host"  # squeue does not know the job (any more)
+# pending reasons that no amount of waiting fixes (the job asks more than the partition allows)
+NEVER_STARTS = {
+    "PartitionTimeLimit": "max_wall_clock_seconds plus 2 minutes is above the partition's time limit",
+    "PartitionNodeLimit": "node_count is outside the partition's node limits",
+    "BadConstraints": "the job's constraints cannot be met by any node",
+    "AccountNotAllowed": "the account may not use the partition",
+    "QOSNotAllowed": "the QOS may not use the partition",
+}
+GONE = "GONE"  # squeue does not know the job (any more)
+UNREACHABLE = 255  # exit code for "the command could not be run on the login host"
 
 Runner = Callable[[list[str], float], "tuple[int, str, str]"]
 
