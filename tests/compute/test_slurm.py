@@ -494,3 +494,28 @@ def test_deleting_the_cluster_cancels_its_slurm_jobs(ws, slurm, tmp_path_factory
         assert wait_until(lambda: job_fields(slurm, job_id)["JobState"] in ("CANCELLED", "COMPLETED"), 30)
     assert [r.get_details()["status"] for r in (hog, waiting)] == ["Canceled", "Canceled"]
     assert wait_until(lambda: no_process_left(hog.id), 20)
+
+
+def test_batch_script_and_time_limits_without_a_cluster(tmp_path):
+    """The script sbatch gets, checked as text (runs even where Slurm is not installed)."""
+    from batchai_jupyter.compute.slurm import SlurmCompute
+    from batchai_jupyter.compute.slurm_script import slurm_time
+    assert [slurm_time(s) for s in (1, 60, 61, 3600 + 120, 7 * 86400 + 120)] == \
+        ["0-00:01:00", "0-00:01:00", "0-00:02:00", "0-01:02:00", "7-00:02:00"]
+    compute = SlurmCompute({"name": "hpc", "shared_root": "/shared/bai", "partition": "gpu",
+                            "gpus_per_node": 4, "python": "/opt/venv/bin/python",
+                            "sbatch_args": ["--account=proj"], "slurm_bin": "/opt/slurm/bin"},
+                           tmp_path, None)
+    run = {"id": "exp_1_ab", "properties": {"attempt": 2},
+           "spec": {"max_wall_clock_seconds": 3600, "priority": "low"}}
+    script = compute.batch_script(run, "exp_1_ab.2", 3)
+    head = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert head == ["#SBATCH --job-name=" + compute.prefix + "exp_1_ab.2", "#SBATCH --nodes=3",
+                    "#SBATCH --ntasks-per-node=1", "#SBATCH --time=0-01:02:00", "#SBATCH --partition=gpu",
+                    "#SBATCH --gres=gpu:4", "#SBATCH --nice=100",
+                    "#SBATCH --output=/shared/bai/slurm/exp_1_ab.2/slurm-%j.out",
+                    "#SBATCH --chdir=/shared/bai/slurm/exp_1_ab.2", "#SBATCH --no-requeue",
+                    "#SBATCH --account=proj"]
+    assert "/opt/slurm/bin/srun --nodes=3 --ntasks-per-node=1" in script
+    assert "/opt/venv/bin/python -m batchai_jupyter.node.agent" in script
+    assert '/shared/bai/nodes/"$SLURMD_NODENAME"/runs/exp_1_ab.2/run.json' in script
