@@ -357,6 +357,16 @@ class SlurmCompute(BatchScriptMixin, Compute):
         if code != 0:
             log.warning("cannot kill process groups on node %s: %s", node.id, err.strip())
 
+    def free_port(self, node: NodeInfo) -> int:
+        """A TCP port free on the node now (MASTER_PORT), asked by a step inside the run's job."""
+        code, out, err = self.commands(
+            "srun", f"--jobid={node.info.get('slurm_job_id')}", "--overlap", f"--nodelist={node.id}",
+            "--nodes=1", "--ntasks=1", self.python(node), "-c",
+            "import socket; s = socket.socket(); s.bind(('', 0)); print(s.getsockname()[1])", timeout=30)
+        if code != 0:
+            raise OSError(f"node {node.id}: cannot pick a port: {err.strip()}")
+        return int(out.strip().splitlines()[-1])
+
     def scancel(self, job_id: str) -> None:
         code, _out, err = self.commands("scancel", job_id, timeout=30)
         if code != 0 and "already completing or completed" not in err:
