@@ -519,3 +519,16 @@ def test_batch_script_and_time_limits_without_a_cluster(tmp_path):
     assert "/opt/slurm/bin/srun --nodes=3 --ntasks-per-node=1" in script
     assert "/opt/venv/bin/python -m batchai_jupyter.node.agent" in script
     assert '/shared/bai/nodes/"$SLURMD_NODENAME"/runs/exp_1_ab.2/run.json' in script
+
+
+def test_snapshot_objects_go_once_into_the_shared_root(ws, slurm, tmp_path_factory, dist_src):
+    name = make_slurm_cluster(ws, tmp_path_factory)
+    spec = bai.JobSpec(source_directory=str(dist_src), script="where.py", node_count=2)
+    first = ws.experiment("slurm").submit(spec, cluster=name)
+    first.wait_for_completion(show_output=False, timeout=120)
+    objects = Path(ws.path, "slurm-root", "objects")
+    before = {p: p.stat().st_mtime_ns for p in objects.rglob("*") if p.is_file()}
+    assert len(before) == len(list(dist_src.iterdir()))  # one copy for both nodes
+    second = ws.experiment("slurm").submit(spec, cluster=name)
+    second.wait_for_completion(show_output=False, timeout=120)
+    assert {p: p.stat().st_mtime_ns for p in objects.rglob("*") if p.is_file()} == before
