@@ -333,7 +333,7 @@ def test_slurm_commands_through_a_login_host(ws, slurm, tmp_path_factory, dist_s
 
 def test_lost_agent_requeues_the_run_as_a_new_slurm_job(ws, slurm, tmp_path_factory, dist_src,
                                                         monkeypatch):
-    monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "3")
+    monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "5")
     name = make_slurm_cluster(ws, tmp_path_factory)
     (dist_src / "lost.py").write_text(textwrap.dedent("""
         import os, time
@@ -373,7 +373,7 @@ def test_every_queued_run_waits_in_slurms_own_queue(ws, slurm, tmp_path_factory,
     name = make_slurm_cluster(ws, tmp_path_factory)
     exp = ws.experiment("slurm")
     spec = dict(source_directory=str(dist_src), script="where.py", node_count=2)
-    first = exp.submit(bai.JobSpec(arguments=["3"], **spec), cluster=name)
+    first = exp.submit(bai.JobSpec(arguments=["6"], **spec), cluster=name)
     second = exp.submit(bai.JobSpec(**spec), cluster=name)
     low = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py", priority="low"),
                      cluster=name)
