@@ -5,7 +5,7 @@ import time
 from typing import Callable
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.05) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout: float = 60, interval: float = 0.05) -> bool:
     """Poll until predicate() is true; False after timeout (the caller asserts)."""
     end = time.time() + timeout
     while time.time() < end:

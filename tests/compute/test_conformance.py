@@ -13,6 +13,7 @@ import pytest
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
+from support import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -23,13 +24,6 @@ ENV_NAMES = ["AZ_BATCHAI_JOB_MOUNT_ROOT", "AZ_BATCHAI_MOUNT_ROOT", "AZ_BATCHAI_J
              "LOCAL_WORLD_SIZE"]
 
 
-def wait_until(predicate, timeout: float = 60, interval: float = 0.05) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def _write(folder: Path, name: str, body: str) -> Path:

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,11 @@ from batchai_jupyter.errors import SpecError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ssh_env import SSHHosts, make_ssh_cluster  # noqa: E402
+from support import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def wait_until(predicate, timeout: float = 60, interval: float = 0.05) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def _fingerprint(pub: Path) -> str:

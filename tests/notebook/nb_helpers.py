@@ -1,11 +1,11 @@
 """Helpers for the notebook tests: a real IPython shell with the extension loaded."""
 from __future__ import annotations
 
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from support import wait_until  # noqa: F401  (re-exported for the notebook tests)
 
 import batchai_jupyter as bai
 
@@ -22,10 +22,3 @@ def ip(ws: bai.Workspace, monkeypatch: pytest.MonkeyPatch,
     yield shell
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
