@@ -38,10 +38,27 @@ def _counter_job(folder: Path, gate: Path, lines: int = 40) -> Path:
     return folder
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def _kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
-               open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10)
+    wait_until(lambda: _gone(pid), 10)
+
+
+def _start_and_kill_agent(ws: bai.Workspace, run: bai.Run, cluster: str = "local") -> tuple[str, list[int]]:
+    """Wait for six lines of the job, SIGKILL its agent; returns its node and the job's pids."""
+    stream = run.stream()
+    [next(stream) for _ in range(6)]
+    node = ws.history.run_row(run.id)["nodes"][0]["id"]
+    run_dir = Path(ws.path, "clusters", cluster, "nodes", node, "runs", run.id)
+    job_pids = list(json.loads((run_dir / "pids.json").read_text()).values())
+    _kill(int((run_dir / "agent.started").read_text()))
+    return node, job_pids
 
 
 def test_engine_killed_mid_run_loses_nothing_and_launches_once(ws: bai.Workspace, tmp_path: Path) -> None:
@@ -102,27 +119,16 @@ def test_client_killed_run_goes_on(ws: bai.Workspace, src: Path) -> None:
 def test_killed_agent_makes_the_node_unusable_and_fails_the_run(ws: bai.Workspace, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "2")
-    ws.cluster("local").update(max_nodes=1)
-    ws.history.put_cluster("local", "local", {**{k: v for k, v in ws.cluster("local").config.items()
-                                                 if k not in ("name", "backend")},
-                                              "node_deallocation_option": "terminate"})
-    gate = tmp_path / "never"
-    src = _counter_job(tmp_path / "src", gate)
-    run = ws.experiment("lost").submit(JobSpec(source_directory=src, script="count.py"))
-    stream = run.stream()
-    [next(stream) for _ in range(6)]
-    node = ws.history.run_row(run.id)["nodes"][0]["id"]
-    run_dir = Path(ws.path, "clusters", "local", "nodes", node, "runs", run.id)
-    agent_pid = int((run_dir / "agent.started").read_text())
-    job_pids = list(json.loads((run_dir / "pids.json").read_text()).values())
-    _kill(agent_pid)
+    ws.create_cluster("one", backend="local", max_nodes=1, node_deallocation_option="terminate")
+    src = _counter_job(tmp_path / "src", tmp_path / "never")
+    run = ws.experiment("lost").submit(JobSpec(source_directory=src, script="count.py"), cluster="one")
+    _node, job_pids = _start_and_kill_agent(ws, run, "one")
     details = run.wait_for_completion(raise_on_error=False, timeout=60)
     assert details["status"] == "Failed" and "no heartbeat" in details["error"]["message"]
-    nodes = ws.cluster("local").nodes()
-    assert nodes[0].state == "unusable" and "no heartbeat" in nodes[0].error
+    [node] = ws.cluster("one").nodes()
+    assert node.state == "unusable" and "no heartbeat" in node.error
     for pid in job_pids:  # the job's processes did not outlive their agent
-        assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
-                          open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10)
+        assert wait_until(lambda: _gone(pid), 10)
 
 
 def test_killed_agent_requeues_the_run_by_default(ws: bai.Workspace, tmp_path: Path,
@@ -131,11 +137,7 @@ def test_killed_agent_requeues_the_run_by_default(ws: bai.Workspace, tmp_path: P
     gate = tmp_path / "gate"
     src = _counter_job(tmp_path / "src", gate)
     run = ws.experiment("rq").submit(JobSpec(source_directory=src, script="count.py"))
-    stream = run.stream()
-    [next(stream) for _ in range(6)]
-    node = ws.history.run_row(run.id)["nodes"][0]["id"]
-    run_dir = Path(ws.path, "clusters", "local", "nodes", node, "runs", run.id)
-    _kill(int((run_dir / "agent.started").read_text()))
+    node, _pids = _start_and_kill_agent(ws, run)
     assert wait_until(lambda: ws.history.run_row(run.id)["properties"].get("attempt") == 1, 30)
     gate.write_text("go")
     details = run.wait_for_completion(timeout=60)
