@@ -10,7 +10,9 @@ if [ -x "$BIN" ] && grep -q "\"version\": \"$VERSION\"" "$DEST/node_modules/azur
   exit 0
 fi
 if ! command -v npm >/dev/null 2>&1; then
-  apt-get install -y nodejs npm
+  . "$(dirname "$0")/apt.sh"
+  apt_get update -qq || true
+  apt_get install -y -qq nodejs npm
 fi
 mkdir -p "$DEST"
 [ -f "$DEST/package.json" ] || echo '{"name": "batchai-test-azurite", "private": true}' > "$DEST/package.json"

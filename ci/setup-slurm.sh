@@ -7,14 +7,7 @@ if command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 \
         && [ -s /etc/munge/munge.key ]; then
     exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt_get() {  # another installer may hold the dpkg lock: wait for it (a few tries, then fail)
-    for _ in 1 2 3; do
-        if apt-get -o DPkg::Lock::Timeout=300 "$@"; then return 0; fi
-        sleep 2
-    done
-    return 1
-}
+. "$(dirname "$0")/apt.sh"
 apt_get update -qq || true
 apt_get install -y -qq --no-install-recommends slurm-wlm munge
 # the packages' services are not used (no systemd): the tests start the daemons themselves

@@ -11,14 +11,7 @@ command -v mpirun >/dev/null 2>&1 || need_apt="$need_apt openmpi-bin"
     || need_apt="$need_apt libopenmpi-dev"
 command -v ip >/dev/null 2>&1 || need_apt="$need_apt iproute2"
 if [ -n "$need_apt" ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt_get() {  # another installer may hold the dpkg lock: wait for it
-        for _ in $(seq 1 60); do
-            if apt-get -o DPkg::Lock::Timeout=120 "$@"; then return 0; fi
-            sleep 2
-        done
-        return 1
-    }
+    . "$(dirname "$0")/apt.sh"
     apt_get update -qq || true
     # shellcheck disable=SC2086
     apt_get install -y -qq --no-install-recommends $need_apt
