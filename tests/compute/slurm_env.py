@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,6 @@ class SlurmEnv:
     conf: Path
     pids: dict[str, int] = field(default_factory=dict)
     gpus: int = 0
-    munge: Path | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -76,8 +74,6 @@ class SlurmEnv:
                 time.sleep(0.05)
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        if self.munge is not None and not self.pids:
-            shutil.rmtree(self.munge, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -151,20 +147,20 @@ def start_slurm(root: Path) -> SlurmEnv:
         raise RuntimeError("/etc/munge/munge.key is missing (run ci/setup-slurm.sh)")
     for sub in ("state", "spool"):
         (root / sub).mkdir(parents=True)
-    # munged runs as user munge, which cannot enter pytest's private temp folders
-    munge = Path(tempfile.mkdtemp(prefix="bai-munge-", dir="/tmp"))
-    munge.chmod(0o755)
-    shutil.chown(munge, "munge", "munge")
+    # munged runs as root (--force) so its socket can live in pytest's private folder and its
+    # command line names that folder; every Slurm client here is root as well
+    munge = root / "munge"
+    munge.mkdir(mode=0o755)
     gres = _fake_gpus(root)
     (root / "gres.conf").write_text(gres)
     conf = root / "slurm.conf"
     conf.write_text(_config(root, munge, _free_ports(3), gres))
-    env = SlurmEnv(root, conf, gpus=GPUS_PER_NODE if gres else 0, munge=munge)
+    env = SlurmEnv(root, conf, gpus=GPUS_PER_NODE if gres else 0)
     logs = open(root / "daemons.out", "ab")
     procs = {"munged": subprocess.Popen(
-        ["/usr/sbin/munged", "-F", f"--socket={munge}/sock", f"--pid-file={munge}/pid",
+        ["/usr/sbin/munged", "-F", "--force", f"--socket={munge}/sock", f"--pid-file={munge}/pid",
          f"--log-file={munge}/log", f"--seed-file={munge}/seed"],
-        user="munge", stdout=logs, stderr=logs, stdin=subprocess.DEVNULL)}
+        stdout=logs, stderr=logs, stdin=subprocess.DEVNULL)}
     env.pids["munged"] = procs["munged"].pid
     if not _wait(lambda: (munge / "sock").exists(), 10):
         env.stop()
