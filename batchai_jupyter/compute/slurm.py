@@ -45,6 +45,8 @@ class _Job:
 
 
 class SlurmCompute(BatchScriptMixin, Compute):
+    """A Slurm partition as a cluster: no pool of our own, one job per run, state from squeue."""
+
     backend = "slurm"
     queues_itself = True  # every queued run is submitted; Slurm decides the order (backfill)
 
