@@ -38,13 +38,14 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[bai.Workspac
     yield workspace
     for run in workspace.history.run_rows(status=("Queued", "Preparing", "Running", "CancelRequested")):
         workspace.history.add_intent("cancel", run["id"])
-    stop_engine(workspace.path)
-    forget(workspace.path)
-    for pid in _pids_under(workspace.path):  # the engine and agents name the workspace
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    for _ in range(2):  # twice: a client call racing the teardown may have started an engine
+        stop_engine(workspace.path)
+        forget(workspace.path)
+        for pid in _pids_under(workspace.path):  # the engine and agents name the workspace
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     for pids in workspace.path.glob("clusters/*/nodes/*/runs/*/pids.json"):  # the jobs' groups
         for pgid in json.loads(pids.read_text() or "{}").values():
             try:
