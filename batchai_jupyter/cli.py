@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import BatchAIError

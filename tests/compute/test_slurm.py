@@ -10,7 +10,6 @@ import os
 import stat
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,11 @@ from batchai_jupyter.errors import ClusterError, SpecError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slurm_env import make_slurm_cluster, slurm_env  # noqa: E402
+from support import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
 
-def wait_until(predicate, timeout: float = 60, interval: float = 0.1) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def job_fields(env, job_id: str) -> dict[str, str]:
