@@ -1,11 +1,11 @@
 """Compute backends, looked up by name and imported only when used."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from ..errors import ClusterError
+from ..plugins import load_registered
 from .base import Compute, NodeInfo, NODE_STATES, DEALLOCATION_OPTIONS
 
 BACKENDS: dict[str, tuple[str, str, str | None]] = {
@@ -19,12 +19,7 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
 def backend_class(name: str) -> type[Compute]:
     if name not in BACKENDS:
         raise ClusterError(f"unknown backend {name!r} (valid: {', '.join(BACKENDS)})")
-    module, cls, extra = BACKENDS[name]
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except ImportError as exc:
-        hint = f"; install it with pip install 'batchai-jupyter[{extra}]'" if extra else ""
-        raise ClusterError(f"backend {name!r} is not available: {exc}{hint}") from exc
+    return load_registered(BACKENDS, name, "backend", ClusterError)
 
 
 def make_compute(config: dict[str, Any], workspace_path: Path, history: Any) -> Compute:

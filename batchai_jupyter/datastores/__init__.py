@@ -5,10 +5,10 @@ matters to someone who uses an Azure kind, and then says how to install it.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from ..errors import DatastoreError, SpecError
+from ..plugins import load_registered
 from .base import Datastore, clean_path
 from .progress import Callback, TqdmCallback
 from .reference import DataReference, check_job_data, output_destination
@@ -28,12 +28,7 @@ __all__ = ["Datastore", "DataReference", "Callback", "TqdmCallback", "KINDS", "d
 def datastore_class(kind: str) -> type[Datastore]:
     if kind not in KINDS:
         raise SpecError("kind", f"unknown datastore kind {kind!r}", sorted(KINDS))
-    module, cls, extra = KINDS[kind]
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except ImportError as exc:
-        hint = f" (pip install 'batchai-jupyter[{extra}]')" if extra else ""
-        raise DatastoreError(f"datastore kind {kind!r} cannot be loaded: {exc}{hint}") from None
+    return load_registered(KINDS, kind, "datastore kind", DatastoreError)
 
 
 def datastore_from_record(ws: Any, row: dict[str, Any]) -> Datastore:
