@@ -47,7 +47,7 @@ class Engine:
         self._configs: dict[str, str] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def acquire(self, wait: float = 3.0) -> bool:
+    def acquire(self, wait: float = 1.0) -> bool:
         fd = os.open(lock_path(self.workspace.path), os.O_RDWR | os.O_CREAT, 0o644)
         end = time.time() + wait
         while True:

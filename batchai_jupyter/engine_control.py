@@ -67,20 +67,26 @@ def engine_info(ws_path: Path) -> dict[str, Any]:
 
 
 def stop_engine(ws_path: Path, timeout: float = 15) -> bool:
-    """Ask the engine to exit (SIGTERM); runs on nodes go on and are picked up next time."""
-    info = engine_info(ws_path)
-    pid = info.get("pid")
-    if not info["running"] or not pid:
-        return False
-    try:
-        os.kill(int(pid), signal.SIGTERM)
-    except ProcessLookupError:
-        return False
+    """Ask the engine to exit (SIGTERM); runs on nodes go on and are picked up next time.
+
+    An engine that was waiting for the lock takes over when the first exits: it is asked too.
+    """
+    signaled: set[int] = set()
     end = time.time() + timeout
-    while time.time() < end and is_running(ws_path):
+    while time.time() < end:
+        info = engine_info(ws_path)
+        if not info["running"]:
+            break
+        pid = info.get("pid")
+        if pid and pid not in signaled:
+            signaled.add(pid)
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         time.sleep(0.05)
     _CHECK_CACHE.pop(str(ws_path), None)
-    return True
+    return bool(signaled)
 
 
 def forget(ws_path: Path) -> None:

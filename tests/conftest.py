@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import textwrap
 from pathlib import Path
 from typing import Iterator
@@ -19,13 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _pids_under(path: Path) -> list[int]:
     """Processes whose command line mentions the workspace (engine, agents, jobs)."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    me = os.getpid()
-    pids = []
-    for line in out.splitlines():
-        pid_text, _, args = line.strip().partition(" ")
-        if str(path) in args and int(pid_text) != me:
-            pids.append(int(pid_text))
+    me, needle, pids = os.getpid(), str(path).encode(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            pids.append(int(entry.name))
     return pids
 
 
