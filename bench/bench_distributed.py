@@ -11,6 +11,8 @@ Two real sshd hosts in network namespaces (10.200.8.x; needs root, iproute2, ope
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,17 +55,41 @@ def step_time(lines: list[str]) -> float:
 
 
 def by_hand(hosts: SSHHosts, script: Path, steps: int, port: int) -> float:
-    """torchrun on each host, the way one would start it in two terminals."""
+    """torchrun on each host, the way one would start it in two terminals (one retry on a
+    failed start, on another port: a by-hand launch on a loaded machine can miss its peer)."""
+    try:
+        return _torchrun_pair(hosts, script, steps, port)
+    except RuntimeError as exc:
+        print(f"by-hand launch failed, retrying once: {exc}", file=sys.stderr)
+        return _torchrun_pair(hosts, script, steps, port + 100)
+
+
+def _torchrun_pair(hosts: SSHHosts, script: Path, steps: int, port: int) -> float:
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     procs = []
     for rank, host in enumerate(hosts.hosts[:2]):
         procs.append(subprocess.Popen(
             ["ip", "netns", "exec", host.netns, torchrun, "--nnodes=2", f"--node_rank={rank}",
              "--nproc_per_node=1", f"--master_addr={hosts.hosts[0].address}", f"--master_port={port}",
-             str(script), str(steps)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={"PATH": "/usr/bin:/bin", "GLOO_SOCKET_IFNAME": "eth0", "PYTHONUNBUFFERED": "1"}))
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    return step_time(outs[0].splitlines())
+             str(script), str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={"PATH": "/usr/bin:/bin", "GLOO_SOCKET_IFNAME": "eth0", "PYTHONUNBUFFERED": "1"},
+            start_new_session=True))
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"torchrun by hand did not finish in {exc.timeout} s") from None
+    finally:
+        for p in procs:  # the launcher and the workers it started
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.communicate()
+    if any(p.returncode for p in procs):
+        tails = [f"rank {i} exited {p.returncode}: {err.strip()[-600:]}" for i, (p, (_, err)) in
+                 enumerate(zip(procs, outs))]
+        raise RuntimeError("torchrun by hand failed\n" + "\n".join(tails))
+    return step_time(outs[0][0].splitlines())
 
 
 def through_batchai(ws: bai.Workspace, folder: Path, steps: int) -> float:
