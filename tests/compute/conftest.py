@@ -26,7 +26,7 @@ BACKENDS = ["local", "ssh", "slurm"]
 def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
     why = missing_tools()
     if why:
-        pytest.skip(f"ssh hosts unavailable: {why}")
+        pytest.skip(reason=f"ssh hosts unavailable: {why}")
     hosts = SSHHosts(tmp_path_factory.mktemp("sshhosts"), count=3)
     try:
         hosts.start()
@@ -48,5 +48,5 @@ def backend_cluster(request: pytest.FixtureRequest, ws: bai.Workspace,
     try:
         from slurm_env import make_slurm_cluster
     except ImportError as exc:
-        pytest.skip(f"slurm test environment not importable: {exc}")
+        pytest.skip(reason=f"slurm test environment not importable: {exc}")
     return ws, make_slurm_cluster(ws, tmp_path_factory)

@@ -194,14 +194,14 @@ def _wait(predicate: Any, timeout: float) -> bool:
 def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> SlurmEnv:
     """The session's Slurm, started on first use (skips the test with the reason if it cannot)."""
     if "error" in _STATE:
-        pytest.skip(f"Slurm is not available: {_STATE['error']}")
+        pytest.skip(reason=f"Slurm is not available: {_STATE['error']}")
     if "env" not in _STATE:
         try:
             env = start_slurm(tmp_path_factory.mktemp("slurm", numbered=True))
         except Exception as exc:  # noqa: BLE001 — any start failure is the skip reason
             _STATE["error"] = str(exc)
             print(f"\nSlurm is not available: {exc}", file=sys.stderr)
-            pytest.skip(f"Slurm is not available: {exc}")
+            pytest.skip(reason=f"Slurm is not available: {exc}")
         _STATE["env"] = env
         atexit.register(env.stop)
     return _STATE["env"]

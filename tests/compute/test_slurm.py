@@ -126,7 +126,7 @@ def no_process_left(marker: str) -> bool:
 
 def test_sbatch_options_gres_and_extra_args(ws, slurm, tmp_path_factory, dist_src):
     if not slurm.gpus:
-        pytest.skip("the test Slurm has no (fake) GPUs: mknod is not permitted here")
+        pytest.skip(reason="the test Slurm has no (fake) GPUs: mknod is not permitted here")
     name = make_slurm_cluster(ws, tmp_path_factory, name="gpus", gpus_per_node=slurm.gpus,
                               sbatch_args=["--comment=from-batchai-test"])
     spec = bai.JobSpec(source_directory=str(dist_src), script="where.py", node_count=1,
@@ -274,7 +274,7 @@ def login_sshd(tmp_path: Path):
     import socket
     import subprocess
     if not Path("/usr/sbin/sshd").exists() or shutil.which("ssh-keygen") is None:
-        pytest.skip("OpenSSH sshd is not installed (apt-get install openssh-server)")
+        pytest.skip(reason="OpenSSH sshd is not installed (apt-get install openssh-server)")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     d = tmp_path / "login"
     d.mkdir()
@@ -299,7 +299,7 @@ def login_sshd(tmp_path: Path):
             return s.connect_ex(("127.0.0.1", port)) == 0
     try:
         if not wait_until(up, 10):
-            pytest.skip(f"sshd did not start: {(d / 'sshd.log').read_text()[-300:]}")
+            pytest.skip(reason=f"sshd did not start: {(d / 'sshd.log').read_text()[-300:]}")
         yield {"login_host": f"127.0.0.1:{port}", "user": "root", "key_file": str(d / "client"),
                "known_hosts": str(d / "known_hosts")}
     finally:

@@ -82,16 +82,16 @@ class Server:
 
 def _azurite(tmp: Path) -> Server:
     if not AZURITE.exists():
-        pytest.skip(f"Azurite is not installed ({AZURITE} missing): run ci/setup-datastores.sh")
+        pytest.skip(reason=f"Azurite is not installed ({AZURITE} missing): run ci/setup-datastores.sh")
     if shutil.which("node") is None:
-        pytest.skip("Azurite needs node, which is not installed")
+        pytest.skip(reason="Azurite needs node, which is not installed")
     port = free_port()
     argv = [str(AZURITE), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
             "--location", str(tmp), "--blobHost", "127.0.0.1", "--blobPort", str(port)]
     try:
         return Server("azurite", argv, port).start()
     except RuntimeError as exc:
-        pytest.skip(f"Azurite did not start: {exc}")
+        pytest.skip(reason=f"Azurite did not start: {exc}")
 
 
 def _file_emulator(tmp: Path) -> Server:
@@ -101,7 +101,7 @@ def _file_emulator(tmp: Path) -> Server:
     try:
         return Server("file emulator", argv, port).start()
     except RuntimeError as exc:
-        pytest.skip(f"the Azure Files emulator did not start: {exc}")
+        pytest.skip(reason=f"the Azure Files emulator did not start: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,7 @@ def _pids_under(path: Path) -> list[int]:
 def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """JupyterLab serving a copy of the quickstart recipe; stopped (with its kernels) after."""
     if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (run ci/setup-notebook.sh)")
+        pytest.skip(reason="Debian chromium is not installed (run ci/setup-notebook.sh)")
     pytest.importorskip("playwright.sync_api", reason="python playwright is not installed")
     root = tmp_path / "lab"
     root.mkdir()
