@@ -171,10 +171,10 @@ def datastore_cmd(args: argparse.Namespace) -> int:
 
 
 def engine_cmd(args: argparse.Namespace) -> int:
-    from . import engine_control
+    from .engine import control as engine_control
     ws = _ws(args)
     if args.action == "serve":
-        from .engine import main as engine_main
+        from .engine.loop import main as engine_main
         idle = ["--idle-exit", str(args.idle_exit)] if args.idle_exit is not None else ["--idle-exit", "-1"]
         return engine_main(["serve", "--workspace", str(ws.path), *idle])
     if args.action == "status":

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .compute.base import DEALLOCATION_OPTIONS, NODE_STATES, NodeInfo
-from .engine_control import ensure_engine
+from .engine.control import ensure_engine
 from .errors import ClusterError, SpecError
 from .history import ACTIVE_STATUSES
 

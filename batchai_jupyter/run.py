@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, TextIO
 
-from .engine_control import ensure_engine
+from .engine.control import ensure_engine
 from .errors import FileNotInRun, RunFailed, WaitTimeout
 from .history import TERMINAL_STATUSES
 from .run_context import JobRun
@@ -40,7 +40,7 @@ class Run:
 
     # -- display in a notebook (ipywidgets is imported only here, on use) -------------------------
     def _repr_html_(self) -> str:
-        from .notebook.summary import run_summary_html
+        from .view.summary import run_summary_html
         return run_summary_html(self)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:

@@ -136,7 +136,7 @@ class JobSpec:
                           source_directory: str | os.PathLike[str] | None = None,
                           workspace: Any = None) -> "JobSpec":
         """Import a 2018-05-01 Batch AI job.json (the {"properties": ...} wrapper is accepted)."""
-        from .spec_batchai import spec_from_batchai_json
+        from .importers.batchai.job import spec_from_batchai_json
         return spec_from_batchai_json(cls, path_or_dict, source_directory, workspace)
 
 

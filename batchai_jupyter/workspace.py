@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .cluster import Cluster, validate_cluster_config
-from .engine_control import ensure_engine
+from .engine.control import ensure_engine
 from .errors import ClusterError, ClusterNotFound, DatastoreError, RunNotFound, SpecError
 from .history import PRIORITIES, RunHistory
 from .secrets_store import SecretStore

@@ -20,7 +20,7 @@ def parse_args(description: str) -> argparse.Namespace:
 @contextmanager
 def temp_workspace() -> Iterator["object"]:
     import batchai_jupyter as bai
-    from batchai_jupyter.engine_control import stop_engine
+    from batchai_jupyter.engine.control import stop_engine
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         ws = bai.Workspace.create(Path(tmp) / ".batchai")
         try:

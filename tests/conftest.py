@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 import batchai_jupyter as bai
-from batchai_jupyter.engine_control import forget, stop_engine
+from batchai_jupyter.engine.control import forget, stop_engine
 
 REPO = Path(__file__).resolve().parents[1]
 

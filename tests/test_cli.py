@@ -66,7 +66,7 @@ def test_cluster_commands_and_errors(ws: bai.Workspace) -> None:
 
 
 def test_engine_status_and_stop(ws: bai.Workspace) -> None:
-    from batchai_jupyter.engine_control import ensure_engine
+    from batchai_jupyter.engine.control import ensure_engine
     ensure_engine(ws.path)
     from support import wait_until
     assert wait_until(lambda: json.loads(batchai(ws, "engine", "status", "-o", "json").stdout)["running"], 15)

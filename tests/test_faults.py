@@ -14,7 +14,7 @@ import pytest
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
-from batchai_jupyter.engine_control import engine_info, forget, is_running
+from batchai_jupyter.engine.control import engine_info, forget, is_running
 
 from support import wait_until
 

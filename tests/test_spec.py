@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchai_jupyter import JobSpec, SpecError
-from batchai_jupyter.spec_batchai import parse_duration
+from batchai_jupyter.importers.batchai.job import parse_duration
 
 
 def test_needs_exactly_one_of_command_or_script(tmp_path: Path) -> None:

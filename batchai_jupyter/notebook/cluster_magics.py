@@ -9,7 +9,7 @@ from IPython.core.magic_arguments import MagicArgumentParser, arg_split
 from ..compute.base import DEALLOCATION_OPTIONS
 from ..errors import ClusterError, ClusterNotFound, SpecError
 from .args import int_at_least
-from .table import Table
+from ..view.table import Table
 
 ACTIONS = ("list", "show", "create", "resize", "update", "delete")
 BACKENDS = ("local", "ssh", "slurm")

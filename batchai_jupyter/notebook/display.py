@@ -16,7 +16,7 @@ def in_kernel() -> bool:
 
 def run_mimebundle(run: Any) -> dict[str, Any]:
     """Widget view + static HTML summary + text: each front end picks what it can render."""
-    from .summary import run_summary_html
+    from ..view.summary import run_summary_html
     if in_kernel():
         from .widget import RunDetails
         return RunDetails(run)._repr_mimebundle_()

@@ -15,7 +15,7 @@ from IPython.core.magic_arguments import MagicArgumentParser, arg_split, argumen
 from ..errors import RunNotFound
 from .args import int_at_least
 from .cluster_magics import cluster_command
-from .table import Table
+from ..view.table import Table
 
 DISTRIBUTIONS = ("pytorch", "mpi", "tensorflow")
 JOB_ACTIONS = ("list", "show", "stream", "cancel", "files")

@@ -15,9 +15,9 @@ import ipywidgets as W
 from traitlets import Bool, Unicode
 
 from ..history import TERMINAL_STATUSES
-from . import render
-from .reader import LogTail, MetricsTail, all_ended, children_rows, log_file_names, sort_children
-from .summary import run_summary_html
+from ..view import render
+from ..view.reader import LogTail, MetricsTail, all_ended, children_rows, log_file_names, sort_children
+from ..view.summary import run_summary_html
 
 log = logging.getLogger(__name__)
 

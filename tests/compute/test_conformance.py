@@ -209,7 +209,7 @@ def test_one_failing_process_stops_the_others_on_every_node(backend_cluster, tmp
 
 
 def test_engine_killed_mid_run_loses_no_line_or_metric(backend_cluster, tmp_path: Path) -> None:
-    from batchai_jupyter.engine_control import engine_info, forget, is_running
+    from batchai_jupyter.engine.control import engine_info, forget, is_running
     ws, cluster = backend_cluster
     gate = tmp_path / "gate"
     src = _write(tmp_path / "gated", "gated.py", f"""

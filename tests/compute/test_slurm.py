@@ -250,7 +250,7 @@ def test_job_killed_by_slurm_fails_the_run_with_the_cause(ws, slurm, tmp_path_fa
 
 
 def test_restarted_engine_finds_its_slurm_jobs(ws, slurm, tmp_path_factory, dist_src):
-    from batchai_jupyter.engine_control import ensure_engine, stop_engine
+    from batchai_jupyter.engine.control import ensure_engine, stop_engine
     name = make_slurm_cluster(ws, tmp_path_factory)
     exp = ws.experiment("slurm")
     first = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py",
@@ -407,7 +407,7 @@ def test_cli_creates_a_slurm_cluster_and_waits_for_a_job(ws, slurm, tmp_path):
 
 def test_run_canceled_while_no_engine_runs_has_its_pending_job_cancelled(ws, slurm, tmp_path_factory,
                                                                          dist_src):
-    from batchai_jupyter.engine_control import stop_engine
+    from batchai_jupyter.engine.control import stop_engine
     name = make_slurm_cluster(ws, tmp_path_factory)
     exp = ws.experiment("slurm")
     hog = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py", arguments=["120"],
@@ -491,8 +491,8 @@ def test_deleting_the_cluster_cancels_its_slurm_jobs(ws, slurm, tmp_path_factory
 
 def test_batch_script_and_time_limits_without_a_cluster(tmp_path):
     """The script sbatch gets, checked as text (runs even where Slurm is not installed)."""
-    from batchai_jupyter.compute.slurm import SlurmCompute
-    from batchai_jupyter.compute.slurm_script import slurm_time
+    from batchai_jupyter.compute.slurm.backend import SlurmCompute
+    from batchai_jupyter.compute.slurm.script import slurm_time
     assert [slurm_time(s) for s in (1, 60, 61, 3600 + 120, 7 * 86400 + 120)] == \
         ["0-00:01:00", "0-00:01:00", "0-00:02:00", "0-01:02:00", "7-00:02:00"]
     compute = SlurmCompute({"name": "hpc", "shared_root": "/shared/bai", "partition": "gpu",

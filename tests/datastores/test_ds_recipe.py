@@ -23,7 +23,7 @@ def test_recipe_on_azure_blob(azurite, tmp_path: Path, monkeypatch: pytest.Monke
         nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
                                 resources={"metadata": {"path": str(tmp_path)}}).execute()
     finally:
-        from batchai_jupyter.engine_control import stop_engine
+        from batchai_jupyter.engine.control import stop_engine
         if (tmp_path / ".batchai" / "workspace.json").exists():
             stop_engine(tmp_path / ".batchai")
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import pytest
 
-from batchai_jupyter.engine_control import forget, stop_engine
+from batchai_jupyter.engine.control import forget, stop_engine
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .compute import make_compute
-from .compute.base import Compute, NodeInfo
-from .engine_control import info_path, lock_path
-from .engine_run import RunDriver
-from .history import ACTIVE_STATUSES
-from .workspace import Workspace
+from ..compute import make_compute
+from ..compute.base import Compute, NodeInfo
+from .control import info_path, lock_path
+from .driver import RunDriver
+from ..history import ACTIVE_STATUSES
+from ..workspace import Workspace
 
 log = logging.getLogger("batchai_jupyter.engine")
 TICK_ACTIVE = 0.05
@@ -148,7 +148,7 @@ class Engine:
         extras: dict[str, Any] = {"kill_grace_seconds": float(os.environ.get("BATCHAI_KILL_GRACE", "10"))}
         spec = run["spec"]
         if spec.get("inputs") or spec.get("outputs") or spec.get("mounts"):
-            from .datastores.credentials import node_data_config
+            from ..datastores.credentials import node_data_config
             extras["data"] = node_data_config(self.workspace, run)
         return extras
 

@@ -18,7 +18,7 @@ import re
 import shlex
 from typing import Any, Mapping
 
-from ..errors import SpecError
+from ...errors import SpecError
 
 _ROOTS = ("$AZ_BATCHAI_JOB_MOUNT_ROOT", "${AZ_BATCHAI_JOB_MOUNT_ROOT}",
           "$AZ_BATCHAI_MOUNT_ROOT", "${AZ_BATCHAI_MOUNT_ROOT}")

@@ -15,12 +15,12 @@ import threading
 import time
 from typing import Any
 
-from .. import __version__
-from ..errors import ClusterError, SpecError
-from ..history import ACTIVE_STATUSES
-from ..snapshot import SnapshotStore
-from .base import NodeInfo, NodePool
-from .ssh_transport import SSHTransport
+from ... import __version__
+from ...errors import ClusterError, SpecError
+from ...history import ACTIVE_STATUSES
+from ...snapshot import SnapshotStore
+from ..base import NodeInfo, NodePool
+from .transport import SSHTransport
 
 DEFAULT_NODE_ROOT = "~/.batchai-node"
 _HOST = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d{1,5}))?$")

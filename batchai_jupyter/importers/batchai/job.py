@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import SpecError
-from .spec import split_args
+from ...errors import SpecError
+from ...spec import split_args
 
 TOOLKITS = ("customToolkitSettings", "pyTorchSettings", "tensorFlowSettings", "customMpiSettings",
             "horovodSettings", "chainerSettings", "cntkSettings", "caffeSettings", "caffe2Settings")
@@ -95,7 +95,7 @@ def spec_from_batchai_json(cls: type, path_or_dict: Any, source_directory: Any, 
     _toolkit(toolkits[0], props[toolkits[0]], node_count, kw)
     if any(props.get(k) for k in DATA_FIELDS):
         try:
-            from .datastores.batchai_import import import_data_fields
+            from .storage import import_data_fields
         except ImportError:
             field = next(k for k in DATA_FIELDS if props.get(k))
             raise SpecError(field, "needs datastore support, which is not installed") from None

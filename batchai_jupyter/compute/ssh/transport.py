@@ -22,8 +22,8 @@ from typing import Any, Callable, TypeVar
 
 import paramiko
 
-from ..errors import ClusterError
-from .transport import Transport
+from ...errors import ClusterError
+from ..transport import Transport
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = float(os.environ.get("BATCHAI_SSH_CONNECT_TIMEOUT", "5"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SpecError
+from ...errors import SpecError
 
 
 def check_settings(config: dict[str, Any]) -> None:

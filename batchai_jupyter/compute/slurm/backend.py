@@ -18,14 +18,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ClusterError, SpecError
-from ..node.launch_dist import MCA_FILE
-from ..node.paths import RunPaths
-from .base import Compute, NodeInfo
-from .slurm_config import check_settings
-from .slurm_script import BatchScriptMixin, run_key
-from .slurm_watch import GONE, NEVER_STARTS, UNREACHABLE, SlurmCommands, SlurmWatcher
-from .transport import LocalTransport, Transport
+from ...errors import ClusterError, SpecError
+from ...node.launch_dist import MCA_FILE
+from ...node.paths import RunPaths
+from ..base import Compute, NodeInfo
+from .config import check_settings
+from .script import BatchScriptMixin, run_key
+from .watch import GONE, NEVER_STARTS, UNREACHABLE, SlurmCommands, SlurmWatcher
+from ..transport import LocalTransport, Transport
 
 log = logging.getLogger("batchai_jupyter.engine")
 
@@ -148,7 +148,7 @@ class SlurmCompute(BatchScriptMixin, Compute):
 
     def _login_transport(self) -> Transport:
         if self._login is None:
-            from .ssh_transport import SSHTransport  # paramiko: only for clusters with a login host
+            from ..ssh.transport import SSHTransport  # paramiko: only for clusters with a login host
             host, port = split_host(self.config["login_host"])
             self._login = SSHTransport(host, port, self.config.get("user"), self.config.get("key_file"),
                                        self.config.get("known_hosts"))
@@ -270,7 +270,7 @@ class SlurmCompute(BatchScriptMixin, Compute):
     def _fail_run(self, run_id: str, message: str) -> None:
         """A run that cannot start on Slurm ends here, with Slurm's answer as its error."""
         log.warning("run %s: %s", run_id, message)
-        from ..secrets_store import SecretStore
+        from ...secrets_store import SecretStore
         SecretStore(self.workspace_path / "secrets.json").delete("runs", run_id)
         self.history.set_status(run_id, "Failed", message, error={"message": message, "exit_codes": {}})
 

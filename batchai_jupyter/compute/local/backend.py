@@ -10,8 +10,8 @@ import shutil
 import sys
 from typing import Any
 
-from .base import NodeInfo, NodePool
-from .transport import LocalTransport, Transport
+from ..base import NodeInfo, NodePool
+from ..transport import LocalTransport, Transport
 
 
 class LocalCompute(NodePool):

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .compute.base import Compute, NodeInfo
-from .node.launch import main_log_name
-from .node.paths import RunPaths
+from ..compute.base import Compute, NodeInfo
+from ..node.launch import main_log_name
+from ..node.paths import RunPaths
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .loop import Engine
 
 log = logging.getLogger("batchai_jupyter.engine")
 LOST_AFTER_SECONDS = float(os.environ.get("BATCHAI_NODE_LOST_SECONDS", "20"))

@@ -1,0 +1,1 @@
+"""Importers for material users bring from the services this project replaces."""
