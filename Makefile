@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lab setup clean
+.PHONY: demo test test-fast lint bench lab setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ demo: $(STAMP)
 setup: $(STAMP)
 	@for f in ci/setup-*.sh; do [ -f "$$f" ] || continue; echo "== $$f"; VENV=$(VENV) bash "$$f" || exit 1; done
 
-## test: everything — unit, end-to-end, real servers, recipes under nbval, benchmarks in quick mode
-test: setup
+## lint: ruff, mypy and the import contracts (no cycles; node/, compute/, datastores/, view/ stay in their lanes)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+## test: everything — lint, unit, end-to-end, real servers, recipes under nbval, benchmarks in quick mode
+test: setup lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests recipes --nbval-lax --durations=15
 	BENCH_QUICK=1 $(MAKE) --no-print-directory bench
 

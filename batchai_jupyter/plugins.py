@@ -1,10 +1,33 @@
-"""Lazy loading of registered implementations (compute backends, datastore kinds)."""
+"""Lazy registries of implementations (compute backends, datastore kinds), open to other packages.
+
+Built-in entries name a module and a class and are imported on first use, so a missing optional
+dependency only matters to someone who uses that entry, and then says what to install. An
+installed package adds its own through an entry point group (value ``"module:Class"``)::
+
+    [project.entry-points."batchai_jupyter.backends"]
+    mybackend = "mypkg.backend:MyCompute"
+"""
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 from typing import Any
 
-Registry = dict[str, tuple[str, str, "str | None"]]  # name -> (module, class, pip extra)
+Entry = tuple[str, str, "str | None"]  # (module, class, pip extra that provides its dependencies)
+Registry = dict[str, Entry]
+
+BACKEND_GROUP = "batchai_jupyter.backends"
+DATASTORE_GROUP = "batchai_jupyter.datastores"
+
+
+def with_entry_points(builtin: Registry, group: str) -> Registry:
+    """The built-in entries plus those installed packages declare in `group` (built-ins win)."""
+    merged = dict(builtin)
+    for ep in entry_points(group=group):
+        module, _, cls = ep.value.partition(":")
+        if ep.name not in merged and module and cls:
+            merged[ep.name] = (module.strip(), cls.strip(), None)
+    return merged
 
 
 def load_registered(registry: Registry, name: str, what: str, error: type[Exception]) -> Any:
@@ -15,3 +38,5 @@ def load_registered(registry: Registry, name: str, what: str, error: type[Except
     except ImportError as exc:
         hint = f" (pip install 'batchai-jupyter[{extra}]')" if extra else ""
         raise error(f"{what} {name!r} cannot be loaded: {exc}{hint}") from exc
+    except AttributeError as exc:
+        raise error(f"{what} {name!r}: {module} has no {cls}") from exc

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import statistics
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -42,3 +45,16 @@ def report(name: str, value: float, baseline_name: str, baseline: float, target:
     ratio = value / baseline if baseline else float("inf")
     print(f"{name:<44} {value * 1000:9.1f} ms | {baseline_name:<28} {baseline * 1000:9.1f} ms | "
           f"ratio {ratio:6.2f}  (target {target})", flush=True)
+
+
+def retried_baseline(name: str, attempt: Callable[[int], T], tries: int = 3) -> T | None:
+    """A by-hand baseline that can die from noise alone (a loaded machine, a missed peer):
+    tried up to `tries` times, each failure reported; None when none worked, so the caller
+    reports the ratio as not measured instead of failing the run."""
+    for i in range(tries):
+        try:
+            return attempt(i)
+        except (RuntimeError, OSError) as exc:
+            print(f"baseline {name!r}: attempt {i + 1} of {tries} failed: {exc}", file=sys.stderr)
+    print(f"baseline {name!r} failed {tries} times: its ratio is not measured in this run", flush=True)
+    return None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compute"))
-from _common import median, parse_args, report, temp_workspace  # noqa: E402
+from _common import median, parse_args, report, retried_baseline, temp_workspace  # noqa: E402
 from ssh_env import SSHHosts, make_ssh_cluster, missing_tools  # noqa: E402
 
 import batchai_jupyter as bai  # noqa: E402
@@ -54,14 +54,11 @@ def step_time(lines: list[str]) -> float:
     return float(next(line for line in lines if line.startswith("STEP")).split()[1])
 
 
-def by_hand(hosts: SSHHosts, script: Path, steps: int, port: int) -> float:
-    """torchrun on each host, the way one would start it in two terminals (one retry on a
-    failed start, on another port: a by-hand launch on a loaded machine can miss its peer)."""
-    try:
-        return _torchrun_pair(hosts, script, steps, port)
-    except RuntimeError as exc:
-        print(f"by-hand launch failed, retrying once: {exc}", file=sys.stderr)
-        return _torchrun_pair(hosts, script, steps, port + 100)
+def by_hand(hosts: SSHHosts, script: Path, steps: int, port: int) -> float | None:
+    """torchrun on each host, the way one would start it in two terminals (retried on another
+    port after a failed start: a by-hand launch on a loaded machine can miss its peer)."""
+    return retried_baseline("torchrun by hand",
+                            lambda i: _torchrun_pair(hosts, script, steps, port + 100 * i))
 
 
 def _torchrun_pair(hosts: SSHHosts, script: Path, steps: int, port: int) -> float:
@@ -144,14 +141,19 @@ def main() -> int:
                     pairs.append((by_hand(hosts, folder / "train.py", steps, 29400 + i),
                                   through_batchai(ws, folder, steps)))
                 # best of N: on a shared machine other tenants only ever add time
-                hand = min(h for h, _ in pairs)
+                hands = [h for h, _ in pairs if h is not None]
                 ours = min(o for _, o in pairs)
-                report("2-node DDP step time through batchai", ours, "torchrun by hand", hand, "<= 1.05")
+                if hands:
+                    hand = min(hands)
+                    report("2-node DDP step time through batchai", ours, "torchrun by hand", hand, "<= 1.05")
+                else:
+                    hand = float("nan")
+                    print(f"2-node DDP step time through batchai {ours * 1000:.1f} ms (no baseline this run)")
                 ssh_once = median([bare_ssh(hosts) for _ in range(repeats + 1)])
                 submit = median([first_line(ws, folder) for _ in range(repeats + 1)])
                 report("submit -> first log line (ssh, warm pool)", submit, "ssh host python -c", ssh_once,
                        "<= 3x")
-                print(json.dumps({"ddp_step_ratio": round(ours / hand, 3),
+                print(json.dumps({"ddp_step_ratio": round(ours / hand, 3) if hand == hand else None,
                                   "first_line_ratio": round(submit / ssh_once, 3)}))
         finally:
             hosts.stop()

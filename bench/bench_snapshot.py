@@ -26,7 +26,8 @@ def make_tree(root: Path, files: int, total_bytes: int) -> None:
     for i in range(files - big):
         folder = root / f"pkg{i % 40}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"mod{i}.py").write_bytes((f"# module {i}\n".encode() + os.urandom(small_size // 2).hex().encode())[:small_size])
+        body = f"# module {i}\n".encode() + os.urandom(small_size // 2).hex().encode()
+        (folder / f"mod{i}.py").write_bytes(body[:small_size])
     for i in range(big):
         (root / "data").mkdir(exist_ok=True)
         (root / "data" / f"blob{i}.bin").write_bytes(os.urandom(big_size))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import DatastoreError, SpecError
-from ..plugins import load_registered
+from ..plugins import DATASTORE_GROUP, load_registered, with_entry_points
 from .base import Datastore, clean_path
 from .progress import Callback, TqdmCallback
 from .reference import DataReference, check_job_data, output_destination
@@ -21,14 +21,21 @@ KINDS: dict[str, tuple[str, str, str | None]] = {
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 __all__ = ["Datastore", "DataReference", "Callback", "TqdmCallback", "KINDS", "datastore_class",
-           "datastore_from_record", "register_datastore", "check_job_data", "output_destination",
+           "datastore_from_record", "datastore_kinds", "register_datastore", "check_job_data", "output_destination",
            "output_reference", "clean_path"]
 
 
+def datastore_kinds() -> list[str]:
+    """Every kind a datastore can be registered as: the built-in ones and installed plugins'."""
+    return sorted(with_entry_points(KINDS, DATASTORE_GROUP))
+
+
 def datastore_class(kind: str) -> type[Datastore]:
-    if kind not in KINDS:
-        raise SpecError("kind", f"unknown datastore kind {kind!r}", sorted(KINDS))
-    return load_registered(KINDS, kind, "datastore kind", DatastoreError)
+    registry = KINDS if kind in KINDS else with_entry_points(KINDS, DATASTORE_GROUP)
+    if kind not in registry:
+        raise SpecError("kind", f"unknown datastore kind {kind!r}", sorted(registry))
+    cls: type[Datastore] = load_registered(registry, kind, "datastore kind", DatastoreError)
+    return cls
 
 
 def datastore_from_record(ws: Any, row: dict[str, Any]) -> Datastore:

@@ -117,12 +117,15 @@ def client_options(config: dict[str, Any], retry_class: type) -> dict[str, Any]:
 def backoff_policy(retry_class: type, retries: int, backoff: float) -> Any:
     """The SDK's ExponentialRetry with our base: backoff * 2**attempt, +-20% jitter."""
 
-    class _Backoff(retry_class):  # type: ignore[misc, valid-type]
+    class _Backoff(retry_class):
         def get_backoff_time(self, settings: dict[str, Any]) -> float:
             base = backoff * (2 ** max(0, settings["count"] - 1))
             return base * random.uniform(0.8, 1.2)
 
-    return _Backoff(initial_backoff=backoff, increment_base=2, retry_total=retries)
+    # The SDK caps connect/read/status retries at 3 each unless told otherwise, which cuts a
+    # backoff meant to ride out a short outage down to about two seconds: give every kind the total.
+    return _Backoff(initial_backoff=backoff, increment_base=2, retry_total=retries,
+                    retry_connect=retries, retry_read=retries, retry_status=retries)
 
 
 def sas_expiry(seconds: float) -> datetime:

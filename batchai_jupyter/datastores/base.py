@@ -12,42 +12,21 @@ import secrets as _secrets
 import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
-from ..errors import DatastoreError, SpecError
+from ..errors import DatastoreError
+from .paths import TMP_MARK, clean_path, join
 from .progress import Callback, make_callback
 
 if TYPE_CHECKING:
     from .reference import DataReference
 
-TMP_MARK = ".batchai-tmp-"          # temporary names carry this; listings never show them
 DEFAULT_CONCURRENCY = 8
 Advance = Callable[[int], None]
-
-
-def clean_path(value: Any, field: str = "path") -> str:
-    """A datastore path as 'a/b/c' (no leading or trailing '/'); '' is the root.
-
-    Absolute paths and '..' segments are refused: a reference can never leave its datastore.
-    """
-    if value is None:
-        return ""
-    if not isinstance(value, (str, PurePosixPath)):
-        raise SpecError(field, f"must be a string path, got {type(value).__name__}")
-    text = str(value).replace("\\", "/")
-    if text.startswith("/"):
-        raise SpecError(field, f"{text!r} is absolute", "a path relative to the datastore root")
-    parts = [p for p in text.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise SpecError(field, f"{text!r} contains '..'", "a path inside the datastore, without '..'")
-    if any(TMP_MARK in p for p in parts):
-        raise SpecError(field, f"{text!r} uses the reserved marker {TMP_MARK!r}")
-    return "/".join(parts)
-
-
-def join(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+UploadPairs = list[tuple[str, str]]                  # (local file, datastore path)
+DownloadPairs = list[tuple[str, int, Path]]          # (datastore path, size, local file)
+TransferTasks = list[tuple[str, int, Callable[[Advance], None]]]  # (path, size, transfer)
 
 
 def tmp_name(path: str) -> str:
@@ -220,26 +199,26 @@ class Datastore(ABC):
         return len(pairs)
 
     # -- the transfer loop -----------------------------------------------------------------------
-    def _upload_pairs(self, pairs: list[tuple[str, str]], overwrite: bool, show_progress: Any,
+    def _upload_pairs(self, pairs: UploadPairs, overwrite: bool, show_progress: Any,
                       label: str) -> None:
         if not overwrite and pairs:
             existing = set(self.list(os.path.commonprefix([p for _, p in pairs])))
             pairs = [(loc, p) for loc, p in pairs if p not in existing]
-        tasks = []
+        tasks: TransferTasks = []
         for local, path in pairs:
             size = os.path.getsize(local)
             tasks.append((path, size, _bind(self._put, local, path, size)))
         self._run(tasks, "upload", show_progress, f"upload {label or self.name}")
 
-    def _download_pairs(self, pairs: list[tuple[str, int, Path]], overwrite: bool,
+    def _download_pairs(self, pairs: DownloadPairs, overwrite: bool,
                         show_progress: Any, label: str) -> int:
         if not overwrite:
             pairs = [t for t in pairs if not t[2].exists()]
-        tasks = [(path, size, _bind_get(self._get, path, size, dest)) for path, size, dest in pairs]
+        tasks: TransferTasks = [(path, size, _bind_get(self._get, path, size, dest)) for path, size, dest in pairs]
         self._run(tasks, "download", show_progress, f"download {label}")
         return len(tasks)
 
-    def _run(self, tasks: list[tuple[str, int, Callable[[Advance], None]]], op: str,
+    def _run(self, tasks: TransferTasks, op: str,
              show_progress: Any, desc: str) -> None:
         """Run transfers on a thread pool; the first failure stops the rest and is raised."""
         cb: Callback = make_callback(show_progress, desc)

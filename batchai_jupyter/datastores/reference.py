@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import DatastoreError, SpecError
-from .base import clean_path, join
+from .paths import clean_path, join
 
 if TYPE_CHECKING:
     from .base import Datastore

@@ -181,3 +181,17 @@ def test_short_outage_is_ridden_out_by_retries(ws, private_azurite, tmp_path: Pa
         assert store.list() == ["p/x.txt"]
     finally:
         comeback.join()
+
+
+@pytest.mark.parametrize("kind", ["azure_blob", "azure_file"])
+def test_every_kind_of_retry_gets_the_configured_count(kind: str) -> None:
+    """Connection, read and status retries each get max_retries (the SDK caps each at 3 otherwise)."""
+    from batchai_jupyter.datastores.azure_common import client_options
+    if kind == "azure_blob":
+        from azure.storage.blob import ExponentialRetry
+    else:
+        from azure.storage.fileshare import ExponentialRetry
+    policy = client_options({"max_retries": 8, "retry_backoff_seconds": 0.3}, ExponentialRetry)["retry_policy"]
+    assert (policy.total_retries, policy.connect_retries, policy.read_retries, policy.status_retries) == (8, 8, 8, 8)
+    first, later = policy.get_backoff_time({"count": 1}), policy.get_backoff_time({"count": 4})
+    assert 0.24 <= first <= 0.36 and 1.9 <= later <= 2.9

@@ -96,8 +96,10 @@ def test_bad_references_fail_before_anything_runs(ws, job_src: Path) -> None:
     ds = ws.get_default_datastore()
     cases = [
         (bai.DatastoreError, {"inputs": {"DATA": "nosuch:mnist"}}, "nosuch"),
-        (bai.SpecError, {"inputs": {"DATA": ds.path("a").as_download()}, "outputs": {"M": "workspacestore:../x"}}, "outputs.M.path"),
-        (bai.SpecError, {"inputs": {"DATA": {"datastore": "workspacestore", "path": "a/../../etc"}}}, "inputs.DATA.path"),
+        (bai.SpecError, {"inputs": {"DATA": ds.path("a").as_download()},
+                         "outputs": {"M": "workspacestore:../x"}}, "outputs.M.path"),
+        (bai.SpecError, {"inputs": {"DATA": {"datastore": "workspacestore", "path": "a/../../etc"}}},
+         "inputs.DATA.path"),
         (bai.SpecError, {"outputs": {"M": {"datastore": "workspacestore", "path": "m",
                                            "path_suffix": "../../x"}}}, "outputs.M.path_suffix"),
         (bai.SpecError, {"inputs": {"1DATA": ds.path("a")}}, "inputs"),
