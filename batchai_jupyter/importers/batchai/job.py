@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
 from ...errors import SpecError
-from ...spec import split_args
 
 TOOLKITS = ("customToolkitSettings", "pyTorchSettings", "tensorFlowSettings", "customMpiSettings",
             "horovodSettings", "chainerSettings", "cntkSettings", "caffeSettings", "caffe2Settings")
@@ -153,3 +153,10 @@ def _toolkit(name: str, s: Mapping[str, Any], node_count: Any, kw: dict[str, Any
         kw.update(script=script(), arguments=split_args(s.get("commandLineArgs")),
                   python_interpreter=s.get("pythonInterpreterPath"), distribution="mpi",
                   process_count_per_node=_per_node(name, s.get("processCount"), node_count))
+
+
+def split_args(value: str | list[str] | None) -> list[str]:
+    """Batch AI passed arguments as one string; a JobSpec keeps a list."""
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
