@@ -10,22 +10,40 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "Workspace": "workspace", "Experiment": "workspace", "Run": "run", "JobSpec": "spec",
-    "Cluster": "cluster", "ClusterStatus": "cluster", "NodeInfo": "compute.base",
-    "RunDetails": "notebook.widget",
-    **{name: "errors" for name in ("BatchAIError", "SpecError", "SnapshotError", "ClusterError",
-                                   "ClusterNotFound", "DatastoreError", "RunFailed", "RunNotFound",
-                                   "WaitTimeout", "FileNotInRun")},
+_ERRORS = ("BatchAIError", "SpecError", "SnapshotError", "ClusterError", "ClusterNotFound",
+           "DatastoreError", "RunActive", "RunFailed", "RunNotFound", "WaitTimeout", "FileNotInRun")
+_EXPORTS: dict[str, str] = {
+    "Workspace": "workspace", "Experiment": "workspace", "Run": "run",
+    "JobSpec": "spec", "Cluster": "cluster", "ClusterStatus": "cluster",
+    "ClusterConfig": "cluster_config", "NodeInfo": "compute.base", "WorkspacePaths": "layout",
+    "RunDetails": "notebook.widget", **{name: "errors" for name in _ERRORS},
 }
 
-__all__ = [*_EXPORTS, "load_ipython_extension"]
+__all__ = [
+    "BatchAIError", "Cluster", "ClusterConfig", "ClusterError", "ClusterNotFound", "ClusterStatus",
+    "DatastoreError", "Experiment", "FileNotInRun", "JobSpec", "NodeInfo", "Run", "RunActive",
+    "RunDetails", "RunFailed", "RunNotFound", "SnapshotError", "SpecError", "WaitTimeout",
+    "Workspace", "WorkspacePaths", "load_ipython_extension", "unload_ipython_extension",
+]
 
 if TYPE_CHECKING:
     from .cluster import Cluster, ClusterStatus
+    from .cluster_config import ClusterConfig
     from .compute.base import NodeInfo
-    from .errors import (BatchAIError, ClusterError, ClusterNotFound, DatastoreError, FileNotInRun,
-                         RunFailed, RunNotFound, SnapshotError, SpecError, WaitTimeout)
+    from .errors import (
+        BatchAIError,
+        ClusterError,
+        ClusterNotFound,
+        DatastoreError,
+        FileNotInRun,
+        RunActive,
+        RunFailed,
+        RunNotFound,
+        SnapshotError,
+        SpecError,
+        WaitTimeout,
+    )
+    from .layout import WorkspacePaths
     from .notebook.widget import RunDetails
     from .run import Run
     from .spec import JobSpec
@@ -46,5 +64,14 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .notebook.magics import register
-    register(ipython)
+    """`%load_ext batchai_jupyter`: the magics, and the live RunDetails widget as the display
+    of Run objects (without the extension a Run shows its static HTML summary).
+
+    The notebook package is imported by name, like the public names above: the package root
+    depends on none of its faces, so every module may import it (for __version__).
+    """
+    importlib.import_module(f"{__name__}.notebook").load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    importlib.import_module(f"{__name__}.notebook").unload_ipython_extension(ipython)

@@ -1,111 +1,111 @@
-"""`batchai`: the command line, mirroring `az batchai` (API.md §5). Thin over the Python API."""
+"""`batchai`: the command line, mirroring `az batchai` (API.md §5). Thin over the Python API.
+
+Tables are view.table.Table over the view.rows builders the magics use too; submits go
+through submission.submit like every other way a run starts.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import asdict
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from .cluster_config import (
+    DEALLOCATION_OPTIONS,
+    DEFAULT_BACKEND,
+    DEFAULT_DEALLOCATION,
+    DEFAULT_GPUS_PER_NODE,
+    DEFAULT_IDLE_SECONDS,
+    DEFAULT_MIN_NODES,
+)
 from .errors import BatchAIError
-from .history import TERMINAL_STATUSES
+from .run import Run
+from .view.rows import (
+    CLI_RUN_COLUMNS,
+    FILE_COLUMNS,
+    NODE_COLUMNS,
+    cluster_details,
+    cluster_row,
+    file_rows,
+    node_row,
+    runs_table_rows,
+)
+from .view.table import Table, kv_text
 from .workspace import Workspace
+
+#: Backend options `cluster create` takes (each --opt-name sets opt_name=).
+BACKEND_OPTIONS = ("user", "key_file", "known_hosts", "python", "node_root", "partition",
+                   "login_host", "shared_root")
 
 
 def _ws(args: argparse.Namespace) -> Workspace:
     return Workspace.from_config(args.workspace) if args.workspace else Workspace.from_config()
 
 
-def _emit(args: argparse.Namespace, rows: Any, columns: Sequence[str] | None = None) -> None:
+def _emit(args: argparse.Namespace, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+          columns: Sequence[str] | None = None) -> None:
+    """--output json: the data as JSON; table: a Table (or `key  value` lines for one record)."""
     if args.output == "json":
         print(json.dumps(rows, indent=2, default=str))
-        return
-    if isinstance(rows, dict):
-        width = max((len(k) for k in rows), default=0)
-        for key, value in rows.items():
-            shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
-            print(f"{key:<{width}}  {shown}")
-        return
-    columns = list(columns or (rows[0].keys() if rows else []))
-    table = [[str(r.get(c, "") if r.get(c) is not None else "") for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    elif isinstance(rows, Mapping):
+        print(kv_text(rows))
+    else:
+        print(Table(rows, columns).to_text(empty=""))
 
 
 # -- clusters --------------------------------------------------------------------------------------
-def _cluster_row(cluster: Any) -> dict[str, Any]:
-    status = cluster.get_status()
-    return {"name": cluster.name, "backend": cluster.backend, "min_nodes": cluster.min_nodes,
-            "max_nodes": cluster.max_nodes, "nodes": status.current_node_count,
-            "idle": status.node_state_counts["idle"], "running": status.node_state_counts["running"],
-            "unusable": status.node_state_counts["unusable"], "queued_runs": status.queued_runs,
-            "allocation_state": status.allocation_state}
-
-
 def cluster_cmd(args: argparse.Namespace) -> int:
     ws = _ws(args)
     if args.action == "list":
-        _emit(args, [_cluster_row(c) for c in ws.clusters()])
+        _emit(args, [cluster_row(c) for c in ws.clusters()])
     elif args.action == "show":
-        cluster = ws.cluster(args.name)
-        _emit(args, {**_cluster_row(cluster), **{k: v for k, v in cluster.config.items()
-                                                 if k not in ("name", "backend")},
-                     "errors": cluster.get_status().errors})
+        _emit(args, cluster_details(ws.cluster(args.name)))
     elif args.action == "create":
         options: dict[str, Any] = {}
         if args.hosts:
             options["hosts"] = args.hosts.split(",")
-        for key in ("user", "key_file", "known_hosts", "python", "node_root", "partition",
-                    "login_host", "shared_root"):
+        for key in BACKEND_OPTIONS:
             if getattr(args, key, None):
                 options[key] = getattr(args, key)
         cluster = ws.create_cluster(args.name, backend=args.backend, min_nodes=args.min_nodes,
                                     max_nodes=args.max_nodes, gpus_per_node=args.gpus_per_node,
                                     idle_seconds_before_scaledown=args.idle_seconds, **options)
-        _emit(args, _cluster_row(cluster))
+        _emit(args, cluster_row(cluster))
     elif args.action == "resize":
         ws.cluster(args.name).resize(args.target, node_deallocation_option=args.node_deallocation_option)
-        _emit(args, _cluster_row(ws.cluster(args.name)))
+        _emit(args, cluster_row(ws.cluster(args.name)))
     elif args.action == "auto-scale":
         ws.cluster(args.name).update(min_nodes=args.min, max_nodes=args.max)
-        _emit(args, _cluster_row(ws.cluster(args.name)))
+        _emit(args, cluster_row(ws.cluster(args.name)))
     elif args.action == "delete":
         ws.cluster(args.name).delete(force=args.force)
         print(f"cluster {args.name} is being deleted")
     elif args.action == "node":
-        nodes = ws.cluster(args.name).nodes()
-        _emit(args, [{k: v for k, v in asdict(n).items() if k != "info"} for n in nodes],
-              ["id", "address", "state", "gpus", "run_id", "error"])
+        _emit(args, [node_row(n) for n in ws.cluster(args.name).nodes()], NODE_COLUMNS)
     return 0
 
 
 # -- jobs ------------------------------------------------------------------------------------------
-def _run_row(run: Any) -> dict[str, Any]:
-    d = run.get_details()
-    return {"name": d["runId"], "experiment": d["experiment"], "cluster": d["target"],
-            "status": d["status"], "submitted": d["submittedTimeUtc"],
-            "duration": None if d["duration"] is None else round(d["duration"], 1)}
+def _run_row(run: Run) -> dict[str, Any]:
+    return runs_table_rows([run], CLI_RUN_COLUMNS)[0]
 
 
 def job_cmd(args: argparse.Namespace) -> int:
     from .spec import JobSpec
+    from .submission import submit
     ws = _ws(args)
     if args.action == "create":
         spec = JobSpec.from_batchai_json(args.file, source_directory=args.source, workspace=ws)
         tags = dict(t.split("=", 1) for t in args.tag or [])
-        run = ws.experiment(args.experiment).submit(spec, cluster=args.cluster, tags=tags)
         if args.name:
-            run.tag("name", args.name)
+            tags["name"] = args.name
+        run = Run(ws, submit(ws, args.experiment, spec, cluster=args.cluster, tags=tags))
         _emit(args, _run_row(run))
         return 0
     if args.action == "list":
-        rows = ws.history.run_rows(experiment=args.experiment, limit=args.limit)
-        from .run import Run
-        _emit(args, [_run_row(Run(ws, r["id"])) for r in rows],
-              ["name", "experiment", "cluster", "status", "submitted", "duration"])
+        _emit(args, runs_table_rows(ws.runs(experiment=args.experiment, limit=args.limit or None),
+                                    CLI_RUN_COLUMNS), list(CLI_RUN_COLUMNS))
         return 0
     run = ws.get_run(args.job)
     if args.action == "show":
@@ -118,13 +118,7 @@ def job_cmd(args: argparse.Namespace) -> int:
         print(f"{run.id}: {details['status']}")
         return _exit_code(details)
     elif args.action == "delete":
-        if run.status not in TERMINAL_STATUSES:
-            raise BatchAIError(f"run {run.id} is {run.status}; terminate it first")
-        import shutil
-        shutil.rmtree(ws.path / "runs" / run.id, ignore_errors=True)
-        with ws.history.tx() as db:
-            for table in ("runs", "metrics", "events", "offsets"):
-                db.execute(f"DELETE FROM {table} WHERE {'id' if table == 'runs' else 'run_id'}=?", (run.id,))
+        run.delete()
         print(f"deleted {run.id}")
     return 0
 
@@ -144,9 +138,7 @@ def file_cmd(args: argparse.Namespace) -> int:
     ws = _ws(args)
     run = ws.get_run(args.job)
     if args.action == "list":
-        base = ws.run_files_dir(run.id)
-        _emit(args, [{"name": n, "size": (base / n).stat().st_size} for n in run.get_file_names()],
-              ["name", "size"])
+        _emit(args, file_rows(run.files_dir, run.get_file_names()), FILE_COLUMNS)
     else:
         for line in run.stream(args.file or run.main_log(), follow=not args.no_follow):
             print(line, flush=True)
@@ -203,20 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--force", action="store_true")
     p = cluster.add_parser("create", parents=[common])
     p.add_argument("-n", "--name", required=True)
-    p.add_argument("--backend", choices=["local", "ssh", "slurm"], default="local")
-    p.add_argument("--min-nodes", type=int, default=0)
+    from .cluster import backend_names
+    p.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND)
+    p.add_argument("--min-nodes", type=int, default=DEFAULT_MIN_NODES)
     p.add_argument("--max-nodes", type=int)
-    p.add_argument("--gpus-per-node", type=int, default=0)
-    p.add_argument("--idle-seconds", type=int, default=120)
+    p.add_argument("--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE)
+    p.add_argument("--idle-seconds", type=int, default=DEFAULT_IDLE_SECONDS)
     p.add_argument("--hosts", help="ssh: comma-separated host[:port] list")
-    for opt in ("user", "key-file", "known-hosts", "python", "node-root", "partition", "login-host",
-                "shared-root"):
-        p.add_argument(f"--{opt}")
+    for opt in BACKEND_OPTIONS:
+        p.add_argument("--" + opt.replace("_", "-"))
     p = cluster.add_parser("resize", parents=[common])
     p.add_argument("-n", "--name", required=True)
     p.add_argument("-t", "--target", type=int, required=True)
-    p.add_argument("--node-deallocation-option", default="requeue",
-                   choices=["requeue", "terminate", "waitforjobcompletion"])
+    p.add_argument("--node-deallocation-option", default=DEFAULT_DEALLOCATION,
+                   choices=DEALLOCATION_OPTIONS)
     p = cluster.add_parser("auto-scale", parents=[common])
     p.add_argument("-n", "--name", required=True)
     p.add_argument("--min", type=int)

@@ -1,20 +1,21 @@
-"""Cluster: the client's handle on a compute target (create, status, resize, update, delete)."""
+"""Cluster: the client's handle on a compute target (create, status, resize, update, delete).
+
+Its settings are a ClusterConfig (cluster_config.py); the common fields are checked there and
+the backend's own options by the backend class (`validate_config`), in `validate_cluster`.
+"""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .compute.base import DEALLOCATION_OPTIONS, NODE_STATES, NodeInfo
+from .cluster_config import DEFAULT_DEALLOCATION, ClusterConfig
+from .compute.base import NODE_STATES, NodeInfo
 from .engine.control import ensure_engine
 from .errors import ClusterError, SpecError
 from .history import ACTIVE_STATUSES
 
 if TYPE_CHECKING:
     from .workspace import Workspace
-
-BACKEND_NAMES = ("local", "ssh", "slurm")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass
@@ -27,58 +28,79 @@ class ClusterStatus:
     errors: list[str] = field(default_factory=list)
 
 
-def validate_cluster_config(config: dict[str, Any]) -> dict[str, Any]:
-    name = config.get("name", "")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SpecError("name", f"{name!r} is not a valid cluster name",
-                        "a letter, then up to 63 letters, digits, '-' or '_'")
-    if config.get("backend") not in BACKEND_NAMES:
-        raise SpecError("backend", f"unknown backend {config.get('backend')!r}", BACKEND_NAMES)
-    for key in ("min_nodes", "max_nodes", "idle_seconds_before_scaledown", "gpus_per_node"):
-        value = config.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise SpecError(key, f"must be an integer >= 0, got {value!r}", "0 or more")
-    if config["min_nodes"] > config["max_nodes"]:
-        raise SpecError("min_nodes", f"{config['min_nodes']} is above max_nodes {config['max_nodes']}",
-                        f"0..{config['max_nodes']}")
-    option = config.get("node_deallocation_option", "requeue")
-    if option not in DEALLOCATION_OPTIONS:
-        raise SpecError("node_deallocation_option", f"unknown value {option!r}", DEALLOCATION_OPTIONS)
+def backend_names() -> tuple[str, ...]:
+    """The registered backend names (the compute registry is the only list of them)."""
+    from .compute import backend_names as registered
+    return registered()
+
+
+def validate_cluster(config: ClusterConfig) -> ClusterConfig:
+    """Common fields (SpecError naming the field), then the backend's own options
+    (`validate_config` of the backend class, given and returning the flat stored dict)."""
+    config.check(backend_names())
     from .compute import backend_class
-    check = getattr(backend_class(config["backend"]), "validate_config", None)
-    if check is not None:
-        config = check(config)
-    return config
+    return ClusterConfig.from_dict(backend_class(config.backend).validate_config(config.to_dict()))
+
+
+def validate_cluster_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The flat-dict form of validate_cluster (kept for callers that hold a stored row)."""
+    return validate_cluster(ClusterConfig.from_dict(config)).to_dict()
 
 
 class Cluster:
     """A named compute target of a workspace; every read comes from the workspace."""
 
-    def __init__(self, workspace: "Workspace", config: dict[str, Any]):
+    def __init__(self, workspace: Workspace, config: ClusterConfig | dict[str, Any]):
         self.workspace = workspace
-        self._config = config
+        self._settings = config if isinstance(config, ClusterConfig) else ClusterConfig.from_dict(config)
 
     def __repr__(self) -> str:
         return (f"Cluster(name={self.name!r}, backend={self.backend!r}, min_nodes={self.min_nodes}, "
                 f"max_nodes={self.max_nodes})")
 
     @property
+    def settings(self) -> ClusterConfig:
+        """The typed settings (a copy: change them with update() or resize())."""
+        return ClusterConfig.from_dict(self._settings.to_dict())
+
+    @property
     def config(self) -> dict[str, Any]:
-        return dict(self._config)
+        """The settings as the flat dict history.db stores."""
+        return self._settings.to_dict()
 
-    name = property(lambda self: self._config["name"])
-    backend = property(lambda self: self._config["backend"])
-    min_nodes = property(lambda self: int(self._config.get("min_nodes", 0)))
-    max_nodes = property(lambda self: int(self._config.get("max_nodes", 0)))
-    idle_seconds_before_scaledown = property(
-        lambda self: int(self._config.get("idle_seconds_before_scaledown", 120)))
-    gpus_per_node = property(lambda self: int(self._config.get("gpus_per_node", 0)))
+    @property
+    def name(self) -> str:
+        return self._settings.name
 
-    def refresh(self) -> "Cluster":
-        row = self.workspace.history.cluster_row(self.name)
-        if row is None:
+    @property
+    def backend(self) -> str:
+        return self._settings.backend
+
+    @property
+    def min_nodes(self) -> int:
+        return int(self._settings.min_nodes)
+
+    @property
+    def max_nodes(self) -> int:
+        return int(self._settings.max_nodes)
+
+    @property
+    def idle_seconds_before_scaledown(self) -> int:
+        return int(self._settings.idle_seconds_before_scaledown)
+
+    @property
+    def gpus_per_node(self) -> int:
+        return int(self._settings.gpus_per_node)
+
+    @property
+    def node_deallocation_option(self) -> str:
+        return self._settings.node_deallocation_option
+
+    def refresh(self) -> Cluster:
+        config = self.workspace.history.cluster_config(self.name)
+        if config is None:
             raise ClusterError(f"cluster {self.name!r} was deleted")
-        self._config = row
+        self._settings = config
         return self
 
     def nodes(self) -> list[NodeInfo]:
@@ -99,21 +121,20 @@ class Cluster:
                              [f"{n.id}: {n.error}" for n in nodes if n.state == "unusable"])
 
     def _save(self, **changes: Any) -> None:
-        config = validate_cluster_config(dict(self.refresh()._config, **changes))
-        self.workspace.history.put_cluster(self.name, self.backend,
-                                           {k: v for k, v in config.items() if k not in ("name", "backend")})
+        config = validate_cluster(self.refresh()._settings.replace(**changes))
+        self.workspace.history.put_cluster_config(config)
         self.refresh()
         ensure_engine(self.workspace.path)
 
-    def resize(self, target_node_count: int, node_deallocation_option: str = "requeue") -> None:
+    def resize(self, target_node_count: int, node_deallocation_option: str = DEFAULT_DEALLOCATION) -> None:
         """Manual scale: the cluster holds exactly this many nodes (min = max = target)."""
         if isinstance(target_node_count, bool) or not isinstance(target_node_count, int) \
                 or target_node_count < 0:
             raise SpecError("target_node_count", f"must be an integer >= 0, got {target_node_count!r}")
-        if self.backend == "ssh" and target_node_count > len(self._config.get("hosts", [])):
+        hosts = self._settings.hosts
+        if hosts and target_node_count > len(hosts):
             raise SpecError("target_node_count", f"{target_node_count} is more than the "
-                            f"{len(self._config['hosts'])} hosts of {self.name!r}",
-                            f"0..{len(self._config['hosts'])}")
+                            f"{len(hosts)} hosts of {self.name!r}", f"0..{len(hosts)}")
         self._save(min_nodes=target_node_count, max_nodes=target_node_count,
                    node_deallocation_option=node_deallocation_option)
 
@@ -130,7 +151,5 @@ class Cluster:
             raise ClusterError(f"cluster {self.name!r} has {len(active)} active run(s) "
                                f"({', '.join(r['id'] for r in active[:3])}); cancel them or use force=True")
         self.workspace.history.add_intent("delete_cluster", self.name)
-        self.workspace.history.put_cluster(self.name, self.backend,
-                                           {k: v for k, v in dict(self._config, deleting=True).items()
-                                            if k not in ("name", "backend")})
+        self.workspace.history.put_cluster_config(self._settings.replace(deleting=True))
         ensure_engine(self.workspace.path)

@@ -75,3 +75,12 @@ class WaitTimeout(BatchAIError, TimeoutError):
 
 class FileNotInRun(BatchAIError, FileNotFoundError):
     """A run has no file of that name (the message lists the names it has)."""
+
+
+class RunActive(BatchAIError, RuntimeError):
+    """The run has not ended, and the operation (delete) needs it to have."""
+
+    def __init__(self, run_id: str, status: str, message: str):
+        self.run_id = run_id
+        self.status = status
+        super().__init__(message)

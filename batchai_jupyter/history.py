@@ -2,7 +2,8 @@
 
 One file (history.db, WAL) is shared by clients (who insert runs and intents) and the engine
 (the only writer of run state). Each thread gets its own connection, so a widget's background
-thread never shares a cursor with the kernel.
+thread never shares a cursor with the kernel. Every SQL statement of the project is in this file:
+other modules call the named methods below.
 """
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from .cluster_config import ClusterConfig
+from .spec import PRIORITIES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments(name TEXT PRIMARY KEY, created REAL NOT NULL);
@@ -44,7 +49,7 @@ CREATE TABLE IF NOT EXISTS intents(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TE
 
 ACTIVE_STATUSES = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 TERMINAL_STATUSES = ("Completed", "Failed", "Canceled")
-PRIORITIES = {"low": 0, "normal": 1, "high": 2}
+__all__ = ["ACTIVE_STATUSES", "PRIORITIES", "SCHEMA", "TERMINAL_STATUSES", "RunHistory"]
 
 
 class RunHistory:
@@ -79,7 +84,7 @@ class RunHistory:
             raise
         conn.execute("COMMIT")
 
-    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, args).fetchall()
 
     def close(self) -> None:
@@ -96,6 +101,9 @@ class RunHistory:
     def experiments(self) -> list[str]:
         return [r["name"] for r in self.query("SELECT name FROM experiments ORDER BY created")]
 
+    def has_experiment(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM experiments WHERE name=?", (name,)))
+
     def put_cluster(self, name: str, backend: str, config: dict[str, Any]) -> None:
         with self.tx() as db:
             db.execute("INSERT INTO clusters VALUES(?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
@@ -108,6 +116,19 @@ class RunHistory:
 
     def cluster_rows(self) -> list[dict[str, Any]]:
         return [_cluster_dict(r) for r in self.query("SELECT * FROM clusters ORDER BY created")]
+
+    def put_cluster_config(self, config: ClusterConfig) -> None:
+        """Store a cluster's settings (insert or replace), in the row shape cluster_row reads."""
+        self.put_cluster(config.name, config.backend, config.stored_config())
+
+    def cluster_config(self, name: str) -> ClusterConfig | None:
+        row = self.cluster_row(name)
+        return ClusterConfig.from_dict(row) if row is not None else None
+
+    def cluster_configs(self, include_deleting: bool = False) -> list[ClusterConfig]:
+        """Every cluster's settings, oldest first (those being deleted only when asked)."""
+        configs = [ClusterConfig.from_dict(r) for r in self.cluster_rows()]
+        return [c for c in configs if include_deleting or not c.deleting]
 
     def delete_cluster(self, name: str) -> None:
         with self.tx() as db:
@@ -123,8 +144,8 @@ class RunHistory:
                        (name, kind, json.dumps(config), int(default), time.time()))
 
     def datastore_rows(self) -> list[dict[str, Any]]:
-        return [dict(name=r["name"], kind=r["kind"], config=json.loads(r["config"]),
-                     is_default=bool(r["is_default"]))
+        return [{"name": r["name"], "kind": r["kind"], "config": json.loads(r["config"]),
+                 "is_default": bool(r["is_default"])}
                 for r in self.query("SELECT * FROM datastores ORDER BY created")]
 
     def set_default_datastore(self, name: str) -> None:
@@ -173,22 +194,58 @@ class RunHistory:
         rows = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
         return _run_dict(rows[0]) if rows else None
 
-    def run_rows(self, experiment: str | None = None, status: tuple[str, ...] | None = None,
+    def run_rows(self, experiment: str | None = None, status: Sequence[str] | None = None,
                  parent_id: str | None = None, cluster: str | None = None,
-                 limit: int | None = None) -> list[dict[str, Any]]:
-        sql, args = "SELECT * FROM runs WHERE 1=1", []
+                 limit: int | None = None, *, tags: Mapping[str, str | None] | None = None,
+                 top_level: bool = False) -> list[dict[str, Any]]:
+        """Runs, newest first. `tags`: each key must be present, with that value unless None;
+        `top_level`: only runs without a parent."""
+        where: list[str] = []
+        args: list[Any] = []
         if experiment is not None:
-            sql += " AND experiment=?"; args.append(experiment)
+            where.append("experiment=?")
+            args.append(experiment)
         if parent_id is not None:
-            sql += " AND parent_id=?"; args.append(parent_id)
+            where.append("parent_id=?")
+            args.append(parent_id)
+        if top_level:
+            where.append("parent_id IS NULL")
         if cluster is not None:
-            sql += " AND cluster=?"; args.append(cluster)
+            where.append("cluster=?")
+            args.append(cluster)
         if status:
-            sql += f" AND status IN ({','.join('?' * len(status))})"; args.extend(status)
+            where.append(f"status IN ({','.join('?' * len(status))})")
+            args.extend(status)
+        for key, value in (tags or {}).items():
+            if value is None:
+                where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=?)")
+                args.append(str(key))
+            else:
+                where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=? AND "
+                             "CAST(value AS TEXT)=?)")
+                args.extend((str(key), str(value)))
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created DESC, number DESC"
         if limit:
-            sql += f" LIMIT {int(limit)}"
+            sql += " LIMIT ?"
+            args.append(int(limit))
         return [_run_dict(r) for r in self.query(sql, tuple(args))]
+
+    def delete_run(self, run_id: str) -> str | None:
+        """Remove a run's rows (run, events, metrics, tail offsets) if it has ended.
+
+        Returns the status the run had (None: no such run); an active run is left as it is,
+        and the caller sees its active status. The run's files are the caller's to remove.
+        """
+        with self.tx() as db:
+            row = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            if row["status"] in TERMINAL_STATUSES:
+                db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+                for table in ("events", "metrics", "offsets"):
+                    db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+            return str(row["status"])
 
     def queued_runs(self) -> list[dict[str, Any]]:
         return [_run_dict(r) for r in self.query(
@@ -225,9 +282,42 @@ class RunHistory:
         sql = f"SELECT * FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))})"
         args: list[Any] = list(run_ids)
         if name is not None:
-            sql += " AND name=?"; args.append(name)
+            sql += " AND name=?"
+            args.append(name)
         return [dict(r) | {"value": json.loads(r["value"])}
                 for r in self.query(sql + " ORDER BY seq", tuple(args))]
+
+    def metrics_since(self, run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """Metric rows of one run with a sequence number above `after_seq`, in order (tails)."""
+        return [dict(r) | {"value": json.loads(r["value"])} for r in self.query(
+            "SELECT * FROM metrics WHERE run_id=? AND seq>? ORDER BY seq", (run_id, after_seq))]
+
+    def metric_names(self, run_ids: Sequence[str], kind: str | None = "scalar") -> list[str]:
+        """The distinct metric names the runs logged (of one kind unless kind=None), sorted."""
+        if not run_ids:
+            return []
+        sql = f"SELECT DISTINCT name FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))})"
+        args: list[Any] = list(run_ids)
+        if kind is not None:
+            sql += " AND kind=?"
+            args.append(kind)
+        return [r["name"] for r in self.query(sql + " ORDER BY name", tuple(args))]
+
+    def last_metric_values(self, run_ids: Sequence[str], name: str,
+                           kind: str | None = "scalar") -> dict[str, Any]:
+        """run id -> the last value it logged for metric `name` (runs without one are absent)."""
+        if not run_ids:
+            return {}
+        sql = (f"SELECT run_id, value FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))}) "
+               "AND name=?")
+        args: list[Any] = [*run_ids, name]
+        if kind is not None:
+            sql += " AND kind=?"
+            args.append(kind)
+        last: dict[str, Any] = {}
+        for r in self.query(sql + " ORDER BY seq", tuple(args)):
+            last[r["run_id"]] = json.loads(r["value"])
+        return last
 
     # -- tail offsets (written with the data they cover) ---------------------------------------
     def offsets(self, run_id: str) -> dict[tuple[str, str], int]:
@@ -251,7 +341,7 @@ class RunHistory:
         with self.tx() as db:
             cur = db.execute("INSERT INTO intents(kind, target, payload, created) VALUES(?, ?, ?, ?)",
                              (kind, target, json.dumps(payload or {}), time.time()))
-            return int(cur.lastrowid)
+            return int(cur.lastrowid or 0)
 
     def pending_intents(self) -> list[dict[str, Any]]:
         return [dict(r) | {"payload": json.loads(r["payload"])}
@@ -260,6 +350,17 @@ class RunHistory:
     def finish_intent(self, intent_id: int) -> None:
         with self.tx() as db:
             db.execute("UPDATE intents SET done=? WHERE id=?", (time.time(), intent_id))
+
+    # -- engine-side queries
+    def run_status(self, run_id: str) -> str | None:
+        """A run's status, or None when there is no such run."""
+        rows = self.query("SELECT status FROM runs WHERE id=?", (run_id,))
+        return str(rows[0]["status"]) if rows else None
+
+    def clear_offsets(self, run_id: str) -> None:
+        """Forget a run's tail offsets (a requeued attempt tails its new files from the start)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM offsets WHERE run_id=?", (run_id,))
 
 
 def _cluster_dict(row: sqlite3.Row) -> dict[str, Any]:

@@ -10,6 +10,7 @@ installed package adds its own through an entry point group (value ``"module:Cla
 from __future__ import annotations
 
 import importlib
+import logging
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -18,15 +19,20 @@ Registry = dict[str, Entry]
 
 BACKEND_GROUP = "batchai_jupyter.backends"
 DATASTORE_GROUP = "batchai_jupyter.datastores"
+log = logging.getLogger(__name__)
 
 
 def with_entry_points(builtin: Registry, group: str) -> Registry:
     """The built-in entries plus those installed packages declare in `group` (built-ins win)."""
     merged = dict(builtin)
     for ep in entry_points(group=group):
-        module, _, cls = ep.value.partition(":")
-        if ep.name not in merged and module and cls:
-            merged[ep.name] = (module.strip(), cls.strip(), None)
+        module, sep, cls = ep.value.partition(":")
+        if ep.name in merged:
+            continue
+        if not sep or not module.strip() or not cls.strip():
+            log.warning("entry point %s = %r in %s is not 'module:Class'; ignored", ep.name, ep.value, group)
+            continue
+        merged[ep.name] = (module.strip(), cls.strip(), None)
     return merged
 
 

@@ -2,6 +2,10 @@
 
 Every read comes from the workspace (history.db and runs/<id>/files), never from a node, so a
 Run works the same from the submitting kernel, another process, or after a kernel restart.
+
+No notebook code here: in a plain IPython or nbconvert a Run shows the static HTML summary
+(view/summary.py, through `_repr_html_`); `%load_ext batchai_jupyter` registers the live widget
+as the display of Run objects (notebook/display.py).
 """
 from __future__ import annotations
 
@@ -9,23 +13,29 @@ import datetime as _dt
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .engine.control import ensure_engine
-from .errors import FileNotInRun, RunFailed, WaitTimeout
+from .errors import FileNotInRun, RunActive, RunFailed, RunNotFound, WaitTimeout
 from .history import TERMINAL_STATUSES
 from .run_context import JobRun
+from .view.metrics import summarize_metrics
+from .view.rows import duration_seconds, iso_utc
 
 if TYPE_CHECKING:
     from .spec import JobSpec
+    from .submission import Progress
     from .workspace import Experiment, Workspace
+
+__all__ = ["POLL_SECONDS", "Run", "RunActive", "summarize_metrics"]
 
 POLL_SECONDS = 0.05
 
 
 class Run:
-    def __init__(self, workspace: "Workspace", run_id: str):
+    def __init__(self, workspace: Workspace, run_id: str):
         self.workspace = workspace
         self.id = run_id
 
@@ -38,18 +48,10 @@ class Run:
     def __hash__(self) -> int:
         return hash(self.id)
 
-    # -- display in a notebook (ipywidgets is imported only here, on use) -------------------------
+    # -- display: the static summary (the extension registers the live widget for Run) --------
     def _repr_html_(self) -> str:
         from .view.summary import run_summary_html
         return run_summary_html(self)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .notebook.display import run_mimebundle
-        return run_mimebundle(self)
-
-    def _ipython_display_(self) -> None:
-        from .notebook.display import display_run
-        display_run(self)
 
     # -- inside a job ----------------------------------------------------------------------------
     @staticmethod
@@ -61,38 +63,45 @@ class Run:
         return ctx
 
     # -- state ---------------------------------------------------------------------------------------
-    def _row(self) -> dict[str, Any]:
+    def row(self) -> dict[str, Any]:
+        """The run's record in the run history, read now (status, spec, tags, times, ...)."""
         row = self.workspace.history.run_row(self.id)
         if row is None:
-            from .errors import RunNotFound
             raise RunNotFound(f"run {self.id!r} not found")
         return row
 
-    @property
-    def status(self) -> str:
-        return self._row()["status"]
+    _row = row
 
     @property
-    def experiment(self) -> "Experiment":
-        from .workspace import Experiment
-        return Experiment(self.workspace, self._row()["experiment"])
+    def status(self) -> str:
+        return str(self._row()["status"])
+
+    @property
+    def experiment(self) -> Experiment:
+        return self.workspace.experiment(self._row()["experiment"])
 
     @property
     def cluster(self) -> str | None:
-        return self._row()["cluster"]
+        cluster = self._row()["cluster"]
+        return None if cluster is None else str(cluster)
 
     @property
     def number(self) -> int:
-        return self._row()["number"]
+        return int(self._row()["number"])
 
     @property
     def tags(self) -> dict[str, str]:
         return dict(self._row()["tags"])
 
     @property
-    def parent(self) -> "Run | None":
+    def parent(self) -> Run | None:
         parent_id = self._row()["parent_id"]
         return Run(self.workspace, parent_id) if parent_id else None
+
+    @property
+    def files_dir(self) -> Path:
+        """runs/<id>/files/ of the workspace: the run's logs, outputs and artifacts."""
+        return self.workspace.paths.run_files(self.id)
 
     def tag(self, key: str, value: str = "") -> None:
         self.set_tags({key: value})
@@ -107,8 +116,8 @@ class Run:
         details = {
             "runId": row["id"], "number": row["number"], "experiment": row["experiment"],
             "target": row["cluster"], "status": row["status"], "parentRunId": row["parent_id"],
-            "submittedTimeUtc": _iso(row["created"]), "startTimeUtc": _iso(row["started"]),
-            "endTimeUtc": _iso(row["ended"]), "duration": _duration(row),
+            "submittedTimeUtc": iso_utc(row["created"]), "startTimeUtc": iso_utc(row["started"]),
+            "endTimeUtc": iso_utc(row["ended"]), "duration": duration_seconds(row),
             "tags": row["tags"], "properties": row["properties"],
             "nodes": [n["id"] for n in row["nodes"]],
             "runDefinition": {k: spec.get(k) for k in (
@@ -116,7 +125,7 @@ class Run:
                 "distribution", "environment_variables", "job_preparation", "priority",
                 "max_wall_clock_seconds", "gpus_per_process", "source_directory", "inputs",
                 "outputs", "mounts")},
-            "logFiles": {name: str(self.workspace.run_files_dir(self.id) / name)
+            "logFiles": {name: str(self.files_dir / name)
                          for name in self.get_file_names() if not name.startswith("outputs/")},
             "events": self.workspace.history.events(self.id),
         }
@@ -126,9 +135,10 @@ class Run:
 
     # -- waiting and streaming -------------------------------------------------------------------
     def main_log(self) -> str:
-        from .node.launch import main_log_name
+        """The file wait_for_completion(show_output=True) streams (the first process's stdout)."""
+        from .node.process import main_log_name
         row = self._row()
-        return row["properties"].get("main_log") or main_log_name(row["spec"])
+        return str(row["properties"].get("main_log") or main_log_name(row["spec"]))
 
     def stream(self, file: str | None = None, follow: bool = True) -> Iterator[str]:
         """Lines of a run file like `tail -f`: waits for it to appear, ends when the run ends."""
@@ -181,7 +191,7 @@ class Run:
             return self.get_details()
         details = self.get_details()
         if show_output:
-            print("", file=out)
+            print(file=out)
             print("Execution Summary", file=out)
             print("=" * 17, file=out)
             print(f"RunId: {self.id}", file=out)
@@ -190,7 +200,7 @@ class Run:
                 print(f"Duration: {_dt.timedelta(seconds=round(details['duration']))}", file=out)
             if details.get("error"):
                 print(f"Error: {details['error'].get('message')}", file=out)
-            print("", file=out, flush=True)
+            print(file=out, flush=True)
         if raise_on_error and details["status"] in ("Failed", "Canceled"):
             error = details.get("error") or {}
             raise RunFailed(self, f"run {self.id} {details['status']}: {error.get('message', '')}",
@@ -199,7 +209,7 @@ class Run:
 
     # -- files -----------------------------------------------------------------------------------------
     def _file_path(self, name: str, must_exist: bool = True) -> Path:
-        base = self.workspace.run_files_dir(self.id)
+        base = self.files_dir
         path = (base / name).resolve()
         if base.resolve() not in path.parents and path != base.resolve():
             raise FileNotInRun(f"{name!r} is not a file of run {self.id}")
@@ -210,12 +220,13 @@ class Run:
         return path
 
     def get_file_names(self) -> list[str]:
-        base = self.workspace.run_files_dir(self.id)
+        base = self.files_dir
         if not base.exists():
             return []
         return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
 
     def download_file(self, name: str, output_file_path: str | Path | None = None) -> Path:
+        """Copy one run file to output_file_path (a file or a folder; default: its name here)."""
         src = self._file_path(name)
         target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if target.is_dir():
@@ -226,7 +237,7 @@ class Run:
 
     def download_files(self, prefix: str = "", output_directory: str | Path | None = None) -> list[Path]:
         out_dir = Path(output_directory) if output_directory is not None else Path.cwd()
-        got = []
+        got: list[Path] = []
         for name in self.get_file_names():
             if name.startswith(prefix):
                 got.append(self.download_file(name, out_dir / name))
@@ -249,53 +260,38 @@ class Run:
         self.workspace.history.add_intent("cancel", self.id)
         ensure_engine(self.workspace.path)
 
-    def submit_child(self, spec: "JobSpec", tags: dict[str, str] | None = None,
-                     cluster: str | None = None, **kwargs: Any) -> "Run":
-        return self.experiment.submit(spec, cluster=cluster or self.cluster or "local", tags=tags,
-                                      parent_id=self.id, **kwargs)
+    def submit_child(self, spec: JobSpec, tags: dict[str, str] | None = None,
+                     cluster: str | None = None, *, extra_files: dict[str, bytes] | None = None,
+                     max_snapshot_bytes: int | None = None, max_snapshot_files: int | None = None,
+                     progress: Progress | None = None) -> Run:
+        """Submit a run filed under this one (same experiment; same cluster unless given)."""
+        from .submission import submit
+        row = self._row()
+        run_id = submit(self.workspace, row["experiment"], spec,
+                        cluster=cluster or row["cluster"] or "local", tags=tags, parent_id=self.id,
+                        extra_files=extra_files, max_snapshot_bytes=max_snapshot_bytes,
+                        max_snapshot_files=max_snapshot_files, progress=progress)
+        return Run(self.workspace, run_id)
 
-    def get_children(self, recursive: bool = False) -> list["Run"]:
-        rows = self.workspace.history.run_rows(parent_id=self.id)
-        children = [Run(self.workspace, r["id"]) for r in reversed(rows)]
+    def get_children(self, recursive: bool = False) -> list[Run]:
+        """Child runs, oldest first (with recursive=True, their children after them)."""
+        children = list(reversed(self.workspace.runs(parent=self.id)))
         if recursive:
             for child in list(children):
                 children.extend(child.get_children(recursive=True))
         return children
 
+    def delete(self) -> None:
+        """Remove an ended run from the workspace: its history rows, metrics and files.
 
-def summarize_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Azure ML's shape: one value, a list of values, a table of columns, or an image path."""
-    out: dict[str, Any] = {}
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        grouped.setdefault(row["name"], []).append(row)
-    for name, items in grouped.items():
-        kind = items[-1]["kind"]
-        if kind == "scalar":
-            values = [r["value"] for r in items]
-            out[name] = values[0] if len(values) == 1 else values
-        elif kind == "list":
-            out[name] = items[-1]["value"]
-        elif kind in ("row", "table"):
-            table: dict[str, list[Any]] = {}
-            for r in items:
-                cols = r["value"] if kind == "table" else {k: [v] for k, v in r["value"].items()}
-                for col, vals in cols.items():
-                    table.setdefault(col, []).extend(vals)
-            out[name] = table
-        elif kind == "image":
-            paths = [r["value"] for r in items]
-            out[name] = paths[0] if len(paths) == 1 else paths
-    return out
-
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _duration(row: dict[str, Any]) -> float | None:
-    if row["started"] is None:
-        return None
-    return (row["ended"] or time.time()) - row["started"]
+        Refuses (RunActive) while the run is queued or running: cancel it and wait first.
+        Child runs are kept; they no longer find their parent.
+        """
+        status = self.workspace.history.delete_run(self.id)
+        if status is None:
+            raise RunNotFound(f"run {self.id!r} not found")
+        if status not in TERMINAL_STATUSES:
+            raise RunActive(self.id, status, f"run {self.id} is {status}; terminate it first "
+                            f"(run.cancel(), then wait for it to end)")
+        self.workspace.secrets.delete("runs", self.id)
+        shutil.rmtree(self.workspace.paths.run_dir(self.id), ignore_errors=True)

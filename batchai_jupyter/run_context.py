@@ -31,7 +31,7 @@ class JobRun:
         return f"Run(id={self.id!r}, offline={self.offline})"
 
     @classmethod
-    def from_environment(cls) -> "JobRun":
+    def from_environment(cls) -> JobRun:
         return cls(os.environ.get("BATCHAI_RUN_ID"), os.environ.get("BATCHAI_EXPERIMENT"),
                    os.environ.get("BATCHAI_METRICS_FILE"), os.environ.get("BATCHAI_ARTIFACTS_DIR"))
 
@@ -40,7 +40,7 @@ class JobRun:
             raise ValueError("a metric needs a non-empty name")
         record = {"name": name, "kind": kind, "value": value, "step": step, "ts": time.time()}
         line = json.dumps(record, default=str) + "\n"
-        if self.offline:
+        if self._metrics_file is None:  # offline
             print(f"[metric] {name} = {value!r}" + (f" (step {step})" if step is not None else ""))
             return
         with _lock, open(self._metrics_file, "a", encoding="utf-8") as fh:
@@ -64,7 +64,7 @@ class JobRun:
         if (path is None) == (plot is None):
             raise ValueError("log_image needs exactly one of path= or plot=")
         rel = f"images/{name}-{int(time.time() * 1000)}.png"
-        if self.offline:
+        if self.offline or self._artifacts is None:
             print(f"[image] {name}")
             return
         target = os.path.join(self._artifacts, rel)
@@ -73,7 +73,7 @@ class JobRun:
         if plot is not None:
             figure = plot.gcf() if hasattr(plot, "gcf") else plot
             figure.savefig(tmp, format="png")
-        else:
+        elif path is not None:
             shutil.copyfile(path, tmp)
         os.replace(tmp, target)
         self._emit(name, "image", rel)

@@ -1,44 +1,68 @@
-"""JobSpec: what to run, where, and with what — validated before anything is uploaded."""
+"""JobSpec: what to run, where, and with what — validated before anything is uploaded.
+
+Standard library only: node agents import it. Every default of a job lives here, once: the
+dataclass fields use the DEFAULT_* constants, `from_dict` fills what an older stored spec lacks
+from the same fields, so the engine and the nodes read `JobSpec.from_dict(run["spec"])` instead
+of re-typing `spec.get("node_count", 1)`.
+
+Stored form (history.db, run manifests): `to_dict()`, which carries `spec_version`. A dict
+without it is version 1 (rows written before versioning); a newer version is refused with a
+SpecError rather than misread.
+"""
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import SpecError
 
+#: The version `to_dict()` writes; `from_dict()` reads this and every older one.
+SPEC_VERSION = 1
 DISTRIBUTIONS = (None, "pytorch", "mpi", "tensorflow")
 PRIORITY_NAMES = ("low", "normal", "high")
+#: Queue order of the priority names (higher runs first); history.db stores the number.
+PRIORITIES: dict[str, int] = {"low": 0, "normal": 1, "high": 2}
+DEFAULT_NODE_COUNT = 1
+DEFAULT_PROCESS_COUNT_PER_NODE = 1
+DEFAULT_GPUS_PER_PROCESS = 0
 DEFAULT_WALL_CLOCK = 7 * 24 * 3600
+DEFAULT_PRIORITY = "normal"
+DEFAULT_SOURCE_DIRECTORY = "."
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+#: A data reference as a JobSpec holds it: a DataReference (ds.path(...).as_download()), a
+#: Datastore (mounts only) or the stored dict {"datastore", "path", "mode", ...}.
+DataRef = Any
 
 
 @dataclass
 class JobSpec:
     """A job as API.md §1 describes it; field names are the public contract."""
 
-    source_directory: str | os.PathLike[str] = "."
+    source_directory: str | os.PathLike[str] = DEFAULT_SOURCE_DIRECTORY
     command: str | None = None
     script: str | None = None
     arguments: list[str] = field(default_factory=list)
-    node_count: int = 1
-    process_count_per_node: int = 1
+    node_count: int = DEFAULT_NODE_COUNT
+    process_count_per_node: int = DEFAULT_PROCESS_COUNT_PER_NODE
     distribution: str | None = None
     parameter_server_count: int | None = None
     worker_count: int | None = None
-    inputs: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    mounts: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, DataRef] = field(default_factory=dict)
+    outputs: dict[str, DataRef] = field(default_factory=dict)
+    mounts: dict[str, DataRef] = field(default_factory=dict)
     environment_variables: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     job_preparation: str | None = None
-    gpus_per_process: int = 0
+    gpus_per_process: int = DEFAULT_GPUS_PER_PROCESS
     max_wall_clock_seconds: int = DEFAULT_WALL_CLOCK
-    priority: str = "normal"
+    priority: str = DEFAULT_PRIORITY
     # Batch AI compatibility (job.json import); optional for everyone else.
     python_interpreter: str | None = None
     communication_backend: str | None = None
@@ -47,7 +71,7 @@ class JobSpec:
     std_out_err_path_prefix: str | None = None
 
     # ---------------------------------------------------------------------------------------
-    def validate(self, check_files: bool = True) -> "JobSpec":
+    def validate(self, check_files: bool = True) -> JobSpec:
         """Raise SpecError naming the first bad field; return self so calls chain."""
         if (self.command is None) == (self.script is None):
             raise SpecError("command", "give exactly one of command= or script=",
@@ -111,8 +135,10 @@ class JobSpec:
 
     # ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The spec as stored in history.db: secrets reduced to their names."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The spec as stored in history.db and run manifests: versioned, secrets reduced to
+        their names, data references as plain dicts."""
+        d: dict[str, Any] = {"spec_version": SPEC_VERSION}
+        d.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         d["source_directory"] = str(Path(self.source_directory).expanduser().resolve())
         d["secrets"] = sorted(self.secrets)
         d["arguments"] = [str(a) for a in self.arguments]
@@ -121,23 +147,79 @@ class JobSpec:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "JobSpec":
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        if isinstance(kwargs.get("secrets"), list):
-            kwargs["secrets"] = {k: "" for k in kwargs["secrets"]}
+    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
+        """A JobSpec from `to_dict()` output or an older stored spec (no `spec_version`).
+
+        Keys this version does not know are ignored; a missing or null field takes its default
+        (the same default a new JobSpec gets); a newer `spec_version` is a SpecError.
+        """
+        if not isinstance(data, Mapping):
+            raise SpecError("spec", f"must be a dict, got {type(data).__name__}")
+        version = data.get("spec_version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SpecError("spec_version", f"{version!r} is not a spec version", f"1..{SPEC_VERSION}")
+        if version > SPEC_VERSION:
+            raise SpecError("spec_version", f"this spec was written by a newer batchai_jupyter "
+                            f"(version {version}); this one reads up to {SPEC_VERSION}",
+                            "upgrade batchai-jupyter where the spec is read")
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if value is None and _has_default(f) and f.default is not None:
+                continue  # a null where the field has a real default: take the default
+            kwargs[f.name] = value
+        secrets = kwargs.get("secrets")
+        if isinstance(secrets, (list, tuple)):  # stored form: names only
+            kwargs["secrets"] = {str(k): "" for k in secrets}
+        if "arguments" in kwargs and isinstance(kwargs["arguments"], (list, tuple)):
+            kwargs["arguments"] = [str(a) for a in kwargs["arguments"]]
         return cls(**kwargs)
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default value, as a new JobSpec() has it."""
+        return {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                         else f.default) for f in dataclasses.fields(cls)}
+
+    # -- typed accessors (what the engine, the nodes and the views read) -------------------------
     def process_count(self) -> int:
+        """Processes of the whole job: node_count x process_count_per_node."""
         return self.node_count * self.process_count_per_node
+
+    @property
+    def priority_rank(self) -> int:
+        """The queue order of `priority` (history.db's priority column): higher runs first."""
+        return PRIORITIES.get(self.priority, PRIORITIES[DEFAULT_PRIORITY])
+
+    @property
+    def has_data(self) -> bool:
+        """True when the job reads or writes datastore data (inputs, outputs or mounts)."""
+        return bool(self.inputs or self.outputs or self.mounts)
+
+    @property
+    def secret_names(self) -> list[str]:
+        return sorted(self.secrets)
+
+    @property
+    def entry(self) -> str:
+        """What the job runs, for display: its command line, or the script and arguments."""
+        if self.command is not None:
+            return str(self.command)
+        return " ".join([str(self.script or ""), *(str(a) for a in self.arguments)]).strip()
 
     @classmethod
     def from_batchai_json(cls, path_or_dict: str | os.PathLike[str] | Mapping[str, Any],
                           source_directory: str | os.PathLike[str] | None = None,
-                          workspace: Any = None) -> "JobSpec":
+                          workspace: Any = None) -> JobSpec:
         """Import a 2018-05-01 Batch AI job.json (the {"properties": ...} wrapper is accepted)."""
         from .importers.batchai.job import spec_from_batchai_json
         return spec_from_batchai_json(cls, path_or_dict, source_directory, workspace)
+
+
+def _has_default(f: dataclasses.Field[Any]) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -1,49 +1,63 @@
 """Workspace: a folder that holds run history, snapshots, secrets and the cluster registry.
 
-    .batchai/
-      workspace.json   name, version, snapshot limits
-      history.db       runs, metrics, clusters, nodes, datastores (SQLite, WAL)
-      secrets.json     credentials and run secrets (mode 0600)
-      snapshots/       content-addressed objects + manifests + hash cache
-      runs/<id>/files/ logs, outputs and artifacts of each run (what clients read)
-      clusters/<name>/ folders of local nodes
+Its layout is WorkspacePaths' (layout.py); the submit pipeline is submission.py's. Workspace
+and Experiment are thin: they hold the pieces and name the public calls (API.md §1, §13).
 """
 from __future__ import annotations
 
 import json
 import os
-import secrets as _secrets
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from .cluster import Cluster, validate_cluster_config
+from .cluster import Cluster, validate_cluster
+from .cluster_config import (
+    DEFAULT_DEALLOCATION,
+    DEFAULT_GPUS_PER_NODE,
+    DEFAULT_IDLE_SECONDS,
+    DEFAULT_MIN_NODES,
+    ClusterConfig,
+)
 from .engine.control import ensure_engine
-from .errors import ClusterError, ClusterNotFound, DatastoreError, RunNotFound, SpecError
-from .history import PRIORITIES, RunHistory
+from .errors import (
+    ClusterError,
+    ClusterNotFound,
+    DatastoreError,
+    RunNotFound,
+    SpecError,
+)
+from .history import RunHistory
+from .layout import DEFAULT_DATASTORE, WorkspacePaths
+from .run import Run
 from .secrets_store import SecretStore
 from .snapshot import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES, SnapshotStore
+from .submission import Progress, check_experiment_name, submit
 
 if TYPE_CHECKING:
-    from .run import Run
+    from .datastores.base import Datastore
     from .spec import JobSpec
 
 WORKSPACE_VERSION = 1
-DEFAULT_CLUSTER = {"backend": "local", "min_nodes": 0, "max_nodes": 2,
-                   "idle_seconds_before_scaledown": 120, "gpus_per_node": 0}
+#: The `local` cluster a fresh workspace has, in the stored (flat dict) form.
+DEFAULT_CLUSTER = ClusterConfig.default_local().to_dict()
+
+TagFilter = Mapping[str, "str | None"] | Sequence[str] | str
 
 
 class Workspace:
     """The root object of the Python API (API.md §1)."""
 
     def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path).expanduser().resolve()
-        if not (self.path / "workspace.json").exists():
+        self.paths = WorkspacePaths.of(path)
+        self.path = self.paths.root
+        if not self.paths.is_workspace():
             raise ClusterError(f"{self.path} is not a workspace (no workspace.json); "
                                f"use Workspace.create(path)")
-        self.history = RunHistory(self.path / "history.db")
-        self.store = SnapshotStore(self.path / "snapshots")
-        self.secrets = SecretStore(self.path / "secrets.json")
+        self.history = RunHistory(self.paths.history_db)
+        self.store = SnapshotStore(self.paths.snapshots)
+        self.secrets = SecretStore(self.paths.secrets)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
@@ -51,53 +65,58 @@ class Workspace:
     # -- creation and lookup ---------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike[str] = ".batchai", exist_ok: bool = False,
-               name: str | None = None) -> "Workspace":
-        root = Path(path).expanduser().resolve()
-        if (root / "workspace.json").exists():
+               name: str | None = None) -> Workspace:
+        paths = WorkspacePaths.of(path)
+        root = paths.root
+        if paths.is_workspace():
             if not exist_ok:
                 raise ClusterError(f"a workspace already exists at {root} (pass exist_ok=True)")
             return cls(root)
-        root.mkdir(parents=True, exist_ok=True)
-        for sub in ("snapshots", "runs", "clusters", "datastores/workspacestore"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        tmp = root / "workspace.json.tmp"
-        tmp.write_text(json.dumps({"name": name or root.parent.name or "workspace",
-                                   "version": WORKSPACE_VERSION, "created": time.time(),
-                                   "snapshot_limits": {"max_bytes": DEFAULT_MAX_BYTES,
-                                                       "max_files": DEFAULT_MAX_FILES}}, indent=2))
-        history = RunHistory(root / "history.db")
-        if history.cluster_row("local") is None:
-            history.put_cluster("local", "local", {k: v for k, v in DEFAULT_CLUSTER.items() if k != "backend"})
+        paths.create_folders()
+        paths.meta_tmp.write_text(json.dumps({"name": name or root.parent.name or "workspace",
+                                              "version": WORKSPACE_VERSION, "created": time.time(),
+                                              "snapshot_limits": {"max_bytes": DEFAULT_MAX_BYTES,
+                                                                  "max_files": DEFAULT_MAX_FILES}},
+                                             indent=2))
+        history = RunHistory(paths.history_db)
+        local = ClusterConfig.default_local()
+        if history.cluster_row(local.name) is None:
+            history.put_cluster_config(local)
         if not history.datastore_rows():
-            history.put_datastore("workspacestore", "local",
-                                  {"path": str(root / "datastores" / "workspacestore")}, default=True)
+            history.put_datastore(DEFAULT_DATASTORE, "local",
+                                  {"path": str(paths.datastore_dir(DEFAULT_DATASTORE))}, default=True)
         history.close()
-        os.replace(tmp, root / "workspace.json")  # last: a half-made workspace is never found
+        os.replace(paths.meta_tmp, paths.meta)  # last: a half-made workspace is never found
         return cls(root)
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None) -> "Workspace":
+    def from_config(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
         """BATCHAI_WORKSPACE, else the nearest .batchai/ upward from cwd, else ~/.batchai."""
         if path is not None:
             return cls(path)
         env = os.environ.get("BATCHAI_WORKSPACE")
         if env:
             return cls.create(env, exist_ok=True)
-        here = Path.cwd().resolve()
-        for folder in (here, *here.parents):
-            if (folder / ".batchai" / "workspace.json").exists():
-                return cls(folder / ".batchai")
-        return cls.create(Path.home() / ".batchai", exist_ok=True)
+        found = WorkspacePaths.find_upward(os.getcwd())
+        if found is not None:
+            return cls(found.root)
+        return cls.create(WorkspacePaths.home().root, exist_ok=True)
 
     @property
     def name(self) -> str:
-        return self._meta().get("name", self.path.parent.name)
+        return str(self._meta().get("name", self.path.parent.name))
 
     def _meta(self) -> dict[str, Any]:
-        return json.loads((self.path / "workspace.json").read_text())
+        meta: dict[str, Any] = json.loads(self.paths.meta.read_text())
+        return meta
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        self.paths.meta_tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(self.paths.meta_tmp, self.paths.meta)
 
     def run_files_dir(self, run_id: str) -> Path:
-        return self.path / "runs" / run_id / "files"
+        """runs/<id>/files/: what the workspace keeps of a run (logs, outputs, artifacts)."""
+        return self.paths.run_files(run_id)
 
     # -- snapshot limits ---------------------------------------------------------------------------
     @property
@@ -111,46 +130,43 @@ class Workspace:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise SpecError(key, f"must be a positive integer, got {value!r}")
                 meta["snapshot_limits"][key] = value
-        tmp = self.path / "workspace.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, self.path / "workspace.json")
+        self._write_meta(meta)
 
     # -- clusters ------------------------------------------------------------------------------------
     def clusters(self) -> list[Cluster]:
-        return [Cluster(self, row) for row in self.history.cluster_rows() if not row.get("deleting")]
+        return [Cluster(self, config) for config in self.history.cluster_configs()]
 
     def cluster(self, name: str) -> Cluster:
-        row = self.history.cluster_row(name)
-        if row is None or row.get("deleting"):
+        config = self.history.cluster_config(name)
+        if config is None or config.deleting:
             raise ClusterNotFound(name, [c.name for c in self.clusters()])
-        return Cluster(self, row)
+        return Cluster(self, config)
 
-    def create_cluster(self, name: str, backend: str = "local", min_nodes: int = 0,
-                       max_nodes: int | None = None, idle_seconds_before_scaledown: int = 120,
-                       gpus_per_node: int = 0, exist_ok: bool = False, **options: Any) -> Cluster:
-        existing = self.history.cluster_row(name)
-        if existing is not None and not existing.get("deleting"):
+    def create_cluster(self, name: str, backend: str = "local", min_nodes: int = DEFAULT_MIN_NODES,
+                       max_nodes: int | None = None,
+                       idle_seconds_before_scaledown: int = DEFAULT_IDLE_SECONDS,
+                       gpus_per_node: int = DEFAULT_GPUS_PER_NODE, exist_ok: bool = False,
+                       node_deallocation_option: str = DEFAULT_DEALLOCATION, **options: Any) -> Cluster:
+        """Register a compute target; backend options (hosts=, partition=, ...) go to its backend."""
+        existing = self.history.cluster_config(name)
+        if existing is not None and not existing.deleting:
             if exist_ok:
                 return Cluster(self, existing)
             raise ClusterError(f"cluster {name!r} already exists")
-        if max_nodes is None:
-            max_nodes = len(options.get("hosts") or []) if backend == "ssh" else max(1, min_nodes)
-        config = validate_cluster_config({
-            "name": name, "backend": backend, "min_nodes": min_nodes, "max_nodes": max_nodes,
-            "idle_seconds_before_scaledown": idle_seconds_before_scaledown,
-            "gpus_per_node": gpus_per_node, **options})
-        self.history.put_cluster(name, backend, {k: v for k, v in config.items()
-                                                 if k not in ("name", "backend")})
-        if min_nodes:
+        config = validate_cluster(ClusterConfig.new(
+            name, backend, min_nodes, max_nodes, idle_seconds_before_scaledown, gpus_per_node,
+            node_deallocation_option, **options))
+        self.history.put_cluster_config(config)
+        if config.min_nodes:
             ensure_engine(self.path)
         return self.cluster(name)
 
     # -- datastores ----------------------------------------------------------------------------------
-    def datastores(self) -> list[Any]:
+    def datastores(self) -> list[Datastore]:
         from .datastores import datastore_from_record
         return [datastore_from_record(self, r) for r in self.history.datastore_rows()]
 
-    def datastore(self, name: str) -> Any:
+    def datastore(self, name: str) -> Datastore:
         from .datastores import datastore_from_record
         for row in self.history.datastore_rows():
             if row["name"] == name:
@@ -158,7 +174,7 @@ class Workspace:
         known = [r["name"] for r in self.history.datastore_rows()]
         raise DatastoreError(f"datastore {name!r} not found (known datastores: {', '.join(known)})")
 
-    def get_default_datastore(self) -> Any:
+    def get_default_datastore(self) -> Datastore:
         from .datastores import datastore_from_record
         rows = self.history.datastore_rows()
         row = next((r for r in rows if r["is_default"]), rows[0] if rows else None)
@@ -170,27 +186,55 @@ class Workspace:
         self.datastore(name)
         self.history.set_default_datastore(name)
 
-    def register_datastore(self, name: str, kind: str, **options: Any) -> Any:
+    def register_datastore(self, name: str, kind: str, **options: Any) -> Datastore:
         from .datastores import register_datastore
         return register_datastore(self, name, kind, **options)
 
     # -- experiments and runs -------------------------------------------------------------------
-    def experiment(self, name: str) -> "Experiment":
-        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
-            raise SpecError("experiment", f"{name!r} is not a valid experiment name",
-                            "letters, digits, '-', '_' and '.'")
-        self.history.ensure_experiment(name)
+    def experiment(self, name: str) -> Experiment:
+        """The experiment of that name (created on first use)."""
+        check_experiment_name(name)
+        if not self.history.has_experiment(name):
+            self.history.ensure_experiment(name)
         return Experiment(self, name)
 
-    def experiments(self) -> list["Experiment"]:
+    def experiments(self) -> list[Experiment]:
         return [Experiment(self, n) for n in self.history.experiments()]
 
-    def get_run(self, run_id: str) -> "Run":
-        from .run import Run
+    def get_run(self, run_id: str) -> Run:
         if self.history.run_row(run_id) is None:
             raise RunNotFound(f"run {run_id!r} not found in workspace {self.path}")
         ensure_engine(self.path)  # runs that were active need an engine to go on
         return Run(self, run_id)
+
+    def runs(self, experiment: str | Experiment | None = None, status: str | Sequence[str] | None = None,
+             parent: str | Run | None = None, tags: TagFilter | None = None,
+             limit: int | None = None, *, cluster: str | None = None,
+             include_children: bool = True) -> list[Run]:
+        """Runs of the workspace, newest first (API.md §13).
+
+        experiment: a name or an Experiment; status: one status or several; parent: a run id or
+        Run (its children); tags: {key: value} (value None: the key is set), or key names;
+        limit: at most this many; include_children=False: only runs without a parent.
+        """
+        if isinstance(limit, bool) or (limit is not None and (not isinstance(limit, int) or limit < 1)):
+            raise SpecError("limit", f"must be a positive integer or None, got {limit!r}")
+        statuses = (status,) if isinstance(status, str) else (tuple(status) if status else None)
+        rows = self.history.run_rows(
+            experiment=experiment.name if isinstance(experiment, Experiment) else experiment,
+            status=statuses, parent_id=parent.id if isinstance(parent, Run) else parent,
+            cluster=cluster, limit=limit, tags=_tag_filter(tags), top_level=not include_children)
+        return [Run(self, r["id"]) for r in rows]
+
+
+def _tag_filter(tags: TagFilter | None) -> dict[str, str | None] | None:
+    if tags is None:
+        return None
+    if isinstance(tags, str):
+        return {tags: None}
+    if isinstance(tags, Mapping):
+        return {str(k): (None if v is None else str(v)) for k, v in tags.items()}
+    return {str(k): None for k in tags}
 
 
 class Experiment:
@@ -203,52 +247,25 @@ class Experiment:
     def __repr__(self) -> str:
         return f"Experiment(name={self.name!r})"
 
-    def submit(self, spec: "JobSpec", cluster: str = "local", tags: dict[str, str] | None = None, *,
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Experiment) and other.name == self.name \
+            and other.workspace.path == self.workspace.path
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def submit(self, spec: JobSpec, cluster: str = "local", tags: dict[str, str] | None = None, *,
                parent_id: str | None = None, extra_files: dict[str, bytes] | None = None,
                max_snapshot_bytes: int | None = None, max_snapshot_files: int | None = None,
-               progress: Callable[[int, int], None] | None = None) -> "Run":
-        """Validate, snapshot, record the run as Queued and return at once."""
-        from .run import Run
-        from .spec import JobSpec
-        if not isinstance(spec, JobSpec):
-            raise SpecError("spec", f"must be a JobSpec, got {type(spec).__name__}")
-        ws = self.workspace
-        target = ws.cluster(cluster)
-        extra = {k: (v.encode() if isinstance(v, str) else v) for k, v in (extra_files or {}).items()}
-        if spec.script and spec.script in extra:
-            spec.validate(check_files=False)
-            if not Path(spec.source_directory).expanduser().is_dir():
-                raise SpecError("source_directory", f"{str(spec.source_directory)!r} does not exist "
-                                "or is not a folder", "an existing folder")
-        else:
-            spec.validate()
-        if spec.node_count > target.max_nodes:
-            raise SpecError("node_count", f"{spec.node_count} is more than max_nodes={target.max_nodes} "
-                            f"of cluster {cluster!r}", f"1..{target.max_nodes}")
-        data_refs = None
-        if spec.inputs or spec.outputs or spec.mounts:
-            from .datastores import check_job_data
-            data_refs = check_job_data(ws, spec)
-        limits = ws.snapshot_limits
-        snap = ws.store.take(spec.source_directory,
-                             max_bytes=max_snapshot_bytes or limits["max_bytes"],
-                             max_files=max_snapshot_files or limits["max_files"],
-                             extra_files=extra, exclude=(ws.path,), progress=progress)
-        run_id = f"{self.name}_{int(time.time())}_{_secrets.token_hex(4)}"
-        if spec.secrets:
-            ws.secrets.put("runs", run_id, {k: str(v) for k, v in spec.secrets.items()})
-        stored = spec.to_dict()
-        if data_refs is not None:
-            stored.update(data_refs)
-        ws.history.insert_run(run_id, self.name, cluster, stored, snap.id, dict(tags or {}),
-                              PRIORITIES[spec.priority], parent_id=parent_id,
-                              properties={"snapshot_files": len(snap.files),
-                                          "snapshot_bytes": snap.total_bytes,
-                                          "snapshot_new_files": snap.new_files})
-        ensure_engine(ws.path)
-        return Run(ws, run_id)
+               progress: Progress | None = None) -> Run:
+        """Validate, snapshot, record the run as Queued and return at once (submission.submit)."""
+        run_id = submit(self.workspace, self.name, spec, cluster, tags, parent_id=parent_id,
+                        extra_files=extra_files, max_snapshot_bytes=max_snapshot_bytes,
+                        max_snapshot_files=max_snapshot_files, progress=progress)
+        return Run(self.workspace, run_id)
 
-    def get_runs(self, include_children: bool = False) -> list["Run"]:
-        from .run import Run
-        rows = self.workspace.history.run_rows(experiment=self.name)
-        return [Run(self.workspace, r["id"]) for r in rows if include_children or not r["parent_id"]]
+    def get_runs(self, include_children: bool = False, tags: TagFilter | None = None,
+                 status: str | Sequence[str] | None = None, limit: int | None = None) -> list[Run]:
+        """This experiment's runs, newest first (Azure ML's name); child runs only when asked."""
+        return self.workspace.runs(experiment=self.name, status=status, tags=tags, limit=limit,
+                                   include_children=include_children)

@@ -20,10 +20,8 @@ import textwrap
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compute"))
-from _common import median, parse_args, report, retried_baseline, temp_workspace  # noqa: E402
-from ssh_env import SSHHosts, make_ssh_cluster, missing_tools  # noqa: E402
+from bench._common import median, parse_args, report, retried_baseline, temp_workspace  # noqa: E402
+from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools  # noqa: E402
 
 import batchai_jupyter as bai  # noqa: E402
 from batchai_jupyter import JobSpec  # noqa: E402

@@ -12,8 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, p95, parse_args, report, temp_workspace  # noqa: E402
+from bench._common import median, p95, parse_args, report, temp_workspace  # noqa: E402
 
 import batchai_jupyter as bai  # noqa: E402
 

@@ -18,10 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "compute"))
-from _common import median, parse_args, report, temp_workspace  # noqa: E402
-from slurm_env import start_slurm  # noqa: E402
+from bench._common import median, parse_args, report, temp_workspace  # noqa: E402
+from tests.compute.slurm_env import start_slurm  # noqa: E402
 
 import batchai_jupyter as bai  # noqa: E402
 from batchai_jupyter import JobSpec  # noqa: E402

@@ -6,14 +6,12 @@ Targets: first snapshot < zip (ratio < 1); unchanged re-submit <= 2x the stat wa
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, parse_args, report  # noqa: E402
+from bench._common import median, parse_args, report  # noqa: E402
 
 from batchai_jupyter.snapshot import SnapshotStore  # noqa: E402
 

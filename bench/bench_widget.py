@@ -8,14 +8,12 @@ ratio; target: widget p95 <= 0.5 s.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, p95, parse_args, report, temp_workspace  # noqa: E402
+from bench._common import median, p95, parse_args, report, temp_workspace  # noqa: E402
 
 import batchai_jupyter as bai  # noqa: E402
 from batchai_jupyter.notebook.widget import RunDetails  # noqa: E402

@@ -13,7 +13,7 @@ import batchai_jupyter as bai
 def batchai(ws: bai.Workspace, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, BATCHAI_WORKSPACE=str(ws.path))
     proc = subprocess.run([sys.executable, "-m", "batchai_jupyter.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"batchai {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -43,6 +43,11 @@ def test_job_create_wait_and_files(ws: bai.Workspace, tmp_path: Path) -> None:
     assert run_id in listed and "Completed" in listed
     shown = json.loads(batchai(ws, "job", "show", "-j", run_id, "-o", "json").stdout)
     assert shown["status"] == "Completed" and shown["runDefinition"]["distribution"] == "pytorch"
+    table = batchai(ws, "job", "list", "-e", "cli").stdout.splitlines()
+    assert table[0].split() == ["name", "experiment", "cluster", "status", "submitted", "duration"]
+    assert f"deleted {run_id}" in batchai(ws, "job", "delete", "-j", run_id).stdout
+    assert ws.runs(experiment="cli") == [] and not (ws.path / "runs" / run_id).exists()
+    assert batchai(ws, "job", "show", "-j", run_id, check=False).returncode == 2
 
 
 def test_job_wait_exits_with_the_jobs_exit_code(ws: bai.Workspace, tmp_path: Path) -> None:
@@ -68,7 +73,7 @@ def test_cluster_commands_and_errors(ws: bai.Workspace) -> None:
 def test_engine_status_and_stop(ws: bai.Workspace) -> None:
     from batchai_jupyter.engine.control import ensure_engine
     ensure_engine(ws.path)
-    from support import wait_until
+    from tests.support import wait_until
     assert wait_until(lambda: json.loads(batchai(ws, "engine", "status", "-o", "json").stdout)["running"], 15)
     assert "engine stopped" in batchai(ws, "engine", "stop").stdout
     assert json.loads(batchai(ws, "engine", "status", "-o", "json").stdout)["running"] is False

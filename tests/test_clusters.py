@@ -4,20 +4,58 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support import wait_until
 
 import batchai_jupyter as bai
-from batchai_jupyter import ClusterError, ClusterNotFound, JobSpec, SpecError
-
-from support import wait_until
+from batchai_jupyter import (
+    ClusterConfig,
+    ClusterError,
+    ClusterNotFound,
+    JobSpec,
+    SpecError,
+    WorkspacePaths,
+)
+from batchai_jupyter.cluster_config import DEFAULT_DEALLOCATION, DEFAULT_IDLE_SECONDS
 
 
 def test_fresh_workspace_defaults(ws: bai.Workspace) -> None:
     [local] = ws.clusters()
     assert (local.name, local.backend, local.min_nodes, local.max_nodes) == ("local", "local", 0, 2)
-    [store] = ws.history.datastore_rows()
-    assert (store["name"], store["kind"], store["is_default"]) == ("workspacestore", "local", True)
+    assert (local.idle_seconds_before_scaledown, local.node_deallocation_option) == \
+        (DEFAULT_IDLE_SECONDS, DEFAULT_DEALLOCATION) == (120, "requeue")
+    [store] = ws.datastores()
+    assert (store.name, store.kind, store.is_default) == ("workspacestore", "local", True)
     assert oct((ws.path / "secrets.json").stat().st_mode & 0o777) == "0o600"
     assert (ws.path / "history.db").exists() and (ws.path / "workspace.json").exists()
+    paths = WorkspacePaths.of(ws.path)
+    assert paths == ws.paths and paths.history_db == ws.path / "history.db"
+    assert paths.secrets == ws.path / "secrets.json" and paths.meta == ws.path / "workspace.json"
+    assert all(folder.is_dir() for folder in paths.folders())
+    assert store.root == paths.datastore_dir("workspacestore")
+    assert ws.run_files_dir("r1") == paths.run_files("r1") == ws.path / "runs" / "r1" / "files"
+    assert (paths.engine_lock.name, paths.engine_info.name) == ("engine.lock", "engine.json")
+
+
+def test_cluster_config_reads_and_writes_the_stored_rows(ws: bai.Workspace) -> None:
+    # a row as workspaces made before ClusterConfig stored it (no deallocation option)
+    old = {"name": "old", "backend": "ssh", "min_nodes": 0, "max_nodes": 2, "gpus_per_node": 4,
+           "idle_seconds_before_scaledown": 60, "hosts": ["h1", "h2:2222"], "user": "azureuser"}
+    config = ClusterConfig.from_dict(old)
+    assert (config.backend, config.max_nodes, config.gpus_per_node) == ("ssh", 2, 4)
+    assert config.node_deallocation_option == DEFAULT_DEALLOCATION
+    assert config.options == {"hosts": ["h1", "h2:2222"], "user": "azureuser"} and config.hosts == ["h1", "h2:2222"]
+    assert config.to_dict() == {**old, "node_deallocation_option": "requeue"}
+    assert ClusterConfig.from_dict(config.to_dict()) == config
+    assert ClusterConfig.from_dict({"name": "bare", "backend": "local"}).idle_seconds_before_scaledown == 120
+    cluster = ws.create_cluster("cfg", max_nodes=3, idle_seconds_before_scaledown=30, python="/usr/bin/python3")
+    stored = ws.history.cluster_row("cfg")
+    assert stored == {"name": "cfg", "backend": "local", "min_nodes": 0, "max_nodes": 3,
+                      "idle_seconds_before_scaledown": 30, "gpus_per_node": 0,
+                      "node_deallocation_option": "requeue", "python": "/usr/bin/python3"}
+    assert cluster.settings == ClusterConfig.from_dict(stored) and cluster.config == stored
+    with pytest.raises(SpecError) as err:
+        ClusterConfig("x", node_deallocation_option="later").check()
+    assert err.value.field == "node_deallocation_option"
 
 
 def test_from_config_finds_nearest_workspace(ws: bai.Workspace, tmp_path: Path,
@@ -69,7 +107,7 @@ def test_delete_refuses_active_runs_unless_forced(ws: bai.Workspace, tmp_path: P
     with pytest.raises(ClusterNotFound):
         ws.cluster("tmp")
     assert run.wait_for_completion(raise_on_error=False, timeout=60)["status"] == "Canceled"
-    assert wait_until(lambda: ws.history.cluster_row("tmp") is None, 20)
+    assert wait_until(lambda: ws.history.cluster_config("tmp") is None, 20)
     assert not (ws.path / "clusters" / "tmp" / "nodes" / "node-0").exists()
 
 

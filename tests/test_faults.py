@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.engine.control import engine_info, forget, is_running
-
-from support import wait_until
 
 
 def _counter_job(folder: Path, gate: Path, lines: int = 40) -> Path:
@@ -54,7 +53,7 @@ def _start_and_kill_agent(ws: bai.Workspace, run: bai.Run, cluster: str = "local
     """Wait for six lines of the job, SIGKILL its agent; returns its node and the job's pids."""
     stream = run.stream()
     [next(stream) for _ in range(6)]
-    node = ws.history.run_row(run.id)["nodes"][0]["id"]
+    node = run.get_details()["nodes"][0]
     run_dir = Path(ws.path, "clusters", cluster, "nodes", node, "runs", run.id)
     job_pids = list(json.loads((run_dir / "pids.json").read_text()).values())
     _kill(int((run_dir / "agent.started").read_text()))
@@ -89,12 +88,11 @@ def test_a_second_agent_for_the_same_run_exits_at_once(ws: bai.Workspace, tmp_pa
     src = _counter_job(tmp_path / "src", gate, lines=8)
     run = ws.experiment("e").submit(JobSpec(source_directory=src, script="count.py"))
     assert run.wait_for_completion()["status"] == "Completed"
-    row = ws.history.run_row(run.id)
-    node_root = Path(ws.path, "clusters", "local", "nodes", row["nodes"][0]["id"])
+    node_root = ws.paths.node_dir("local", run.get_details()["nodes"][0])
     run_dir = node_root / "runs" / run.id
     assert (run_dir / "agent.started").exists()
     again = subprocess.run([sys.executable, "-m", "batchai_jupyter.node.agent", str(run_dir / "run.json")],
-                           capture_output=True, timeout=30)
+                           capture_output=True, timeout=30, check=False)
     assert again.returncode == 0  # a second agent for the same run exits at once
     starts = list(Path(ws.path, "clusters", "local", "shared", "jobs").rglob("starts"))
     assert [p.read_text() for p in starts] == ["start\n"]
@@ -109,7 +107,7 @@ def test_client_killed_run_goes_on(ws: bai.Workspace, src: Path) -> None:
         print(run.id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == -signal.SIGKILL
     run = ws.get_run(proc.stdout.strip())
     assert run.wait_for_completion()["status"] == "Completed"
@@ -128,7 +126,7 @@ def test_killed_agent_makes_the_node_unusable_and_fails_the_run(ws: bai.Workspac
     [node] = ws.cluster("one").nodes()
     assert node.state == "unusable" and "no heartbeat" in node.error
     for pid in job_pids:  # the job's processes did not outlive their agent
-        assert wait_until(lambda: _gone(pid), 10)
+        assert wait_until(lambda pid=pid: _gone(pid), 10)
 
 
 def test_killed_agent_requeues_the_run_by_default(ws: bai.Workspace, tmp_path: Path,
@@ -138,7 +136,7 @@ def test_killed_agent_requeues_the_run_by_default(ws: bai.Workspace, tmp_path: P
     src = _counter_job(tmp_path / "src", gate)
     run = ws.experiment("rq").submit(JobSpec(source_directory=src, script="count.py"))
     node, _pids = _start_and_kill_agent(ws, run)
-    assert wait_until(lambda: ws.history.run_row(run.id)["properties"].get("attempt") == 1, 30)
+    assert wait_until(lambda: run.get_details()["properties"].get("attempt") == 1, 30)
     gate.write_text("go")
     details = run.wait_for_completion(timeout=60)
     assert details["status"] == "Completed"

@@ -43,8 +43,9 @@ def test_metric_kinds_and_images(ws: bai.Workspace, tmp_path: Path) -> None:
 
 def test_offline_context_prints() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHAI_")}
-    out = subprocess.run([sys.executable, "-c", "from batchai_jupyter import Run\n"
-                          "r = Run.get_context(); r.log('loss', 0.5, step=2); print(r.id)"],
+    code = ("from batchai_jupyter import Run\n"
+            "r = Run.get_context(); r.log('loss', 0.5, step=2); print(r.id)")
+    out = subprocess.run([sys.executable, "-c", code],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert "[metric] loss = 0.5 (step 2)" in out and "OfflineRun" in out
 

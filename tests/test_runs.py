@@ -8,11 +8,25 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.support import wait_until
 
 import batchai_jupyter as bai
-from batchai_jupyter import ClusterNotFound, JobSpec, RunFailed, SpecError
+from batchai_jupyter import (
+    ClusterNotFound,
+    JobSpec,
+    RunActive,
+    RunFailed,
+    SpecError,
+    submission,
+)
 
-from support import wait_until
+
+def _gone(pid: int) -> bool:
+    """The process has exited (no /proc entry, or a zombie waiting for its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def _script(folder: Path, name: str, body: str) -> Path:
@@ -157,8 +171,7 @@ def test_cancel_stops_the_job_and_its_processes(ws: bai.Workspace, tmp_path: Pat
     details = run.wait_for_completion(raise_on_error=False, timeout=60)
     assert details["status"] == "Canceled"
     for pid in map(int, pidfile.read_text().split()):
-        assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
-                          open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10), f"pid {pid} survived"
+        assert wait_until(lambda pid=pid: _gone(pid), 10), f"pid {pid} survived"
 
 
 def test_cancel_a_queued_run(ws: bai.Workspace, tmp_path: Path) -> None:
@@ -174,6 +187,8 @@ def test_cancel_a_queued_run(ws: bai.Workspace, tmp_path: Path) -> None:
     second = ws.experiment("q").submit(JobSpec(source_directory=src, script="wait.py"))
     assert next(first.stream()) == "holding"
     assert second.status == "Queued"
+    with pytest.raises(RunActive, match="Queued"):  # an active run is never deleted
+        second.delete()
     second.cancel()
     assert wait_until(lambda: second.status == "Canceled", 10)
     gate.write_text("go")
@@ -183,7 +198,8 @@ def test_cancel_a_queued_run(ws: bai.Workspace, tmp_path: Path) -> None:
 def test_gang_of_two_nodes_and_queueing(ws: bai.Workspace, tmp_path: Path) -> None:
     src = _script(tmp_path / "g", "who.py", """
         import os
-        print(os.environ["BATCHAI_NODE_INDEX"], os.environ["AZ_BATCHAI_TASK_INDEX"], os.environ["AZ_BATCHAI_NODE_COUNT"])
+        env = os.environ
+        print(env["BATCHAI_NODE_INDEX"], env["AZ_BATCHAI_TASK_INDEX"], env["AZ_BATCHAI_NODE_COUNT"])
     """)
     run = ws.experiment("g").submit(JobSpec(source_directory=src, script="who.py", node_count=2,
                                             process_count_per_node=2))
@@ -214,6 +230,24 @@ def test_children_tags_and_recursive_metrics(ws: bai.Workspace, tmp_path: Path) 
     parent.tag("best", children[1].id)
     assert ws.get_run(parent.id).tags["best"] == children[1].id
     assert [r.id for r in exp.get_runs()] == [parent.id]
+    # queries: newest first, filtered by experiment, status, parent, tags; limited
+    newest_first = [children[1].id, children[0].id, parent.id]
+    assert [r.id for r in exp.get_runs(include_children=True)] == newest_first
+    assert [r.id for r in ws.runs(experiment=exp)] == newest_first
+    assert [r.id for r in ws.runs(parent=parent)] == newest_first[:2]
+    assert [r.id for r in ws.runs(tags={"lr": "0.1"})] == [children[0].id]
+    assert [r.id for r in ws.runs(tags="best")] == [parent.id]
+    assert [r.id for r in ws.runs(status="Completed", limit=1)] == [children[1].id]
+    assert ws.runs(status=("Queued", "Running")) == [] and ws.runs(experiment="other") == []
+    # delete: rows, metrics and files of the run go; the others stay
+    files = children[0].files_dir
+    assert files.is_dir()
+    children[0].delete()
+    assert not files.exists() and ws.history.metric_rows([children[0].id]) == []
+    with pytest.raises(bai.RunNotFound):
+        ws.get_run(children[0].id)
+    assert [c.id for c in parent.get_children()] == [children[1].id]
+    assert parent.get_metrics(recursive=True)[children[1].id] == {"acc": 0.2}
 
 
 def test_bad_input_is_rejected_before_anything_runs(ws: bai.Workspace, src: Path, tmp_path: Path) -> None:
@@ -234,7 +268,13 @@ def test_bad_input_is_rejected_before_anything_runs(ws: bai.Workspace, src: Path
     ws.set_snapshot_limits(max_bytes=4000)
     with pytest.raises(bai.SnapshotError, match="exceeds the limit"):
         exp.submit(JobSpec(source_directory=src, script="train.py"))
-    assert ws.history.run_rows() == []
+    with pytest.raises(SpecError) as err:  # the pipeline's steps work alone too
+        submission.validate(ws, JobSpec(source_directory=src, script="train.py", node_count=5), "local")
+    assert err.value.field == "node_count"
+    with pytest.raises(SpecError) as err:
+        submission.submit(ws, "no spaces", JobSpec(source_directory=src, script="train.py"))
+    assert err.value.field == "experiment"
+    assert ws.runs() == []
 
 
 def test_runs_follow_from_another_process(ws: bai.Workspace, src: Path, tmp_path: Path) -> None:

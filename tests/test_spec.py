@@ -8,6 +8,13 @@ import pytest
 
 from batchai_jupyter import JobSpec, SpecError
 from batchai_jupyter.importers.batchai.job import parse_duration
+from batchai_jupyter.spec import (
+    DEFAULT_NODE_COUNT,
+    DEFAULT_PRIORITY,
+    DEFAULT_WALL_CLOCK,
+    PRIORITIES,
+    SPEC_VERSION,
+)
 
 
 def test_needs_exactly_one_of_command_or_script(tmp_path: Path) -> None:
@@ -141,3 +148,29 @@ def test_job_json_not_json(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         JobSpec.from_batchai_json(path)
     assert err.value.field == "job.json" and "not valid JSON" in str(err.value)
+
+
+def test_stored_spec_is_versioned_and_reads_back(tmp_path: Path) -> None:
+    spec = JobSpec(source_directory=tmp_path, script="train.py", arguments=["--lr", 0.1],
+                   node_count=2, priority="high", secrets={"TOKEN": "t"})
+    stored = spec.to_dict()
+    assert stored["spec_version"] == SPEC_VERSION == 1
+    back = JobSpec.from_dict(json.loads(json.dumps(stored)))
+    assert (back.node_count, back.priority, back.arguments) == (2, "high", ["--lr", "0.1"])
+    assert back.secret_names == ["TOKEN"] and back.priority_rank == PRIORITIES["high"]
+    assert back.to_dict() == stored
+
+
+def test_from_dict_reads_old_rows_and_refuses_newer_ones() -> None:
+    old = {"command": "true", "node_count": None, "max_wall_clock_seconds": None, "gone_field": 1,
+           "secrets": ["A"], "inputs": {"D": {"datastore": "s", "path": "p", "mode": "download"}}}
+    spec = JobSpec.from_dict(old)  # a row from before spec_version: defaults fill the nulls
+    assert spec.node_count == DEFAULT_NODE_COUNT and spec.max_wall_clock_seconds == DEFAULT_WALL_CLOCK
+    assert spec.priority == DEFAULT_PRIORITY and spec.secrets == {"A": ""} and spec.has_data
+    assert spec.process_count() == 1 and not JobSpec(command="x").has_data
+    with pytest.raises(SpecError) as err:
+        JobSpec.from_dict({"spec_version": SPEC_VERSION + 1, "command": "true"})
+    assert err.value.field == "spec_version" and "newer" in str(err.value)
+    with pytest.raises(SpecError):
+        JobSpec.from_dict({"spec_version": "one"})
+    assert JobSpec.defaults()["max_wall_clock_seconds"] == DEFAULT_WALL_CLOCK == 7 * 24 * 3600

@@ -1,12 +1,21 @@
-"""Compute backends, looked up by name and imported only when used."""
+"""Compute backends, looked up by name and imported only when used.
+
+BACKENDS is the one list of backend names. Other packages add backends through the entry-point
+group `batchai_jupyter.backends` (name = "module:Class"); they are merged in lazily, the first
+time a name is looked up, and never replace a built-in backend.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from ..errors import ClusterError
-from ..plugins import load_registered
-from .base import Compute, NodeInfo, NODE_STATES, DEALLOCATION_OPTIONS
+from ..history import RunHistory
+from ..plugins import BACKEND_GROUP, load_registered, with_entry_points
+from .base import DEALLOCATION_OPTIONS, NODE_STATES, Compute, NodeInfo
+from .outcomes import Allocation, Evict, Granted, Pending, Refused
+
+ENTRY_POINT_GROUP = BACKEND_GROUP
 
 BACKENDS: dict[str, tuple[str, str, str | None]] = {
     # name: (module, class, extra that provides its dependencies)
@@ -16,14 +25,31 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+def _registry() -> dict[str, tuple[str, str, str | None]]:
+    """BACKENDS, with the installed entry points merged in (built-in names are never taken over)."""
+    return with_entry_points(BACKENDS, ENTRY_POINT_GROUP)
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every backend a cluster may name: the built-in ones, then those of entry points."""
+    return tuple(_registry())
+
+
 def backend_class(name: str) -> type[Compute]:
-    if name not in BACKENDS:
-        raise ClusterError(f"unknown backend {name!r} (valid: {', '.join(BACKENDS)})")
-    return load_registered(BACKENDS, name, "backend", ClusterError)
+    registry = _registry()
+    if name not in registry:
+        raise ClusterError(f"unknown backend {name!r} (valid: {', '.join(registry)})")
+    cls = load_registered(registry, name, "backend", ClusterError)
+    if not (isinstance(cls, type) and issubclass(cls, Compute)):
+        raise ClusterError(f"backend {name!r} ({registry[name][0]}:{registry[name][1]}) "
+                           f"is not a Compute class")
+    return cls
 
 
-def make_compute(config: dict[str, Any], workspace_path: Path, history: Any) -> Compute:
+def make_compute(config: dict[str, Any], workspace_path: Path, history: RunHistory) -> Compute:
     return backend_class(config["backend"])(config, workspace_path, history)
 
 
-__all__ = ["Compute", "NodeInfo", "NODE_STATES", "DEALLOCATION_OPTIONS", "backend_class", "make_compute"]
+__all__ = ["BACKENDS", "DEALLOCATION_OPTIONS", "ENTRY_POINT_GROUP", "NODE_STATES", "Allocation",
+           "Compute", "Evict", "Granted", "NodeInfo", "Pending", "Refused", "backend_class",
+           "backend_names", "make_compute"]

@@ -1,13 +1,18 @@
 """Compute: which nodes a run gets and how to reach them. One small class per backend.
 
-The engine asks `allocate(run_id, count)` for a gang of nodes (all or nothing), launches the
-node agent through `launch`, reads and writes node files through `transport(node)`, and calls
-`maintain()` each loop so a pool can scale up to min_nodes and down after idle time. A pool of
-nodes the engine manages itself (local folders, SSH hosts) derives from NodePool and fills in
-`_provision` / `_deprovision` / `transport`; Slurm implements allocate/release with sbatch.
+The engine asks `allocate(run, count)` for a gang of nodes (all or nothing) and gets an
+outcome back (`Pending`, `Granted` or `Refused`, see outcomes.py); it launches the node agent
+through `launch`, reads and writes node files through `transport(node)`, and calls `maintain()`
+each second so a pool can scale up to min_nodes and down after idle time. Every hook the engine
+calls is declared here, abstract or with a documented default; a backend never writes run state.
+
+A pool of nodes the engine manages itself (local folders, SSH hosts) derives from NodePool and
+fills in `_slots` / `_provision` / `_deprovision` / `transport`; Slurm implements allocate and
+release with sbatch.
 """
 from __future__ import annotations
 
+import random
 import shlex
 import time
 from abc import ABC, abstractmethod
@@ -16,12 +21,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ClusterError
+from ..cluster_config import DEALLOCATION_OPTIONS, DEFAULT_DEALLOCATION, DEFAULT_IDLE_SECONDS
 from ..history import RunHistory
 from ..snapshot import SnapshotStore
+from .outcomes import Allocation, Evict, Granted, Pending, Refused
 from .transport import Transport
 
 NODE_STATES = ("idle", "preparing", "running", "leaving", "unusable")
-DEALLOCATION_OPTIONS = ("requeue", "terminate", "waitforjobcompletion")
+PORT_RANGE = (29500, 39999)  # where a MASTER_PORT is picked when a node cannot be asked
 
 
 @dataclass
@@ -38,7 +45,7 @@ class NodeInfo:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "NodeInfo":
+    def from_row(cls, row: dict[str, Any]) -> NodeInfo:
         return cls(id=row["id"], address=row["address"], state=row["state"], gpus=row["gpus"],
                    run_id=row["run_id"], error=row["error"], since=row["since"], info=row["info"])
 
@@ -51,20 +58,37 @@ class Compute(ABC):
     """A cluster's backend. Lives in the engine process; one instance per cluster."""
 
     backend: ClassVar[str]
+    #: True when the backend orders its own queue (Slurm backfills): the engine then offers it
+    #: every queued run of the cluster, not only the head of the cluster's queue.
+    queues_itself: ClassVar[bool] = False
+    #: True when every node of the cluster reads one object cache (a shared root): each snapshot
+    #: object is then sent once for the cluster, not once per node.
+    shared_object_cache: ClassVar[bool] = False
+    #: Run properties that describe the run's live allocation (e.g. the Slurm job state); the
+    #: engine drops them when the run lets go of its nodes.
+    live_properties: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict[str, Any], workspace_path: Path, history: RunHistory):
         self.config = config
         self.workspace_path = Path(workspace_path)
         self.history = history
+        self._objects: dict[str, set[str]] = {}  # object cache key -> digests known to be there
 
     @property
     def name(self) -> str:
-        return self.config["name"]
+        return str(self.config["name"])
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Typed errors (SpecError) for a cluster's backend options; returns the config to store.
+
+        The default accepts what the generic checks of cluster.py let through."""
+        return config
 
     # -- what every backend answers ----------------------------------------------------------
     @abstractmethod
-    def allocate(self, run_id: str, count: int) -> list[NodeInfo] | None:
-        """A gang of `count` nodes now marked for the run, or None to try again later."""
+    def allocate(self, run: dict[str, Any], count: int) -> Allocation:
+        """A gang of `count` nodes for the run (its row): Pending, Granted or Refused."""
 
     @abstractmethod
     def release(self, run_id: str) -> None:
@@ -78,15 +102,18 @@ class Compute(ABC):
     def node_root(self, node: NodeInfo) -> str:
         """The node's folder for runs and its object cache."""
 
+    # -- where things are (defaults read the cluster's settings) -----------------------------
     def objects_dir(self, node: NodeInfo) -> str:
         return f"{self.node_root(node)}/objects"
 
     def shared_dir(self) -> str | None:
         """A folder every node of the cluster sees (AZ_BATCHAI_SHARED_JOB_TEMP), if any."""
-        return self.config.get("shared_root")
+        value = self.config.get("shared_root")
+        return str(value) if value else None
 
-    def python(self, node: NodeInfo) -> str:
-        return self.config.get("python") or "python3"
+    def python(self, node: NodeInfo | None = None) -> str:
+        """The Python that runs the node agent on the node."""
+        return str(self.config.get("python") or "python3")
 
     def gpus_per_node(self) -> int:
         return int(self.config.get("gpus_per_node") or 0)
@@ -94,21 +121,46 @@ class Compute(ABC):
     def capacity(self) -> int:
         return int(self.config.get("max_nodes", 0))
 
-    # -- default behaviour, shared by all backends ---------------------------------------------
+    def nodes(self) -> list[NodeInfo]:
+        """The cluster's nodes as the nodes table has them."""
+        return [NodeInfo.from_row(r) for r in self.history.nodes(self.name)]
+
+    # -- preparing and running a run ---------------------------------------------------------
+    def free_port(self, node: NodeInfo) -> int:
+        """A TCP port for MASTER_PORT on the run's first node.
+
+        The default cannot ask the node and picks one at random in PORT_RANGE; a backend that
+        can run a command there asks it. OSError or ValueError make the engine pick at random."""
+        return random.randint(*PORT_RANGE)
+
+    def _object_cache_key(self, node: NodeInfo) -> str:
+        return "" if self.shared_object_cache else node.id
+
     def ensure_objects(self, node: NodeInfo, digests: list[str], store: SnapshotStore) -> int:
-        """Send the snapshot objects the node lacks; returns how many were sent."""
+        """Send the snapshot objects the node's cache lacks; returns how many were sent.
+
+        What a cache holds is listed once, then remembered (per node, or once for a cluster
+        whose nodes share one cache): a re-submit of the same code sends nothing and lists nothing.
+        """
+        known = self._objects.setdefault(self._object_cache_key(node), set())
+        missing = [d for d in digests if d not in known]
+        if not missing:
+            return 0
         transport = self.transport(node)
         objects = self.objects_dir(node)
-        have = set()
-        for rel in transport.list_files(objects):
-            have.add(rel.replace("/", ""))
+        known.clear()
+        known.update(rel.replace("/", "") for rel in transport.list_files(objects))
         sent = 0
-        for digest in digests:
-            if digest not in have:
-                transport.put_file(store.object_path(digest),
-                                   f"{objects}/{digest[:2]}/{digest[2:]}", 0o644)
+        for digest in missing:
+            if digest not in known:
+                transport.put_file(store.object_path(digest), f"{objects}/{digest[:2]}/{digest[2:]}", 0o644)
                 sent += 1
+            known.add(digest)
         return sent
+
+    def forget_objects(self, node: NodeInfo) -> None:
+        """The node's cache may be gone (the node was given back): list it again next time."""
+        self._objects.pop(self._object_cache_key(node), None)
 
     def launch(self, node: NodeInfo, manifest_path: str, log_path: str) -> None:
         """Start the node agent detached; it refuses to run twice for the same run."""
@@ -122,15 +174,31 @@ class Compute(ABC):
                                       " ".join(f"-{int(p)}" for p in pgids) + " 2>/dev/null; true"])
 
     def set_node_state(self, node: NodeInfo, state: str, run_id: str | None) -> None:
+        """Record a node's state (and node.error) in the nodes table."""
         self.history.put_node(self.name, node.id, state, node.address, run_id, node.error,
                               node.gpus, node.info)
 
-    def maintain(self) -> list[tuple[str, str]]:
-        """Periodic upkeep; returns (run_id, option) for runs to requeue/terminate."""
+    # -- upkeep ------------------------------------------------------------------------------
+    def reclaim_nodes(self, active_run_ids: set[str]) -> None:
+        """After an engine restart: nodes held by runs that are no longer active go back to idle."""
+        for node in self.nodes():
+            if node.run_id and node.run_id not in active_run_ids:
+                self.set_node_state(node, "idle", None)
+
+    def maintain(self) -> list[Evict]:
+        """Periodic upkeep; returns the runs whose nodes were taken away."""
         return []
 
+    def delete(self) -> None:
+        """The cluster is being deleted and no run uses it any more: give every node back.
+
+        The default forgets the nodes; a backend that holds more (hosts, jobs) gives it back."""
+        for node in self.nodes():
+            self.history.delete_node(self.name, node.id)
+
     def close(self) -> None:
-        """Release connections."""
+        """Release connections (the engine stops or the cluster is gone) and forget caches."""
+        self._objects.clear()
 
 
 class NodePool(Compute):
@@ -146,9 +214,6 @@ class NodePool(Compute):
 
     def _deprovision(self, node: NodeInfo) -> None:
         """Give a node back (stop what it runs for us, drop its connection)."""
-
-    def nodes(self) -> list[NodeInfo]:
-        return [NodeInfo.from_row(r) for r in self.history.nodes(self.name)]
 
     def capacity(self) -> int:
         return min(int(self.config.get("max_nodes", 0)), len(self._slots()))
@@ -166,24 +231,25 @@ class NodePool(Compute):
         self.history.put_node(self.name, node_id, "idle", node.address, None, None, node.gpus, node.info)
         return node
 
-    def allocate(self, run_id: str, count: int) -> list[NodeInfo] | None:
+    def allocate(self, run: dict[str, Any], count: int) -> Allocation:
+        waiting = Pending(f"waiting for {count} node(s) of cluster {self.name!r}")
         nodes = self.nodes()
         idle = [n for n in nodes if n.state == "idle"]
         max_nodes = int(self.config.get("max_nodes", 0))
         existing = {n.id for n in nodes}
         free_slots = [s for s in self._slots() if s not in existing][:max(0, max_nodes - len(nodes))]
         if len(idle) + len(free_slots) < count:
-            return None
+            return waiting
         for slot in free_slots[:count - len(idle)]:
             node = self._add_node(slot)
             if node is None:
-                return None
+                return waiting
             idle.append(node)
         chosen = idle[:count]
         for node in chosen:
-            node.state, node.run_id = "preparing", run_id
-            self.set_node_state(node, "preparing", run_id)
-        return chosen
+            node.state, node.run_id = "preparing", run["id"]
+            self.set_node_state(node, "preparing", run["id"])
+        return Granted(chosen)
 
     def release(self, run_id: str) -> None:
         for node in self.nodes():
@@ -199,12 +265,16 @@ class NodePool(Compute):
         finally:
             self.history.delete_node(self.name, node.id)
 
-    def maintain(self) -> list[tuple[str, str]]:
+    def delete(self) -> None:
+        for node in self.nodes():
+            self._remove(node)
+
+    def maintain(self) -> list[Evict]:
         nodes = self.nodes()
         min_nodes = int(self.config.get("min_nodes", 0))
         max_nodes = int(self.config.get("max_nodes", 0))
-        idle_limit = float(self.config.get("idle_seconds_before_scaledown", 120))
-        actions: list[tuple[str, str]] = []
+        idle_limit = float(self.config.get("idle_seconds_before_scaledown", DEFAULT_IDLE_SECONDS))
+        actions: list[Evict] = []
         usable = [n for n in nodes if n.state != "unusable"]
         # shrink to max_nodes (after a resize): idle nodes first, then busy ones per the option
         excess = len(usable) - max_nodes
@@ -214,10 +284,10 @@ class NodePool(Compute):
             if node.state == "idle":
                 self._remove(node)
             elif node.state != "leaving":
-                option = self.config.get("node_deallocation_option", "requeue")
+                option = self.config.get("node_deallocation_option", DEFAULT_DEALLOCATION)
                 self.set_node_state(node, "leaving", node.run_id)
                 if option != "waitforjobcompletion" and node.run_id:
-                    actions.append((node.run_id, option))
+                    actions.append(Evict(node.run_id, requeue=option == "requeue"))
             excess -= 1
         # scale down idle nodes above min_nodes
         now = time.time()
@@ -245,3 +315,7 @@ def require(config: dict[str, Any], key: str, backend: str) -> Any:
     if config.get(key) in (None, "", []):
         raise ClusterError(f"a {backend} cluster needs {key}=")
     return config[key]
+
+
+__all__ = ["DEALLOCATION_OPTIONS", "NODE_STATES", "Allocation", "Compute", "Evict", "Granted",
+           "NodeInfo", "NodePool", "Pending", "Refused"]

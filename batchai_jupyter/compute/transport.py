@@ -55,8 +55,9 @@ class Transport(ABC):
         if code != 0:
             raise OSError(f"cannot start {argv[0]} on the node: {err.strip()}")
 
+    @abstractmethod
     def close(self) -> None:
-        """Release connections (nothing to do for local folders)."""
+        """Release connections."""
 
 
 class LocalTransport(Transport):
@@ -64,7 +65,7 @@ class LocalTransport(Transport):
 
     def run(self, argv: list[str], timeout: float = 60) -> tuple[int, str, str]:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
     def read_from(self, path: str, offset: int, limit: int = 4 << 20) -> bytes:
@@ -124,3 +125,6 @@ class LocalTransport(Transport):
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
+
+    def close(self) -> None:
+        """Nothing to release: the node is a folder on this machine."""

@@ -12,16 +12,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..layout import WorkspacePaths
+
 _CHECK_CACHE: dict[str, float] = {}
 _CHECK_EVERY = 1.0
 
 
 def lock_path(ws_path: Path) -> Path:
-    return Path(ws_path) / "engine.lock"
+    return WorkspacePaths.of(ws_path).engine_lock
 
 
 def info_path(ws_path: Path) -> Path:
-    return Path(ws_path) / "engine.json"
+    return WorkspacePaths.of(ws_path).engine_info
 
 
 def is_running(ws_path: Path) -> bool:
@@ -49,7 +51,7 @@ def ensure_engine(ws_path: Path) -> None:
 
 def start_engine(ws_path: Path) -> None:
     """Spawn `python -m batchai_jupyter.engine` detached: it outlives this process."""
-    log = Path(ws_path) / "engine.log"
+    log = WorkspacePaths.of(ws_path).engine_log
     argv = [sys.executable, "-m", "batchai_jupyter.engine", "serve", "--workspace", str(ws_path)]
     line = " ".join(shlex.quote(a) for a in argv)
     # sh backgrounds the engine and exits: the engine is re-parented to init, never a zombie of ours

@@ -3,6 +3,8 @@
 Everything a driver knows it can rebuild from history.db and the nodes' files, which is what
 lets a restarted engine pick a run up exactly where the last one stopped: log copies resume at
 their own size, metrics at the offset stored with them, and launch is idempotent per run.
+A driver sees the workspace through the EngineContext only; the engine and the steps call its
+public methods: launch, step, signal_cancel, evict, finish, fail, requeue, node_lost.
 """
 from __future__ import annotations
 
@@ -10,17 +12,17 @@ import json
 import logging
 import os
 import random
-import socket
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..compute.base import Compute, NodeInfo
-from ..node.launch import main_log_name
-from ..node.paths import RunPaths
-
-if TYPE_CHECKING:
-    from .loop import Engine
+from ..cluster_config import DEFAULT_DEALLOCATION
+from ..compute.base import PORT_RANGE, Compute, NodeInfo
+from ..node.manifest import ManifestNode, ManifestSnapshot, RunManifest
+from ..node.process import main_log_name
+from ..node.paths import RunPaths, run_key
+from .context import EngineContext
+from .outcome import Status, exit_codes, failed, run_outcome
+from .tail import RunTail
 
 log = logging.getLogger("batchai_jupyter.engine")
 LOST_AFTER_SECONDS = float(os.environ.get("BATCHAI_NODE_LOST_SECONDS", "20"))
@@ -28,24 +30,24 @@ START_GRACE_SECONDS = 60.0
 
 
 class RunDriver:
-    def __init__(self, engine: "Engine", run: dict[str, Any], compute: Compute, nodes: list[NodeInfo]):
-        self.engine = engine
-        self.history = engine.history
+    """One active run: its nodes, their run folders and the workspace copies of their files."""
+
+    def __init__(self, ctx: EngineContext, run: dict[str, Any], compute: Compute, nodes: list[NodeInfo]):
+        self.ctx = ctx
+        self.history = ctx.history
         self.run = run
         self.id: str = run["id"]
         self.compute = compute
         self.nodes = nodes
         self.attempt = int(run["properties"].get("attempt", 0))
-        key = self.id if self.attempt == 0 else f"{self.id}.{self.attempt}"
+        key = run_key(self.id, self.attempt)
         self.paths = [RunPaths(compute.node_root(n), key) for n in nodes]
-        self.files = engine.workspace.run_files_dir(self.id)
+        self.files = ctx.run_files_dir(self.id)
         self.files.mkdir(parents=True, exist_ok=True)
-        self.sizes: dict[str, int] = {}          # workspace copy -> bytes copied so far
-        self.metric_offsets = self.history.offsets(self.id)
+        self.tail = RunTail(self.history, self.id, self.files)
         self.launched_at = time.time()
         self.running = run["status"] in ("Running", "Finalizing")
         self.requeue_after = False
-        self.lost: str | None = None
         self.unreachable: dict[int, float] = {}  # node index -> since when it does not answer
         self.peers_stopped = False
         self.beats: dict[int, tuple[bytes, float]] = {}  # node index -> (last heartbeat, seen at)
@@ -54,53 +56,50 @@ class RunDriver:
     def launch(self) -> None:
         """Send objects and manifests, start one agent per node (a no-op where one started)."""
         spec = self.run["spec"]
-        snapshot = self.engine.workspace.store.manifest(self.run["snapshot"])
+        snapshot = self.ctx.store.manifest(self.run["snapshot"])
         digests = sorted({v[0] for v in snapshot["files"].values()})
-        secrets = self.engine.workspace.secrets.get("runs", self.id)
+        secrets = self.ctx.secrets.get("runs", self.id)
         port = self.run["properties"].get("master_port") or self._free_port()
         node_list = [{"id": n.id, "address": n.address, "gpus": n.gpus, "gpu_ids": n.gpu_ids,
                       "root": self.compute.node_root(n)} for n in self.nodes]
         props = dict(self.run["properties"], master_port=port, main_log=main_log_name(spec))
         self.history.update_run(self.id, properties=props)
         self.run["properties"] = props
-        extra = self.engine.launch_extras(self.run, self.compute)
-        for index, (node, paths) in enumerate(zip(self.nodes, self.paths)):
+        extra = self.ctx.launch_extras(self.run, self.compute)
+        for index, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
             transport = self.compute.transport(node)
             if transport.exists(paths.started):
                 continue
-            self.compute.ensure_objects(node, digests, self.engine.workspace.store)
-            job = {
-                "run_id": self.id, "experiment": self.run["experiment"], "run_key": Path(paths.run_dir).name,
-                "node_root": self.compute.node_root(node), "node_index": index, "nodes": node_list,
-                "master_port": port, "objects_dir": self.compute.objects_dir(node),
-                "shared_dir": self.compute.shared_dir(), "python": self.compute.python(node),
-                "snapshot": snapshot, "spec": spec, "secrets": secrets, **extra,
-            }
-            transport.write_bytes(paths.manifest, json.dumps(job).encode(), 0o600)
+            self.compute.ensure_objects(node, digests, self.ctx.store)
+            from ..spec import JobSpec
+            job = RunManifest(
+                run_id=self.id, experiment=self.run["experiment"], run_key=paths.key,
+                node_root=self.compute.node_root(node), node_index=index,
+                nodes=[ManifestNode.from_dict(n) for n in node_list], master_port=int(port),
+                objects_dir=self.compute.objects_dir(node), shared_dir=self.compute.shared_dir(),
+                python=self.compute.python(node), snapshot=ManifestSnapshot.from_dict(snapshot),
+                spec=JobSpec.from_dict(spec), secrets={str(k): str(v) for k, v in secrets.items()}, **extra,
+            )
+            transport.write_bytes(paths.manifest, job.to_json().encode(), 0o600)
             self.compute.launch(node, paths.manifest, paths.agent_log)
         self.launched_at = time.time()
 
     def _free_port(self) -> int:
-        if self.compute.backend == "local":
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                return int(s.getsockname()[1])
-        ask = getattr(self.compute, "free_port", None)  # a backend that can ask the first node
-        if ask is not None:
-            try:
-                return int(ask(self.nodes[0]))
-            except (OSError, ValueError):
-                log.warning("run %s: no free port from node %s", self.id, self.nodes[0].id)
-        return random.randint(29500, 39999)
+        """MASTER_PORT: asked of the run's first node through its backend, else picked at random."""
+        try:
+            return int(self.compute.free_port(self.nodes[0]))
+        except (OSError, ValueError):
+            log.warning("run %s: no free port from node %s", self.id, self.nodes[0].id)
+        return random.randint(*PORT_RANGE)
 
     # -- each engine tick ----------------------------------------------------------------------
     def step(self) -> bool:
         """Tail, follow state, finalize when every agent is done. True once the run is final."""
-        statuses = []
-        for index, (node, paths) in enumerate(zip(self.nodes, self.paths)):
+        statuses: list[Status | None] = []
+        for index, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
             transport = self.compute.transport(node)
             try:
-                self._tail(index, node, paths)
+                self.tail.tail(transport, index, node, paths)
                 raw = transport.read_bytes(paths.status)
             except ConnectionError as exc:  # the node does not answer: lost once it stays so
                 since = self.unreachable.setdefault(index, time.time())
@@ -114,12 +113,13 @@ class RunDriver:
             statuses.append(json.loads(raw) if raw else None)
         if not self.running and self._any_running():
             self.running = True
-            if self.engine.status_of(self.id) == "Preparing":
+            if self.history.run_status(self.id) == "Preparing":
                 self.history.set_status(self.id, "Running")
             for node in self.nodes:
                 self.compute.set_node_state(node, "running", self.id)
-        if all(s is not None for s in statuses):
-            self.finalize(statuses)
+        done = [s for s in statuses if s is not None]
+        if len(done) == len(statuses):
+            self.finalize(done)
             return True
         self._stop_peers_of_failure(statuses)
         lost = self._lost_node(statuses)
@@ -128,23 +128,39 @@ class RunDriver:
             return True
         return False
 
-    def _stop_peers_of_failure(self, statuses: list[dict | None]) -> None:
+    def signal_cancel(self, why: str) -> None:
+        """Ask every agent of the run to stop (they write status.json as they end)."""
+        for node, paths in zip(self.nodes, self.paths, strict=True):
+            try:
+                self.compute.transport(node).write_bytes(paths.cancel, why.encode())
+            except Exception:  # one unreachable node must not stop the others
+                log.exception("cannot reach node %s to cancel", node.id)
+
+    def evict(self, requeue: bool) -> None:
+        """A resize took one of the run's nodes away: stop it, then requeue it or let it end."""
+        self.requeue_after = requeue
+        self.signal_cancel("node taken away by a resize")
+
+    def _stop_peers_of_failure(self, statuses: list[Status | None]) -> None:
         """One node's job failed: its peers on the other nodes would wait for it forever."""
-        if self.peers_stopped or not any(_failed(s) for s in statuses if s is not None):
+        if self.peers_stopped or not any(failed(s) for s in statuses if s is not None):
             return
         self.peers_stopped = True
-        for index, (node, paths, status) in enumerate(zip(self.nodes, self.paths, statuses)):
+        for index, (node, paths, status) in enumerate(zip(self.nodes, self.paths, statuses, strict=True)):
             if status is not None or index in self.unreachable:
                 continue
             try:
-                raw = self.compute.transport(node).read_bytes(paths.pids)
-                if raw:
-                    self.compute.kill_groups(node, list(json.loads(raw).values()))
+                self._kill_recorded(node, paths)
             except (OSError, ValueError):
                 log.warning("run %s: cannot stop the processes on node %s", self.id, node.id)
 
+    def _kill_recorded(self, node: NodeInfo, paths: RunPaths) -> None:
+        raw = self.compute.transport(node).read_bytes(paths.pids)
+        if raw:
+            self.compute.kill_groups(node, list(json.loads(raw).values()))
+
     def _any_running(self) -> bool:
-        for index, (node, paths) in enumerate(zip(self.nodes, self.paths)):
+        for index, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
             if index in self.unreachable:
                 continue
             state = self.compute.transport(node).read_bytes(paths.state)
@@ -152,9 +168,9 @@ class RunDriver:
                 return True
         return False
 
-    def _lost_node(self, statuses: list[dict | None]) -> tuple[int, str] | None:
+    def _lost_node(self, statuses: list[Status | None]) -> tuple[int, str] | None:
         now = time.time()
-        for index, (node, paths, status) in enumerate(zip(self.nodes, self.paths, statuses)):
+        for index, (node, paths, status) in enumerate(zip(self.nodes, self.paths, statuses, strict=True)):
             if status is not None or index in self.unreachable:
                 continue
             raw = self.compute.transport(node).read_bytes(paths.heartbeat)
@@ -170,175 +186,77 @@ class RunDriver:
                 return index, f"node {node.id} lost: no heartbeat for {now - seen[1]:.0f} s"
         return None
 
-    # -- tailing --------------------------------------------------------------------------------
-    def _tail(self, index: int, node: NodeInfo, paths: RunPaths) -> None:
-        transport = self.compute.transport(node)
-        log_prefix = "logs/" if index == 0 else f"logs/node-{index}/"
-        for source, prefix in ((paths.stdouterr, ""), (paths.logs, log_prefix),
-                               (paths.artifacts, "")):
-            for rel, size in transport.list_files(source).items():
-                if rel.endswith(tuple(f".tmp{c}" for c in "0123456789")) or ".tmp" in rel.rsplit("/", 1)[-1]:
-                    continue
-                self._copy_tail(transport, f"{source}/{rel}", prefix + rel, size)
-        self._tail_metrics(transport, node, paths)
-
-    def _copy_tail(self, transport: Any, src: str, rel: str, size: int) -> None:
-        dest = self.files / rel
-        have = self.sizes.get(rel)
-        if have is None:
-            have = dest.stat().st_size if dest.exists() else 0
-        if size == have:
-            self.sizes[rel] = have
-            return
-        mode = "ab"
-        if size < have:  # rewritten by the job: copy it again from the start
-            have, mode = 0, "wb"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, mode) as out:
-            while have < size:
-                chunk = transport.read_from(src, have, size - have)
-                if not chunk:
-                    break
-                out.write(chunk)
-                have += len(chunk)
-        self.sizes[rel] = have
-
-    def _tail_metrics(self, transport: Any, node: NodeInfo, paths: RunPaths) -> None:
-        key = (node.id, paths.metrics)
-        offset = self.metric_offsets.get(key, 0)
-        data = transport.read_from(paths.metrics, offset)
-        end = data.rfind(b"\n")
-        if end < 0:
-            return
-        records = []
-        for line in data[:end].splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "name" in rec:
-                records.append(rec)
-        offset += end + 1
-        self.history.record_metrics(self.id, node.id, paths.metrics, offset, records)
-        self.metric_offsets[key] = offset
-
     # -- the end ------------------------------------------------------------------------------------
-    def finalize(self, statuses: list[dict[str, Any]]) -> None:
-        if self.engine.status_of(self.id) not in ("CancelRequested",):
+    def finalize(self, statuses: list[Status]) -> None:
+        if self.history.run_status(self.id) not in ("CancelRequested",):
             self.history.set_status(self.id, "Finalizing")
-        for index, (node, paths) in enumerate(zip(self.nodes, self.paths)):
-            self._tail(index, node, paths)  # the last lines, after every process exited
-        self._collect_outputs()
-        if self.requeue_after:
-            self._requeue("the node was taken away (node_deallocation_option=requeue)")
-            return
-        status, error = self._outcome(statuses)
-        self._finish(status, error, statuses)
-
-    def _collect_outputs(self) -> None:
+        for index, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
+            self.tail.tail(self.compute.transport(node), index, node, paths)  # the last lines
         order = list(range(1, len(self.nodes))) + [0]  # node 0's files win a clash
         for index in order:
-            node, paths = self.nodes[index], self.paths[index]
-            transport = self.compute.transport(node)
-            for rel, _size in transport.list_files(paths.outputs).items():
-                transport.get_file(f"{paths.outputs}/{rel}", self.files / "outputs" / rel)
-
-    def _outcome(self, statuses: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
-        exit_codes: dict[str, Any] = {}
-        files: dict[str, list[str]] = {}
-        for index, st in enumerate(statuses):
-            for name, code in st.get("exit_codes", {}).items():
-                exit_codes[name if len(statuses) == 1 else f"{index}:{name}"] = code
-                files[name if len(statuses) == 1 else f"{index}:{name}"] = st.get("files", {}).get(name, [])
-        canceled = any(s.get("canceled") for s in statuses) or self.run_cancel_requested()
-        failure = next((s for s in statuses if s.get("error")), None)
-        timed_out = next((s for s in statuses if s.get("timed_out")), None)
-        if canceled and not failure:
-            return "Canceled", {"message": "canceled", "exit_codes": exit_codes}
-        if failure:
-            err = failure["error"]
-            return "Failed", {"message": f"{err['message']} (during {err['phase']})",
-                              "exit_codes": exit_codes, "last_lines": []}
-        if timed_out:
-            return "Failed", {"message": f"killed: {timed_out['reason']}", "exit_codes": exit_codes,
-                              "last_lines": self._last_lines(files, None)}
-        bad = [(n, c) for n, c in exit_codes.items() if c != 0]
-        if bad:
-            name, code = next(((n, c) for n, c in bad if c is not None and c > 0), bad[0])
-            message = f"process {name} exited with code {code}"
-            if name == "job_prep":
-                message = f"job preparation exited with code {code}"
-            return "Failed", {"message": message, "exit_codes": exit_codes, "failed_process": name,
-                              "exit_code": code, "last_lines": self._last_lines(files, name)}
-        return "Completed", None
-
-    def _last_lines(self, files: dict[str, list[str]], name: str | None, count: int = 20) -> list[str]:
-        candidates = [files.get(name, [])] if name else list(files.values())
-        for pair in candidates:
-            for rel in reversed(pair):  # stderr first, then stdout
-                path = self.files / rel
-                if path.exists() and path.stat().st_size:
-                    with open(path, "rb") as fh:
-                        fh.seek(max(0, path.stat().st_size - 16384))
-                        text = fh.read().decode("utf-8", "replace")
-                    return text.splitlines()[-count:]
-        return []
+            self.tail.collect_outputs(self.compute.transport(self.nodes[index]), self.paths[index])
+        if self.requeue_after:
+            self.requeue("the node was taken away (node_deallocation_option=requeue)")
+            return
+        status, error = run_outcome(statuses, self.files, self.run_cancel_requested())
+        self.finish(status, error, statuses)
 
     def run_cancel_requested(self) -> bool:
         row = self.history.run_row(self.id)
         return bool(row and row["cancel_requested"])
 
-    def _finish(self, status: str, error: dict[str, Any] | None, statuses: list[Any]) -> None:
+    def _release(self) -> dict[str, Any]:
+        """Give the nodes back; the run's properties without those of the live allocation."""
         self.compute.release(self.id)
-        self.engine.workspace.secrets.delete("runs", self.id)
-        exit_codes: dict[str, Any] = {}
-        for index, st in enumerate(statuses):
-            for name, code in (st or {}).get("exit_codes", {}).items():
-                exit_codes[name if len(statuses) == 1 else f"{index}:{name}"] = code
-        props = dict(self.history.run_row(self.id)["properties"], exit_codes=exit_codes)
+        row = self.history.run_row(self.id)
+        props = dict(row["properties"]) if row else dict(self.run["properties"])
+        for key in self.compute.live_properties:
+            props.pop(key, None)
+        return props
+
+    def finish(self, status: str, error: dict[str, Any] | None, statuses: list[Any]) -> None:
+        """The run ends with this status: free its nodes, drop its secrets, record the result."""
+        props = self._release()
+        self.ctx.secrets.delete("runs", self.id)
+        props["exit_codes"] = exit_codes(statuses)
         props.pop("waiting", None)
         self.history.set_status(self.id, status, (error or {}).get("message"), error=error,
                                 properties=props)
         log.info("run %s %s", self.id, status)
 
-    def _requeue(self, why: str) -> None:
-        self.compute.release(self.id)
+    def fail(self, message: str, **error: Any) -> None:
+        """The run fails with this message (and these extra error fields)."""
+        self.finish("Failed", {"message": message, **error}, [])
+
+    def requeue(self, why: str) -> None:
+        """Put the run back in the queue as a new attempt (a new run folder on the nodes)."""
+        props = self._release()
         attempt = self.attempt + 1
-        props = dict(self.history.run_row(self.id)["properties"], attempt=attempt)
+        props["attempt"] = attempt
         props.pop("master_port", None)
         previous = self.files.parent / f"attempt-{self.attempt}"
         if self.files.exists() and not previous.exists():
             self.files.rename(previous)
-        with self.history.tx() as db:
-            db.execute("DELETE FROM offsets WHERE run_id=?", (self.id,))
+        self.history.clear_offsets(self.id)
         self.history.set_status(self.id, "Queued", f"requeued: {why}", properties=props, nodes=[])
 
     def node_lost(self, index: int, why: str) -> None:
         """A node stopped answering: stop what is left, mark the node, fail or requeue."""
         log.warning("run %s: %s", self.id, why)
-        for node, paths in zip(self.nodes, self.paths):
-            transport = self.compute.transport(node)
+        for node, paths in zip(self.nodes, self.paths, strict=True):
             try:
-                transport.write_bytes(paths.cancel, b"node lost")
-                raw = transport.read_bytes(paths.pids)
-                if raw:
-                    self.compute.kill_groups(node, list(json.loads(raw).values()))
+                self.compute.transport(node).write_bytes(paths.cancel, b"node lost")
+                self._kill_recorded(node, paths)
             except Exception:  # noqa: BLE001 — the lost node itself may not answer
-                pass
+                log.debug("run %s: node %s does not answer", self.id, node.id)
         lost = self.nodes[index]
         lost.error = why
-        self.history.put_node(self.compute.name, lost.id, "unusable", lost.address, None, why,
-                              lost.gpus, lost.info)
-        for i, (node, paths) in enumerate(zip(self.nodes, self.paths)):
+        self.compute.set_node_state(lost, "unusable", None)
+        for i, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
             if i != index:
-                self._tail(i, node, paths)
-        if self.compute.config.get("node_deallocation_option", "requeue") == "requeue" \
+                self.tail.tail(self.compute.transport(node), i, node, paths)
+        if self.compute.config.get("node_deallocation_option", DEFAULT_DEALLOCATION) == "requeue" \
                 and self.compute.config.get("requeue_on_node_loss", True):
-            self._requeue(why)
+            self.requeue(why)
         else:
-            self._finish("Failed", {"message": why, "exit_codes": {}}, [])
-
-
-def _failed(status: dict[str, Any]) -> bool:
-    return bool(status.get("error") or status.get("timed_out") or
-                any(c not in (0, None) for c in status.get("exit_codes", {}).values()))
+            self.fail(why, exit_codes={})

@@ -18,13 +18,56 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
-from .launch import ProcessPlan, plan_processes
+from ..errors import SpecError
+from ..spec import DEFAULT_WALL_CLOCK, DISTRIBUTIONS
+from .manifest import ManifestError, RunManifest
 from .paths import RunPaths, objects_path
+from .plan_mpi import plan_mpi
+from .plan_pytorch import plan_per_process
+from .plan_tensorflow import plan_tensorflow
+from .process import NodePlan, PlanInputs, ProcessPlan, job_env, job_prep_plan
 
 POLL_SECONDS = 0.05
 HEARTBEAT_SECONDS = 1.0
+
+Planner = Callable[[PlanInputs], NodePlan]
+PLANNERS: dict[str | None, Planner] = {None: plan_per_process, "pytorch": plan_per_process,
+                                       "mpi": plan_mpi, "tensorflow": plan_tensorflow}
+
+
+def plan_node(inputs: PlanInputs) -> NodePlan:
+    """Every process (and file) this node starts for the run: the spec's distribution decides."""
+    spec = inputs.spec
+    if spec.master_only and inputs.manifest.node_index != 0:
+        return NodePlan()
+    planner = PLANNERS.get(spec.distribution)
+    if planner is None:
+        raise SpecError("distribution", f"unknown value {spec.distribution!r}",
+                        [str(d) for d in DISTRIBUTIONS])
+    return planner(inputs)
+
+
+def plan_inputs(manifest: RunManifest, env: dict[str, str]) -> PlanInputs:
+    """What the pure planners need to know about this node, looked up here and only here."""
+    if manifest.spec.distribution != "mpi":
+        return PlanInputs(manifest=manifest, env=env)
+    return PlanInputs(manifest=manifest, env=env, mpirun=shutil.which("mpirun", path=env.get("PATH")),
+                      as_root=os.geteuid() == 0, cpu_count=os.cpu_count() or 1,
+                      mca=read_mca(manifest.paths.mca_file))
+
+
+def read_mca(path: str) -> dict[str, str]:
+    """The cluster's OpenMPI settings the backend left on the node (none if it left none)."""
+    try:
+        with open(path) as fh:
+            params = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -61,17 +104,15 @@ def copy_file(src: str, dst: str, mode: int) -> None:
 class Agent:
     """One run on one node; see the module docstring for the order of things."""
 
-    def __init__(self, job: dict[str, Any], secrets: dict[str, str]):
-        self.job = job
-        self.spec = job["spec"]
-        self.paths = RunPaths(job["node_root"], job.get("run_key") or job["run_id"])
-        self.secrets = secrets
-        self.node_index = int(job["node_index"])
-        self.multi_node = len(job["nodes"]) > 1
+    def __init__(self, manifest: RunManifest):
+        self.manifest = manifest  # with its secrets and datastore credentials: memory only
+        self.spec = manifest.spec
+        self.paths = manifest.paths
+        self.node_index = manifest.node_index
         self.started = time.time()
-        self.deadline = self.started + float(self.spec.get("max_wall_clock_seconds") or 7 * 86400)
-        self.grace = float(job.get("kill_grace_seconds", 10))
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.deadline = self.started + float(self.spec.max_wall_clock_seconds or DEFAULT_WALL_CLOCK)
+        self.grace = manifest.kill_grace_seconds
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.exit_codes: dict[str, int | None] = {}
         self.files: dict[str, list[str]] = {}
         self.stop_reason: str | None = None
@@ -90,12 +131,12 @@ class Agent:
             self._set_state(phase)
             self._make_folders()
             self._materialise()
-            env = self._base_env()
-            if self.spec.get("inputs") or self.spec.get("outputs") or self.spec.get("mounts"):
+            env = job_env(self.manifest, os.environ)
+            if self.spec.inputs or self.spec.outputs or self.spec.mounts:
                 from . import staging  # datastores: only on runs that use them
-                stage = staging.Stager(self.job, self.paths, env)
+                stage = staging.Stager(self.manifest, self.paths, env)
                 stage.stage_in()
-            if self.spec.get("job_preparation"):
+            if self.spec.job_preparation:
                 self._job_preparation(env)
             if self.stop_reason is None:
                 phase = "running"
@@ -105,14 +146,14 @@ class Agent:
             self._set_state(phase)
             if stage is not None:
                 stage.stage_out()
-        except Exception as exc:  # the run fails with the reason; nothing is left half-done
+        except Exception as exc:  # noqa: BLE001 -- the run fails with the reason; nothing half-done
             self._kill_all()
             status["error"] = {"phase": phase, "message": f"{type(exc).__name__}: {exc}",
                                "traceback": traceback.format_exc()}
             if stage is not None:  # outputs are uploaded on failure too (a no-op if done)
                 try:
                     stage.stage_out()
-                except Exception as out_exc:
+                except Exception as out_exc:  # noqa: BLE001 -- reported with the first error
                     status["error"]["message"] += f"; {type(out_exc).__name__}: {out_exc}"
         status.update(exit_codes=self.exit_codes, files=self.files, reason=self.stop_reason,
                       canceled=self.canceled, timed_out=self.timed_out, ended=time.time())
@@ -132,61 +173,26 @@ class Agent:
 
     def _make_folders(self) -> None:
         p = self.paths
-        for d in (p.wd, p.outputs, p.logs, p.stdouterr, p.temp, p.mounts, p.artifacts,
-                  self._shared_temp()):
+        shared_temp = p.shared_temp(self.manifest.shared_dir, self.manifest.run_id)
+        for d in (p.wd, p.outputs, p.logs, p.stdouterr, p.temp, p.mounts, p.artifacts, shared_temp):
             os.makedirs(d, exist_ok=True)
 
-    def _shared_temp(self) -> str:
-        shared = self.job.get("shared_dir")
-        if shared:
-            return os.path.join(shared, "jobs", self.job["run_id"], "temp")
-        return self.paths.temp
-
     def _materialise(self) -> None:
-        snap = self.job["snapshot"]
-        objects = self.job["objects_dir"]
-        for rel, (digest, _size, mode) in snap["files"].items():
+        snap = self.manifest.snapshot
+        objects = self.manifest.objects_dir
+        for rel, (digest, _size, mode) in snap.files.items():
             dst = os.path.join(self.paths.wd, rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             copy_file(objects_path(objects, digest), dst, mode)
-        for rel, target in snap.get("links", {}).items():
+        for rel, target in snap.links.items():
             dst = os.path.join(self.paths.wd, rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             if not os.path.lexists(dst):
                 os.symlink(target, dst)
 
-    def _base_env(self) -> dict[str, str]:
-        job, p = self.job, self.paths
-        node = job["nodes"][self.node_index]
-        python = job["python"]
-        env = dict(os.environ)
-        env.update({k: str(v) for k, v in self.spec.get("environment_variables", {}).items()})
-        env.update(self.secrets)
-        env.update({
-            "PYTHONUNBUFFERED": "1",
-            "PATH": os.path.dirname(python) + os.pathsep + env.get("PATH", "/usr/bin:/bin"),
-            "BATCHAI_RUN_ID": job["run_id"],
-            "BATCHAI_EXPERIMENT": job["experiment"],
-            "BATCHAI_NODE_INDEX": str(self.node_index),
-            "BATCHAI_METRICS_FILE": p.metrics,
-            "BATCHAI_ARTIFACTS_DIR": p.artifacts,
-            "AZ_BATCHAI_JOB_MOUNT_ROOT": p.mounts,
-            "AZ_BATCHAI_MOUNT_ROOT": os.path.join(job["node_root"], "mounts"),
-            "AZ_BATCHAI_JOB_TEMP": p.temp,
-            "AZ_BATCHAI_SHARED_JOB_TEMP": self._shared_temp(),
-            "AZ_BATCHAI_STDOUTERR_DIR": p.stdouterr,
-            "AZ_BATCHAI_NUM_GPUS": str(len(node.get("gpu_ids", []))),
-            "AZ_BATCHAI_NODE_COUNT": str(len(job["nodes"])),
-        })
-        return env
-
     # -- job preparation -------------------------------------------------------------------------
     def _job_preparation(self, env: dict[str, str]) -> None:
-        suffix = f"-{self.node_index}" if self.multi_node else ""
-        plan = ProcessPlan(name="job_prep", argv=["/bin/bash", "-c", self.spec["job_preparation"]],
-                           env=env, stdout=f"stdout-job_prep{suffix}.txt",
-                           stderr=f"stderr-job_prep{suffix}.txt")
-        self._start(plan)
+        self._start(job_prep_plan(self.manifest, env))
         self._wait()
         code = self.exit_codes.get("job_prep")
         if code != 0 and self.stop_reason is None:
@@ -197,28 +203,29 @@ class Agent:
         if os.path.exists(self.paths.cancel):  # canceled while preparing: start nothing
             self.canceled, self.stop_reason = True, "canceled"
             return
-        for plan in plan_processes(self.job, env, self.job["python"]):
-            self._start(plan)
+        plan = plan_node(plan_inputs(self.manifest, env))
+        for planned in plan.files:  # hostfile, the MPI rank environment (its presence: "ready")
+            write_atomic(planned.path, planned.text.encode(), planned.mode)
+        for process in plan.processes:
+            self._start(process)
         self._wait()
         for proc in self.procs.values():  # nothing a job left in the background outlives it
             _signal_group(proc.pid, signal.SIGKILL)
 
     def _start(self, plan: ProcessPlan) -> None:
-        out = open(os.path.join(self.paths.stdouterr, plan.stdout), "ab")
-        err = out if plan.stderr == plan.stdout else \
-            open(os.path.join(self.paths.stdouterr, plan.stderr), "ab")
-        try:
-            proc = subprocess.Popen(plan.argv, cwd=self.paths.wd, env=plan.env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=err, start_new_session=True)
-        except OSError as exc:
-            err.write(f"cannot start {plan.argv[0]}: {exc}\n".encode())
-            self.exit_codes[plan.name] = 127
-            self.files[plan.name] = [plan.stdout, plan.stderr]
-            return
-        finally:
-            out.close()
-            if err is not out:
-                err.close()
+        with ExitStack() as files:
+            out = files.enter_context(open(os.path.join(self.paths.stdouterr, plan.stdout), "ab"))
+            err = out if plan.stderr == plan.stdout else \
+                files.enter_context(open(os.path.join(self.paths.stdouterr, plan.stderr), "ab"))
+            try:
+                proc = subprocess.Popen(plan.argv, cwd=self.paths.wd, env=plan.env,
+                                        stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                        start_new_session=True)
+            except OSError as exc:
+                err.write(f"cannot start {plan.argv[0]}: {exc}\n".encode())
+                self.exit_codes[plan.name] = 127
+                self.files[plan.name] = [plan.stdout, plan.stderr]
+                return
         self.procs[plan.name] = proc
         self.files[plan.name] = [plan.stdout, plan.stderr]
         write_atomic(self.paths.pids, json.dumps({n: p.pid for n, p in self.procs.items()}).encode())
@@ -247,7 +254,7 @@ class Agent:
             elif time.time() > self.deadline and self.stop_reason is None:
                 self.timed_out = True
                 self.stop_reason = (f"exceeded max_wall_clock_seconds="
-                                    f"{self.spec.get('max_wall_clock_seconds')}")
+                                    f"{self.spec.max_wall_clock_seconds}")
                 self._kill_all()
             time.sleep(POLL_SECONDS)
 
@@ -275,22 +282,42 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def main(argv: list[str]) -> int:
     manifest_path = argv[1]
-    with open(manifest_path) as fh:
-        job = json.load(fh)
-    paths = RunPaths(job["node_root"], job.get("run_key") or job["run_id"])
-    try:  # launch is idempotent: only the first agent for this run on this node proceeds
+    with open(manifest_path, "rb") as fh:
+        text = fh.read()
+    try:
+        manifest = RunManifest.from_json(text)
+    except ManifestError as exc:  # e.g. an engine newer than this node: say so in status.json
+        return _refuse(RunPaths.of_run_dir(os.path.dirname(os.path.abspath(manifest_path))), exc)
+    if not _claim(manifest.paths):
+        return 0
+    # secrets and datastore credentials (SAS tokens) are kept in memory only, not on disk
+    write_atomic(manifest_path, manifest.without_secrets().to_json().encode(), 0o600)
+    Agent(manifest).run()
+    return 0
+
+
+def _claim(paths: RunPaths) -> bool:
+    """Launch is idempotent: only the first agent for this run on this node proceeds."""
+    try:
         fd = os.open(paths.started, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        return 0
+        return False
     with os.fdopen(fd, "w") as fh:
         fh.write(str(os.getpid()))
-    secrets = job.pop("secrets", {}) or {}
-    data = job.pop("data", None)  # datastore SAS tokens: kept in memory only, like secrets
-    write_atomic(manifest_path, json.dumps(job).encode(), 0o600)  # secrets do not stay on disk
-    if data is not None:
-        job["data"] = data
-    Agent(job, secrets).run()
-    return 0
+    return True
+
+
+def _refuse(paths: RunPaths, exc: ManifestError) -> int:
+    """A manifest this agent cannot run fails the run with the reason (once), instead of a hang."""
+    print(f"batchai: {exc}", file=sys.stderr)
+    if not os.path.isdir(paths.run_dir) or not _claim(paths):
+        return 1
+    now = time.time()
+    status: dict[str, Any] = {"started": now, "exit_codes": {}, "files": {}, "reason": None,
+                              "canceled": False, "timed_out": False, "ended": now,
+                              "error": {"phase": "preparing", "message": f"{type(exc).__name__}: {exc}"}}
+    write_atomic(paths.status, json.dumps(status).encode())
+    return 1
 
 
 if __name__ == "__main__":

@@ -1,19 +1,47 @@
-"""RunPaths: the one owner of a run's on-node folder layout."""
+"""RunPaths: the one owner of a run's on-node folder layout (and the run key that names it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+MANIFEST_FILE = "run.json"
+MCA_FILE = "mpi-mca.json"       # in node_root: the cluster's mpi_mca= settings, written by the backend
+RANK_ENV_FILE = "mpi-rank.json"  # in the run folder: what an MPI rank on this node runs
+HOSTFILE = "hostfile"           # in the run folder: the OpenMPI hostfile (AZ_BATCHAI_MPI_HOST_FILE)
+
+
+def run_key(run_id: str, attempt: int = 0) -> str:
+    """The name of a run's folder on a node: its id, or "<id>.<attempt>" after a requeue."""
+    return run_id if attempt == 0 else f"{run_id}.{attempt}"
+
+
+def mca_path(node_root: str) -> str:
+    """Where a node's mpirun finds the cluster's OpenMPI settings (JSON {param: value})."""
+    return str(PurePosixPath(node_root, MCA_FILE))
+
 
 @dataclass(frozen=True)
 class RunPaths:
-    """Where everything of one run lives on one node (POSIX paths: nodes are Linux)."""
+    """Where everything of one run lives on one node (POSIX paths: nodes are Linux).
+
+    `key` is the run folder's name (see run_key): the run id, suffixed on a requeued attempt.
+    """
 
     node_root: str
-    run_id: str
+    key: str
+
+    @classmethod
+    def for_attempt(cls, node_root: str, run_id: str, attempt: int = 0) -> RunPaths:
+        return cls(node_root, run_key(run_id, attempt))
+
+    @classmethod
+    def of_run_dir(cls, run_dir: str) -> RunPaths:
+        """The paths of the run whose folder is run_dir (<node_root>/runs/<key>)."""
+        p = PurePosixPath(run_dir)
+        return cls(str(p.parent.parent), p.name)
 
     def _p(self, *parts: str) -> str:
-        return str(PurePosixPath(self.node_root, "runs", self.run_id, *parts))
+        return str(PurePosixPath(self.node_root, "runs", self.key, *parts))
 
     @property
     def run_dir(self) -> str:
@@ -21,7 +49,7 @@ class RunPaths:
 
     @property
     def manifest(self) -> str:       # run.json: what the agent runs (mode 0600)
-        return self._p("run.json")
+        return self._p(MANIFEST_FILE)
 
     @property
     def wd(self) -> str:             # the materialised snapshot: the job's working directory
@@ -46,6 +74,10 @@ class RunPaths:
     @property
     def mounts(self) -> str:         # AZ_BATCHAI_JOB_MOUNT_ROOT
         return self._p("mounts")
+
+    @property
+    def mount_root(self) -> str:     # AZ_BATCHAI_MOUNT_ROOT: the node's, shared by its runs
+        return str(PurePosixPath(self.node_root, "mounts"))
 
     @property
     def inputs(self) -> str:         # downloaded inputs
@@ -90,6 +122,31 @@ class RunPaths:
     @property
     def agent_log(self) -> str:
         return self._p("agent.log")
+
+    # -- MPI ------------------------------------------------------------------------------------
+    @property
+    def hostfile(self) -> str:       # AZ_BATCHAI_MPI_HOST_FILE
+        return self._p(HOSTFILE)
+
+    @property
+    def rank_env(self) -> str:       # mpi-rank.json: its presence says "this node is ready"
+        return self._p(RANK_ENV_FILE)
+
+    @property
+    def mca_file(self) -> str:       # the node's mpi-mca.json (see mca_path)
+        return mca_path(self.node_root)
+
+    # -- the cluster's shared folder ----------------------------------------------------------------
+    @staticmethod
+    def shared_job_dir(shared_dir: str, run_id: str) -> str:
+        """A run's folder on the cluster's shared root (keyed by run id: every attempt shares it)."""
+        return str(PurePosixPath(shared_dir, "jobs", run_id))
+
+    def shared_temp(self, shared_dir: str | None, run_id: str) -> str:
+        """AZ_BATCHAI_SHARED_JOB_TEMP: on the shared root if the cluster has one, else job temp."""
+        if shared_dir:
+            return str(PurePosixPath(self.shared_job_dir(shared_dir, run_id), "temp"))
+        return self.temp
 
 
 def objects_path(objects_dir: str, digest: str) -> str:

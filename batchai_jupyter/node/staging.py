@@ -14,27 +14,32 @@ import os
 import shutil
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from ..errors import DatastoreError
+from .manifest import DataConfig, DataEntry, RunManifest
 from .paths import RunPaths
+
+if TYPE_CHECKING:
+    from ..datastores.base import Datastore
+    from ..datastores.local import LocalDatastore
 
 
 class Stager:
     """Owns one run's data on one node; stage_out may be called after stage_in failed."""
 
-    def __init__(self, job: dict[str, Any], paths: RunPaths, env: dict[str, str]):
-        self.data = job.get("data") or {}
+    def __init__(self, manifest: RunManifest, paths: RunPaths, env: dict[str, str]):
+        self.data: DataConfig = manifest.data or {}
         self.paths = paths
-        self.env = env
-        self.node_index = int(job.get("node_index", 0))
+        self.env = env  # gets AZ_BATCHAI_INPUT_<ID> / AZ_BATCHAI_OUTPUT_<ID>
+        self.node_index = manifest.node_index
         self.fuse_mounts: list[str] = []
         self.staged_out = False
 
     def _log(self, text: str) -> None:
         print(f"[staging] {text}", flush=True)  # the agent's stdout is its log file
 
-    def _datastore(self, entry: dict[str, Any]) -> Any:
+    def _datastore(self, entry: DataEntry) -> Datastore:
         from ..datastores.credentials import datastore_for_node
         return datastore_for_node(entry)
 
@@ -59,17 +64,17 @@ class Stager:
             self.env[f"AZ_BATCHAI_INPUT_{iid}"] = local
             self._log(f"input {iid} ready at {local} ({time.time() - start:.2f}s)")
 
-    def _output_dir(self, oid: str, entry: dict[str, Any]) -> str:
+    def _output_dir(self, oid: str, entry: DataEntry) -> str:
         if entry.get("path_on_compute"):
-            return os.path.join(self.paths.wd, entry["path_on_compute"])
+            return os.path.join(self.paths.wd, str(entry["path_on_compute"]))
         return os.path.join(self.paths.staged_outputs, oid)
 
-    def _mount(self, entry: dict[str, Any], target: str, what: str) -> str:
+    def _mount(self, entry: DataEntry, target: str, what: str) -> str:
         """Make `entry` (a datastore path) visible at target; returns the path to use."""
         ds = self._datastore(entry)
         sub = entry.get("path", "")
         if entry["kind"] == "local":
-            source = ds.local_path(sub)
+            source = cast("LocalDatastore", ds).local_path(sub)
             if not os.path.exists(source):
                 raise DatastoreError(f"{what}: {source!r} of datastore {ds.name!r} does not exist "
                                      "on this node (is the share mounted here?)")
@@ -87,7 +92,7 @@ class Stager:
                              "on the node, which is not available here; use "
                              f"ds.path({sub!r}).as_download() instead (usually faster for training data)")
 
-    def _blobfuse(self, ds: Any, entry: dict[str, Any], target: str) -> None:
+    def _blobfuse(self, ds: Datastore, entry: DataEntry, target: str) -> None:
         os.makedirs(target, exist_ok=True)
         cache = os.path.join(self.paths.temp, f"blobfuse-{os.path.basename(target)}")
         os.makedirs(cache, exist_ok=True)
@@ -102,7 +107,7 @@ class Stager:
         with os.fdopen(fd, "w") as fh:
             fh.write("\n".join(lines) + "\n")
         proc = subprocess.run(["blobfuse2", "mount", target, f"--config-file={config}"],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
         os.unlink(config)  # the SAS stays in memory of blobfuse2 only
         if proc.returncode != 0:
             raise DatastoreError(f"blobfuse2 could not mount {ds.name!r}: "
@@ -123,9 +128,9 @@ class Stager:
                 count = self._datastore(entry).push_tree(folder, entry["destination"])
                 self._log(f"output {oid}: {count} files to {entry['datastore']}:{entry['destination']} "
                           f"({time.time() - start:.2f}s)")
-            except Exception as exc:  # one failed output does not stop the others
+            except Exception as exc:  # noqa: BLE001 -- one failed output does not stop the others
                 errors.append(f"output {oid}: {exc}")
         for target in reversed(self.fuse_mounts):
-            subprocess.run(["blobfuse2", "unmount", target], capture_output=True, timeout=60)
+            subprocess.run(["blobfuse2", "unmount", target], capture_output=True, timeout=60, check=False)
         if errors:
             raise DatastoreError("; ".join(errors))

@@ -1,20 +1,31 @@
 """%batchai_cluster: list, show, create, resize, update, delete (thin over Workspace/Cluster)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser, arg_split
 
-from ..compute.base import DEALLOCATION_OPTIONS
+from ..cluster import backend_names
+from ..cluster_config import (
+    DEALLOCATION_OPTIONS,
+    DEFAULT_BACKEND,
+    DEFAULT_DEALLOCATION,
+    DEFAULT_GPUS_PER_NODE,
+    DEFAULT_IDLE_SECONDS,
+    DEFAULT_MIN_NODES,
+)
 from ..errors import ClusterError, ClusterNotFound, SpecError
-from .args import int_at_least
+from ..view.rows import CLUSTER_COLUMNS, cluster_row
 from ..view.table import Table
+from .args import int_at_least
 
 ACTIONS = ("list", "show", "create", "resize", "update", "delete")
-BACKENDS = ("local", "ssh", "slurm")
-CLUSTER_COLUMNS = ["name", "backend", "min_nodes", "max_nodes", "nodes", "idle", "running",
-                   "unusable", "queued_runs", "allocation_state"]
+#: Backend options the create action takes (each --opt-name sets opt_name=).
+BACKEND_OPTIONS = ("user", "key_file", "known_hosts", "python", "node_root", "partition",
+                   "login_host", "shared_root")
+__all__ = ["ACTIONS", "CLUSTER_COLUMNS", "cluster_command", "cluster_row", "parser"]
 
 
 def parser() -> MagicArgumentParser:
@@ -28,35 +39,25 @@ def parser() -> MagicArgumentParser:
             p.add_argument("--force", action="store_true", help="delete even with active runs")
     p = sub.add_parser("create", add_help=False)
     p.add_argument("name")
-    p.add_argument("--backend", choices=BACKENDS, default="local")
-    p.add_argument("--min-nodes", type=int_at_least(0), default=0)
+    p.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND)
+    p.add_argument("--min-nodes", type=int_at_least(0), default=DEFAULT_MIN_NODES)
     p.add_argument("--max-nodes", type=int_at_least(0))
-    p.add_argument("--idle-seconds", type=int_at_least(0), default=120)
-    p.add_argument("--gpus-per-node", type=int_at_least(0), default=0)
+    p.add_argument("--idle-seconds", type=int_at_least(0), default=DEFAULT_IDLE_SECONDS)
+    p.add_argument("--gpus-per-node", type=int_at_least(0), default=DEFAULT_GPUS_PER_NODE)
     p.add_argument("--hosts", help="ssh: comma-separated host[:port] list")
-    for opt in ("user", "key-file", "known-hosts", "python", "node-root", "partition",
-                "login-host", "shared-root"):
-        p.add_argument(f"--{opt}")
+    for opt in BACKEND_OPTIONS:
+        p.add_argument("--" + opt.replace("_", "-"))
     p = sub.add_parser("resize", add_help=False)
     p.add_argument("name")
     p.add_argument("target", type=int_at_least(0))
-    p.add_argument("--node-deallocation-option", choices=DEALLOCATION_OPTIONS, default="requeue")
+    p.add_argument("--node-deallocation-option", choices=DEALLOCATION_OPTIONS,
+                   default=DEFAULT_DEALLOCATION)
     p = sub.add_parser("update", add_help=False)
     p.add_argument("name")
     p.add_argument("--min-nodes", type=int_at_least(0))
     p.add_argument("--max-nodes", type=int_at_least(0))
     p.add_argument("--idle-seconds", type=int_at_least(0))
     return root
-
-
-def cluster_row(cluster: Any) -> dict[str, Any]:
-    status = cluster.get_status()
-    counts = status.node_state_counts
-    return {"name": cluster.name, "backend": cluster.backend, "min_nodes": cluster.min_nodes,
-            "max_nodes": cluster.max_nodes, "nodes": status.current_node_count,
-            "idle": counts.get("idle", 0), "running": counts.get("running", 0),
-            "unusable": counts.get("unusable", 0), "queued_runs": status.queued_runs,
-            "allocation_state": status.allocation_state}
 
 
 def cluster_command(workspace: Callable[[], Any], line: str) -> Any:
@@ -68,9 +69,8 @@ def cluster_command(workspace: Callable[[], Any], line: str) -> Any:
         if args.action == "list":
             return Table([cluster_row(c) for c in ws.clusters()], CLUSTER_COLUMNS)
         if args.action == "create":
-            options = {key: getattr(args, key) for key in (
-                "user", "key_file", "known_hosts", "python", "node_root", "partition",
-                "login_host", "shared_root") if getattr(args, key) is not None}
+            options = {key: getattr(args, key) for key in BACKEND_OPTIONS
+                       if getattr(args, key) is not None}
             if args.hosts:
                 options["hosts"] = [h for h in args.hosts.split(",") if h]
             return ws.create_cluster(args.name, backend=args.backend, min_nodes=args.min_nodes,

@@ -1,7 +1,15 @@
-"""How a Run shows itself as a cell's result: the live widget in a kernel, else static HTML."""
+"""How a Run shows itself as a cell's result once `%load_ext batchai_jupyter` ran: the live
+RunDetails widget in a kernel, else the static HTML summary.
+
+Run itself knows nothing of this module (it only has `_repr_html_`, the static summary);
+`register_display` installs these functions as IPython's display formatters for Run.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..run import Run
 
 
 def in_kernel() -> bool:
@@ -14,16 +22,17 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def run_mimebundle(run: Any) -> dict[str, Any]:
+def run_mimebundle(run: Run) -> dict[str, Any]:
     """Widget view + static HTML summary + text: each front end picks what it can render."""
     from ..view.summary import run_summary_html
     if in_kernel():
         from .widget import RunDetails
-        return RunDetails(run)._repr_mimebundle_()
+        bundle: dict[str, Any] = RunDetails(run)._repr_mimebundle_()
+        return bundle
     return {"text/plain": repr(run), "text/html": run_summary_html(run)}
 
 
-def display_run(run: Any) -> None:
+def display_run(run: Run) -> None:
     """A Run as a cell's result: the live widget in a kernel, the static summary elsewhere."""
     from IPython.display import display
     if in_kernel():
@@ -31,3 +40,21 @@ def display_run(run: Any) -> None:
         RunDetails(run).show()
     else:
         display(run_mimebundle(run), raw=True)
+
+
+def register_display(ipython: Any) -> None:
+    """Make display_run the display of every Run in this shell (called by load_ipython_extension)."""
+    from ..run import Run
+    formatter = ipython.display_formatter
+    formatter.ipython_display_formatter.for_type(Run, display_run)
+    formatter.mimebundle_formatter.for_type(Run, run_mimebundle)
+
+
+def unregister_display(ipython: Any) -> None:
+    from ..run import Run
+    formatter = ipython.display_formatter
+    for sub in (formatter.ipython_display_formatter, formatter.mimebundle_formatter):
+        try:
+            sub.pop(Run)
+        except KeyError:
+            pass

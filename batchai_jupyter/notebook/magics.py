@@ -6,18 +6,26 @@ submitted. The workspace is looked up on every call (Workspace.from_config): no 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import MagicArgumentParser, arg_split, argument, magic_arguments
+from IPython.core.magic_arguments import (
+    MagicArgumentParser,
+    arg_split,
+    argument,
+    magic_arguments,
+)
 
 from ..errors import RunNotFound
+from ..spec import DISTRIBUTIONS as _SPEC_DISTRIBUTIONS
+from ..view.rows import FILE_COLUMNS, MAGIC_RUN_COLUMNS, file_rows, runs_table_rows
+from ..view.table import Table
 from .args import int_at_least
 from .cluster_magics import cluster_command
-from ..view.table import Table
 
-DISTRIBUTIONS = ("pytorch", "mpi", "tensorflow")
+DISTRIBUTIONS = tuple(d for d in _SPEC_DISTRIBUTIONS if d is not None)
 JOB_ACTIONS = ("list", "show", "stream", "cancel", "files")
 
 
@@ -27,12 +35,13 @@ def option_names(parser: Any) -> list[str]:
 
 def parse_or_explain(func: Callable[..., Any], line: str) -> Any:
     """Shell-like splitting (quotes removed), with the valid options added to an error."""
+    parser = cast(Any, func).parser  # set by @magic_arguments
     try:
-        return func.parser.parse_args(arg_split(line, posix=True))
+        return parser.parse_args(arg_split(line, posix=True))
     except UsageError as exc:
         text = str(exc)
         if "unrecognized arguments" in text or "expected one argument" in text:
-            text += f"\nvalid options: {', '.join(option_names(func.parser))}"
+            text += f"\nvalid options: {', '.join(option_names(parser))}"
         raise UsageError(f"%%{func.__name__}: {text}") from None
 
 
@@ -126,11 +135,8 @@ class BatchAIMagics(Magics):
         args = job_line_parser().parse_args(arg_split(line, posix=True))
         ws = self.workspace()
         if args.action == "list":
-            rows = ws.history.run_rows(experiment=args.experiment, limit=args.limit)
-            return Table([{"run id": r["id"], "experiment": r["experiment"], "#": r["number"],
-                           "cluster": r["cluster"], "status": r["status"],
-                           "parent": r["parent_id"] or ""} for r in rows],
-                         ["run id", "experiment", "#", "cluster", "status", "parent"])
+            runs = ws.runs(experiment=args.experiment, limit=args.limit)
+            return Table(runs_table_rows(runs, MAGIC_RUN_COLUMNS), list(MAGIC_RUN_COLUMNS))
         run = find_run(ws, args.run)
         if args.action == "show":
             return run
@@ -139,9 +145,7 @@ class BatchAIMagics(Magics):
             print(f"cancel requested for {run.id} (status {run.status})")
             return None
         if args.action == "files":
-            base = ws.run_files_dir(run.id)
-            return Table([{"name": n, "size": (base / n).stat().st_size} for n in run.get_file_names()],
-                         ["name", "size"])
+            return Table(file_rows(run.files_dir, run.get_file_names()), FILE_COLUMNS)
         try:  # stream
             for text in run.stream(args.file, follow=not args.no_follow):
                 print(text, flush=True)
@@ -154,7 +158,7 @@ def find_run(ws: Any, run_id: str) -> Any:
     try:
         return ws.get_run(run_id)
     except RunNotFound:
-        recent = [r["id"] for r in ws.history.run_rows(limit=5)]
+        recent = [r.id for r in ws.runs(limit=5)]
         raise UsageError(f"run {run_id!r} not found in {ws.path} (recent runs: "
                          f"{', '.join(recent) or 'none'}; see %batchai_job list)") from None
 

@@ -5,12 +5,13 @@ module only decides what the user sees, so the snapshot code stays free of UI.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, final
 
 #: Below this many bytes to store, no bar is drawn: small snapshots finish before it would help.
 DEFAULT_MIN_BYTES = 8 * 1024 * 1024
 
 
+@final
 class SnapshotProgress:
     """A callable for `Experiment.submit(progress=...)` that draws a tqdm.auto bar when needed."""
 
@@ -41,8 +42,8 @@ class SnapshotProgress:
             self.bar.close()
             self.bar = None
 
-    def __enter__(self) -> "SnapshotProgress":
+    def __enter__(self) -> SnapshotProgress:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

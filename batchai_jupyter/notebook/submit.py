@@ -1,17 +1,22 @@
-"""From parsed %%batchai_job options and a cell body to a submitted Run."""
+"""From parsed %%batchai_job options and a cell body to a submitted Run (submission.submit)."""
 from __future__ import annotations
 
 import argparse
 import shlex
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 
 from ..errors import ClusterNotFound, SpecError
+from ..run import Run
 from ..spec import JobSpec
+from ..submission import submit
 from .args import parse_data_options, parse_pairs
 from .progress import SnapshotProgress
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
 
 
 def check_script_name(name: str) -> str:
@@ -22,7 +27,7 @@ def check_script_name(name: str) -> str:
     return path.as_posix()
 
 
-def build_spec(ws: Any, args: argparse.Namespace,
+def build_spec(ws: Workspace, args: argparse.Namespace,
                cell: str) -> tuple[JobSpec, dict[str, bytes], dict[str, str]]:
     """Check every option (UsageError naming the fix) and build the JobSpec; submits nothing."""
     try:
@@ -63,16 +68,16 @@ def build_spec(ws: Any, args: argparse.Namespace,
     return spec, extra, tags
 
 
-def submit_cell(ws: Any, args: argparse.Namespace, cell: str) -> Any:
+def submit_cell(ws: Workspace, args: argparse.Namespace, cell: str) -> Run:
     """Submit the cell as a job; returns the Run at once, or after it ends with --wait."""
     spec, extra, tags = build_spec(ws, args, cell)
     try:
-        experiment = ws.experiment(args.experiment)
         with SnapshotProgress(description=f"snapshot of {args.source}") as progress:
-            run = experiment.submit(spec, cluster=args.cluster, tags=tags, extra_files=extra,
-                                    progress=progress)
+            run_id = submit(ws, args.experiment, spec, args.cluster, tags, extra_files=extra,
+                            progress=progress)
     except SpecError as exc:
         raise UsageError(f"%%batchai_job: {exc}") from None
+    run = Run(ws, run_id)
     if args.wait:
         run.wait_for_completion(show_output=True, raise_on_error=True)
     return run

@@ -16,7 +16,14 @@ from traitlets import Bool, Unicode
 
 from ..history import TERMINAL_STATUSES
 from ..view import render
-from ..view.reader import LogTail, MetricsTail, all_ended, children_rows, log_file_names, sort_children
+from ..view.reader import (
+    LogTail,
+    MetricsTail,
+    all_ended,
+    children_rows,
+    log_file_names,
+    sort_children,
+)
 from ..view.summary import run_summary_html
 
 log = logging.getLogger(__name__)
@@ -44,7 +51,7 @@ class RunDetails(W.VBox):
         self.run = run
         self.poll_seconds = poll_seconds
         self._history = run.workspace.history
-        self._files = run.workspace.run_files_dir(run.id)
+        self._files = run.files_dir
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,7 +148,7 @@ class RunDetails(W.VBox):
                     self.message.value = f'<span style="color:#dc3545">{render.esc(exc)}</span>'
                     break
                 except Exception as exc:  # a busy database or a vanished file: say so, go on
-                    log.warning("RunDetails %s: %s", self.run.id, exc)
+                    log.warning("RunDetails %s: %s", self.run.id, exc, exc_info=True)
                     self.message.value = f'<span style="color:#dc3545">{render.esc(exc)}</span>'
                 self._stop.wait(self.poll_seconds)
         finally:
@@ -157,7 +164,8 @@ class RunDetails(W.VBox):
             try:
                 handle.update(self._repr_mimebundle_(), raw=True)
             except Exception as exc:  # the front end went away: nothing to update
-                log.warning("RunDetails %s: display update failed: %s", self.run.id, exc)
+                log.warning("RunDetails %s: display update failed: %s", self.run.id, exc,
+                            exc_info=True)
         self._handles.clear()
 
     # -- one round of reads -------------------------------------------------------------------------

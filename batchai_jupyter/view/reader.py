@@ -5,12 +5,14 @@ offset, so polling several times a second stays cheap. Nothing here touches a no
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..history import TERMINAL_STATUSES
-from ..run import summarize_metrics
+from .metrics import Series, add_to_series, summarize_metrics
+
+if TYPE_CHECKING:
+    from ..history import RunHistory
 
 #: The log pane keeps the tail of a file; the whole file stays in the run's files.
 MAX_LOG_CHARS = 64_000
@@ -21,7 +23,7 @@ def is_log_file(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     if name.startswith("logs/"):
         return True
-    return "/" not in name and (base.startswith("stdout") or base.startswith("stderr")) \
+    return "/" not in name and base.startswith(("stdout", "stderr")) \
         and base.endswith(".txt")
 
 
@@ -82,26 +84,21 @@ class LogTail:
 class MetricsTail:
     """Metric rows of one run, read by sequence number; scalars become (step, value) series."""
 
-    def __init__(self, history: Any, run_id: str):
+    def __init__(self, history: RunHistory, run_id: str):
         self.history = history
         self.run_id = run_id
         self.last_seq = 0
-        self.series: dict[str, list[tuple[float, float]]] = {}
+        self.series: Series = {}
         self._other_rows: list[dict[str, Any]] = []
 
     def read(self) -> bool:
-        rows = self.history.query("SELECT * FROM metrics WHERE run_id=? AND seq>? ORDER BY seq",
-                                  (self.run_id, self.last_seq))
+        rows = self.history.metrics_since(self.run_id, self.last_seq)
         if not rows:
             return False
         for r in rows:
             self.last_seq = r["seq"]
-            value = json.loads(r["value"])
-            if r["kind"] == "scalar" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                points = self.series.setdefault(r["name"], [])
-                points.append((r["step"] if r["step"] is not None else len(points), value))
-            else:
-                self._other_rows.append({"name": r["name"], "kind": r["kind"], "value": value})
+            if not add_to_series(self.series, r):
+                self._other_rows.append({"name": r["name"], "kind": r["kind"], "value": r["value"]})
         return True
 
     @property
@@ -109,23 +106,18 @@ class MetricsTail:
         return summarize_metrics(self._other_rows)
 
 
-def children_rows(history: Any, run_id: str, metric: str | None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Child runs with the last value of `metric`, and the scalar metric names they log."""
+def children_rows(history: RunHistory, run_id: str,
+                  metric: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Child runs (oldest first) with the last value of `metric`, and the scalar metric names
+    they log (`metric` None: the first of those names)."""
     rows = list(reversed(history.run_rows(parent_id=run_id)))
     if not rows:
         return [], []
     ids = [r["id"] for r in rows]
-    marks = ",".join("?" * len(ids))
-    names = [r["name"] for r in history.query(
-        f"SELECT DISTINCT name FROM metrics WHERE run_id IN ({marks}) AND kind='scalar' ORDER BY name",
-        tuple(ids))]
+    names = history.metric_names(ids, kind="scalar")
     if metric is None and names:
         metric = names[0]
-    last: dict[str, Any] = {}
-    if metric is not None:
-        for r in history.query(f"SELECT run_id, value FROM metrics WHERE run_id IN ({marks}) AND "
-                               f"name=? AND kind='scalar' ORDER BY seq", (*ids, metric)):
-            last[r["run_id"]] = json.loads(r["value"])
+    last = history.last_metric_values(ids, metric, kind="scalar") if metric is not None else {}
     for r in rows:
         r["metric"] = last.get(r["id"])
     return rows, names
@@ -139,7 +131,7 @@ def sort_children(rows: list[dict[str, Any]], descending: bool) -> list[dict[str
     return with_value + sorted(without, key=lambda r: r["number"])
 
 
-def all_ended(history: Any, run_id: str) -> bool:
+def all_ended(history: RunHistory, run_id: str) -> bool:
     """The run and every child run are in a final state (the widget can stop polling)."""
     row = history.run_row(run_id)
     if row is None or row["status"] not in TERMINAL_STATUSES:

@@ -9,7 +9,11 @@ import datetime as _dt
 import html
 import math
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..errors import SpecError
+from ..spec import JobSpec
 
 STATUS_COLORS = {
     "Queued": "#6c757d", "Preparing": "#0d6efd", "Running": "#0d6efd", "Finalizing": "#0d6efd",
@@ -45,22 +49,25 @@ def duration_text(row: dict[str, Any], now: float | None = None) -> str:
 
 def run_properties(row: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, text) pairs of the properties a user checks first."""
-    spec = row.get("spec") or {}
-    what = spec.get("command") or spec.get("script") or ""
+    try:
+        spec = JobSpec.from_dict(row.get("spec") or {})
+    except (SpecError, TypeError):  # written by a newer version: show what every version has
+        spec = JobSpec()
+    what = spec.command or spec.script or ""
     nodes = ", ".join(n.get("id", "") for n in row.get("nodes") or []) if row.get("nodes") else ""
     items = [("Run id", row["id"]), ("Status", row["status"]), ("Experiment", row["experiment"]),
              ("Run number", row.get("number")), ("Cluster", row.get("cluster") or ""),
-             ("Nodes", nodes or f"{spec.get('node_count', 1)} requested"),
+             ("Nodes", nodes or f"{spec.node_count} requested"),
              ("Submitted", when(row.get("created"))), ("Started", when(row.get("started"))),
              ("Ended", when(row.get("ended"))), ("Duration", duration_text(row)),
-             ("Command" if spec.get("command") else "Script", what),
-             ("Arguments", " ".join(spec.get("arguments") or [])),
+             ("Command" if spec.command else "Script", what),
+             ("Arguments", " ".join(spec.arguments)),
              ("Tags", ", ".join(f"{k}={v}" for k, v in (row.get("tags") or {}).items()))]
     if row.get("parent_id"):
         items.append(("Parent run", row["parent_id"]))
-    if spec.get("distribution"):
-        items.append(("Distribution", f"{spec['distribution']} ({spec.get('node_count', 1)} x "
-                                      f"{spec.get('process_count_per_node', 1)})"))
+    if spec.distribution:
+        items.append(("Distribution", f"{spec.distribution} ({spec.node_count} x "
+                                      + f"{spec.process_count_per_node})"))
     error = row.get("error")
     if error:
         items.append(("Error", error.get("message", "") if isinstance(error, dict) else error))
@@ -124,7 +131,7 @@ def line_chart(name: str, points: Sequence[tuple[float, float]]) -> str:
 def metrics_html(series: dict[str, list[tuple[float, float]]], others: dict[str, Any]) -> str:
     """Charts for scalar series with more than one point, and a table of every metric."""
     charts = "".join(line_chart(name, pts) for name, pts in series.items() if len(pts) > 1)
-    rows = []
+    rows: list[tuple[str, str, int | str]] = []
     for name, pts in series.items():
         vals = [y for _, y in pts]
         rows.append((name, fmt_value(vals[-1]) if vals else "", len(vals)))

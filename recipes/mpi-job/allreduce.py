@@ -1,7 +1,5 @@
 """Every rank contributes a vector; MPI sums them (what Horovod does with gradients)."""
-import os
-import socket
-
+import os, socket
 import numpy as np
 from mpi4py import MPI
 from batchai_jupyter import Run

@@ -7,19 +7,22 @@ run here is skipped with the reason.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Iterator
+import json
+import os
+from collections.abc import Iterator
 
 import pytest
 
 import batchai_jupyter as bai
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from ssh_env import SSHHosts, make_ssh_cluster, missing_tools  # noqa: E402
+from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools
 
 BACKENDS = ["local", "ssh", "slurm"]
+# Another package's backend joins the suite: BATCHAI_CONFORMANCE_CLUSTER='{"backend": "mine", ...}'
+# (the create_cluster arguments; docs/extending.md). Its tests are named [extra].
+EXTRA_CLUSTER = os.environ.get("BATCHAI_CONFORMANCE_CLUSTER")
+if EXTRA_CLUSTER:
+    BACKENDS.append("extra")
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +48,12 @@ def backend_cluster(request: pytest.FixtureRequest, ws: bai.Workspace,
         return ws, "local"
     if backend == "ssh":
         return ws, make_ssh_cluster(ws, request.getfixturevalue("ssh_hosts"))
+    if backend == "extra":
+        settings = json.loads(EXTRA_CLUSTER or "{}")
+        settings.setdefault("max_nodes", 2)
+        return ws, ws.create_cluster("conformance", **settings).name
     try:
-        from slurm_env import make_slurm_cluster
+        from tests.compute.slurm_env import make_slurm_cluster
     except ImportError as exc:
         pytest.skip(reason=f"slurm test environment not importable: {exc}")
     return ws, make_slurm_cluster(ws, tmp_path_factory)

@@ -30,10 +30,11 @@ def missing_tools() -> str | None:
         return "iproute2/unshare are not installed"
     if os.geteuid() != 0:
         return "network namespaces need root"
-    probe = subprocess.run(["ip", "netns", "add", f"{PREFIX}probe"], capture_output=True, text=True)
+    probe = subprocess.run(["ip", "netns", "add", f"{PREFIX}probe"], capture_output=True, text=True,
+                           check=False)
     if probe.returncode != 0:
         return f"cannot create a network namespace: {probe.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", f"{PREFIX}probe"], capture_output=True)
+    subprocess.run(["ip", "netns", "del", f"{PREFIX}probe"], capture_output=True, check=False)
     return None
 
 
@@ -82,7 +83,7 @@ class SSHHosts:
         return (f"ssh -i {self.key_file} -o UserKnownHostsFile={self.known_hosts} "
                 f"-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5")
 
-    def start(self) -> "SSHHosts":
+    def start(self) -> SSHHosts:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.stop_network()  # leftovers of an earlier, killed session
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key_file],
@@ -132,7 +133,7 @@ class SSHHosts:
         host.sshd = subprocess.Popen(
             ["ip", "netns", "exec", host.netns, "unshare", "--uts", "sh", "-c",
              f"hostname {host.hostname}; exec /usr/sbin/sshd -D -e -f {host.folder}/sshd_config"],
-            stdout=subprocess.DEVNULL, stderr=open(host.folder / "sshd.log", "ab"))
+            stdout=subprocess.DEVNULL, stderr=open(host.folder / "sshd.log", "ab"))  # noqa: SIM115
         end = time.time() + 10
         while time.time() < end:
             try:  # the test's own namespace reaches every host over the bridge

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
-from support import wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -70,7 +70,7 @@ def test_a_failing_process_fails_the_run_with_its_exit_code(backend_cluster, tmp
 
 
 def _node_job_pids(ws: bai.Workspace, marker: str) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=False).stdout
     return [int(line.split()[0]) for line in out.splitlines() if marker in line and "ps -eo" not in line]
 
 

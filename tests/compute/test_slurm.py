@@ -6,6 +6,7 @@ kills it, and leaves no job or process behind. Status comes from one batched squ
 """
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import sys
@@ -17,9 +18,8 @@ import pytest
 import batchai_jupyter as bai
 from batchai_jupyter.errors import ClusterError, SpecError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_env import make_slurm_cluster, slurm_env  # noqa: E402
-from support import wait_until  # noqa: E402
+from tests.compute.slurm_env import make_slurm_cluster, slurm_env
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -118,6 +118,14 @@ def squeue_calls(bin_folder: Path) -> list[tuple[float, str]]:
     return calls
 
 
+def _gone_or_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def no_process_left(marker: str) -> bool:
     """No process on this machine (every Slurm node runs here) mentions `marker`."""
     out = os.popen("ps -ww -eo pid=,args=").read()
@@ -196,7 +204,7 @@ def test_status_is_one_batched_squeue_with_backoff(ws, slurm, tmp_path_factory, 
     calls = [(t, a) for t, a in squeue_calls(counted_bin) if "--jobs=" in a]
     both = [t for t, a in calls if all(j in a.split("--jobs=")[1].split()[0].split(",") for j in ids)]
     assert both, calls                            # one call answers for both runs
-    gaps = [b[0] - a[0] for a, b in zip(calls, calls[1:])]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(calls)]
     span = calls[-1][0] - calls[0][0]
     assert len(calls) <= span / 0.2 + 2, gaps     # at most one call per poll_min_seconds, however many runs
     assert max(gaps) > 3 * 0.2, gaps              # and fewer while nothing changes (backoff)
@@ -292,7 +300,7 @@ def login_sshd(tmp_path: Path):
     host_key = (d / "host.pub").read_text().split()
     (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
     proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")],
-                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "wb"))
+                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "wb"))  # noqa: SIM115
 
     def up() -> bool:
         with socket.socket() as s:
@@ -358,14 +366,13 @@ def test_lost_agent_requeues_the_run_as_a_new_slurm_job(ws, slurm, tmp_path_fact
     assert job_fields(slurm, first_job)["JobState"] in ("CANCELLED", "COMPLETED", "FAILED")
     assert wait_until(lambda: no_process_left(run.id), 20)
     for pid in orphan.values():  # the orphan of the dead agent was killed on its node too
-        assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
-                          open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10), pid
+        assert wait_until(lambda pid=pid: _gone_or_zombie(pid), 10), pid
 
 
 def test_every_queued_run_waits_in_slurms_own_queue(ws, slurm, tmp_path_factory, dist_src):
     name = make_slurm_cluster(ws, tmp_path_factory)
     exp = ws.experiment("slurm")
-    spec = dict(source_directory=str(dist_src), script="where.py", node_count=2)
+    spec = {"source_directory": str(dist_src), "script": "where.py", "node_count": 2}
     first = exp.submit(bai.JobSpec(arguments=["6"], **spec), cluster=name)
     second = exp.submit(bai.JobSpec(**spec), cluster=name)
     low = exp.submit(bai.JobSpec(source_directory=str(dist_src), script="where.py", priority="low"),
@@ -387,7 +394,7 @@ def test_cli_creates_a_slurm_cluster_and_waits_for_a_job(ws, slurm, tmp_path):
 
     def batchai(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "batchai_jupyter.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
     made = batchai("cluster", "create", "-n", "hpc", "--backend", "slurm", "--partition", "debug",
                    "--max-nodes", "2", "--shared-root", str(ws.path / "slurm-root"), "--python", sys.executable)
     assert made.returncode == 0, made.stderr
@@ -484,7 +491,8 @@ def test_deleting_the_cluster_cancels_its_slurm_jobs(ws, slurm, tmp_path_factory
     ws.cluster(name).delete(force=True)
     assert wait_until(lambda: name not in [c["name"] for c in ws.history.cluster_rows()], 60)
     for job_id in ids:
-        assert wait_until(lambda: job_fields(slurm, job_id)["JobState"] in ("CANCELLED", "COMPLETED"), 30)
+        assert wait_until(lambda job_id=job_id: job_fields(slurm, job_id)["JobState"] in
+                          ("CANCELLED", "COMPLETED"), 30)
     assert [r.get_details()["status"] for r in (hog, waiting)] == ["Canceled", "Canceled"]
     assert wait_until(lambda: no_process_left(hog.id), 20)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,9 +12,8 @@ import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.errors import SpecError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ssh_env import SSHHosts, make_ssh_cluster  # noqa: E402
-from support import wait_until  # noqa: E402
+from tests.compute.ssh_env import SSHHosts, make_ssh_cluster
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 

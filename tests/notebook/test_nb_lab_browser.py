@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -46,7 +46,7 @@ def _free_port() -> int:
 
 
 def _pids_under(path: Path) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
     return [int(line.split(None, 1)[0]) for line in out.splitlines()
             if str(path) in line and int(line.split(None, 1)[0]) != os.getpid()]
 
@@ -75,7 +75,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
                BATCHAI_ENGINE_IDLE_SECONDS="30")
     port, token = _free_port(), secrets.token_hex(16)
-    log = open(tmp_path / "jupyter.log", "wb")
+    log = open(tmp_path / "jupyter.log", "wb")  # noqa: SIM115 — the server writes to it until the end
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--ServerApp.token={token}", "--allow-root", f"--ServerApp.root_dir={root}",

@@ -9,8 +9,6 @@ from IPython.core.error import UsageError
 
 import batchai_jupyter as bai
 
-from nb_helpers import ip  # noqa: F401  (fixture)
-
 SCRIPT = textwrap.dedent("""
     import os, sys
     from batchai_jupyter import Run
@@ -95,7 +93,7 @@ def test_bad_arguments_submit_nothing(ip, ws: bai.Workspace, line: str, cell: st
     with pytest.raises(UsageError) as info:
         ip.run_cell_magic("batchai_job", line, cell)
     assert expect in str(info.value)
-    assert ws.history.run_rows() == []
+    assert ws.runs() == []
 
 
 def test_input_and_output_reach_the_job(ip, ws: bai.Workspace, tmp_path: Path) -> None:

@@ -8,11 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.notebook.nb_helpers import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter.notebook.widget import RunDetails
-
-from nb_helpers import wait_until
 
 GATED = textwrap.dedent("""
     import os, sys, time
@@ -107,14 +106,34 @@ def test_after_a_restart_and_static_summary(ws: bai.Workspace, tmp_path: Path) -
         w.wait(30)
         print(json.dumps([w.status, w.log_text, w.running]))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["Completed", "kept line\n", False], out.stderr
     widget = RunDetails(run)
     bundle = widget._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == widget.model_id
     for html in (bundle["text/html"], run._repr_html_()):
         assert "Completed" in html and run.id in html and "kept line" in html
-    assert "text/html" in run._repr_mimebundle_()  # outside a kernel: the static summary only
+
+
+def test_display_is_registered_by_the_extension(ws: bai.Workspace, tmp_path: Path) -> None:
+    from IPython.core.formatters import DisplayFormatter
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from batchai_jupyter.notebook.display import display_run, run_mimebundle
+    run = submit(ws, tmp_path / "src", "print('summary line')\n")
+    run.wait_for_completion()
+    # no extension (plain IPython, nbconvert): Run has only the static summary of view/
+    assert not hasattr(run, "_ipython_display_") and not hasattr(run, "_repr_mimebundle_")
+    data, _ = DisplayFormatter().format(run)
+    assert "summary line" in data["text/html"] and data["text/plain"] == repr(run)
+    # %load_ext batchai_jupyter: the widget display is registered for Run in that shell
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("batchai_jupyter")
+    formatter = shell.display_formatter
+    assert formatter.ipython_display_formatter.lookup(run) is display_run
+    assert formatter.mimebundle_formatter.lookup(run) is run_mimebundle
+    assert "text/html" in run_mimebundle(run)  # outside a kernel: the static summary only
 
 
 def test_failed_run_shows_its_error(ws: bai.Workspace, tmp_path: Path) -> None:
@@ -135,6 +154,7 @@ def test_jobs_and_the_engine_never_import_widgets() -> None:
     code = ("import sys, batchai_jupyter as bai, batchai_jupyter.engine, batchai_jupyter.node.agent\n"
             "bai.Run.get_context().log('x', 1)\n"
             "print(sorted(m for m in ('ipywidgets', 'IPython', 'tqdm') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
+from pathlib import Path
 from typing import Any
 
+from ...history import RunHistory
+from ...layout import WorkspacePaths
+from ...snapshot import SnapshotStore
 from ..base import NodeInfo, NodePool
 from ..transport import LocalTransport, Transport
 
@@ -17,10 +22,10 @@ from ..transport import LocalTransport, Transport
 class LocalCompute(NodePool):
     backend = "local"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: dict[str, Any], workspace_path: Path, history: RunHistory):
+        super().__init__(config, workspace_path, history)
         self._transport = LocalTransport()
-        self.root = self.workspace_path / "clusters" / self.name
+        self.root = WorkspacePaths.of(self.workspace_path).cluster_dir(self.name)
 
     def _slots(self) -> list[str]:
         return [f"node-{i}" for i in range(int(self.config.get("max_nodes", 0)))]
@@ -43,15 +48,21 @@ class LocalCompute(NodePool):
         return str(self.root / "nodes" / node.id)
 
     def objects_dir(self, node: NodeInfo) -> str:
-        return str(self.workspace_path / "snapshots" / "objects")
+        return str(WorkspacePaths.of(self.workspace_path).snapshot_objects)
 
-    def ensure_objects(self, node: NodeInfo, digests: list[str], store: Any) -> int:
+    def ensure_objects(self, node: NodeInfo, digests: list[str], store: SnapshotStore) -> int:
         return 0  # the workspace store is this node's object cache
+
+    def free_port(self, node: NodeInfo) -> int:
+        """The nodes are this machine: a port free here now."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
 
     def shared_dir(self) -> str | None:
         path = self.root / "shared"
         os.makedirs(path, exist_ok=True)
         return str(path)
 
-    def python(self, node: NodeInfo) -> str:
-        return self.config.get("python") or sys.executable
+    def python(self, node: NodeInfo | None = None) -> str:
+        return str(self.config.get("python") or sys.executable)

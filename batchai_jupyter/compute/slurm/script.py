@@ -1,7 +1,7 @@
 """The batch script of a slurm run: sbatch options, then one node agent per node through srun.
 
-Kept apart from the backend's bookkeeping (slurm.py) so the script can be read in one place; it is
-also written to the run's job folder on the shared root, where users can inspect it.
+Kept apart from the backend's bookkeeping (backend.py, jobs.py) so the script can be read in one
+place; it is also written to the run's job folder on the shared root, where users can inspect it.
 """
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ import math
 import shlex
 from typing import TYPE_CHECKING, Any
 
+from ...node.paths import run_key as folder_key
+
+if TYPE_CHECKING:
+    from ..base import NodeInfo
+    from .commands import SlurmCommands
+
 TIME_MARGIN_SECONDS = 120      # --time = max_wall_clock + this (the agent enforces the exact limit)
 MANIFEST_WAIT_SECONDS = 600    # an srun task gives up when the engine never writes its manifest
 LINGER_SECONDS = 30            # a finished job waits this long at most for the engine's release
 
 
 def run_key(run: dict[str, Any]) -> str:
-    attempt = int(run["properties"].get("attempt", 0))
-    return run["id"] if attempt == 0 else f"{run['id']}.{attempt}"
+    """The run folder's name of a run row's current attempt."""
+    return folder_key(run["id"], int(run["properties"].get("attempt", 0)))
 
 
 def slurm_time(seconds: float) -> str:
@@ -29,14 +35,16 @@ def slurm_time(seconds: float) -> str:
 class BatchScriptMixin:
     """sbatch options and script text for SlurmCompute (uses its config, paths and commands)."""
 
-    config: dict[str, Any]
     prefix: str
-    commands: Any
-    shared_root: str
+    commands: SlurmCommands
 
     if TYPE_CHECKING:  # provided by SlurmCompute and Compute
+        @property
+        def config(self) -> dict[str, Any]: ...
+        @property
+        def shared_root(self) -> str: ...
         def job_dir(self, key: str) -> str: ...
-        def python(self, node: Any) -> str: ...
+        def python(self, node: NodeInfo | None = None) -> str: ...
         def gpus_per_node(self) -> int: ...
 
     def sbatch_options(self, spec: dict[str, Any], key: str, count: int) -> list[str]:
@@ -68,10 +76,10 @@ class BatchScriptMixin:
         lines += [
             f"# batchai_jupyter run {run['id']} (folder {key}): each node waits for its run.json",
             "set -u",
-            f'{{ echo "$SLURM_JOB_ID"; {q(self.commands.path("scontrol"))} show hostnames '
-            '"$SLURM_JOB_NODELIST"; } > nodes.tmp && mv nodes.tmp nodes',
-            f"{q(self.commands.path('srun'))} --nodes={count} --ntasks-per-node=1 "
-            f"--kill-on-bad-exit=0 /bin/sh -c {q(task)}",
+            (f'{{ echo "$SLURM_JOB_ID"; {q(self.commands.path("scontrol"))} show hostnames '
+             '"$SLURM_JOB_NODELIST"; } > nodes.tmp && mv nodes.tmp nodes'),
+            (f"{q(self.commands.path('srun'))} --nodes={count} --ntasks-per-node=1 "
+             f"--kill-on-bad-exit=0 /bin/sh -c {q(task)}"),
             "rc=$?",
             "# once an agent ran, hold the allocation until the engine is done with the run: it may",
             "# still need a step on a node (to kill what a dead agent left behind)",

@@ -1,4 +1,4 @@
-"""Slurm commands and the one batched, rate-limited status watcher of a slurm cluster.
+"""The one batched, rate-limited status watcher of a slurm cluster.
 
 Every question about job state is answered from one `squeue` call that lists all the
 cluster's jobs at once; the call is repeated at most every `min_interval` seconds, and the
@@ -6,12 +6,10 @@ interval grows while nothing changes (a scheduler must not be polled once per jo
 """
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+
+from .commands import UNREACHABLE, SlurmCommands
 
 # squeue states in which the job's processes may still run (everything else is over)
 LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
@@ -26,44 +24,6 @@ NEVER_STARTS = {
     "QOSNotAllowed": "the QOS may not use the partition",
 }
 GONE = "GONE"  # squeue does not know the job (any more)
-UNREACHABLE = 255  # exit code for "the command could not be run on the login host"
-
-Runner = Callable[[list[str], float], "tuple[int, str, str]"]
-
-
-class SlurmCommands:
-    """Runs sbatch/squeue/scontrol/scancel/sinfo here or, through `remote`, on a login host."""
-
-    def __init__(self, config: dict[str, Any], remote: Runner | None = None):
-        self.bin = config.get("slurm_bin") or ""
-        self.conf = config.get("slurm_conf")
-        self.remote = remote
-        self.where = f"on {config['login_host']}" if config.get("login_host") else "here"
-
-    def path(self, tool: str) -> str:
-        return os.path.join(self.bin, tool) if self.bin else tool
-
-    def __call__(self, tool: str, *args: str, timeout: float = 60) -> tuple[int, str, str]:
-        argv = [self.path(tool), *args]
-        if self.remote is not None:
-            line = " ".join(shlex.quote(a) for a in argv)
-            if self.conf:
-                line = f"SLURM_CONF={shlex.quote(self.conf)} {line}"
-            try:
-                return self.remote(["/bin/sh", "-c", line], timeout)
-            except (OSError, EOFError) as exc:  # the login host is down or refused us
-                return UNREACHABLE, "", f"cannot reach the login host: {exc}"
-        env = dict(os.environ)
-        if self.conf:
-            env["SLURM_CONF"] = self.conf
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
-        except FileNotFoundError as exc:
-            return 127, "", f"{argv[0]}: {exc.strerror}"
-        except subprocess.TimeoutExpired:
-            return 124, "", f"{argv[0]} did not answer within {timeout:.0f} s"
-        return proc.returncode, proc.stdout, proc.stderr
 
 
 @dataclass
@@ -148,3 +108,7 @@ class SlurmWatcher:
         else:
             self.interval = min(self.max_interval, self.interval * self.factor)
         self.next_poll = time.time() + self.interval
+
+
+__all__ = ["GONE", "LIVE_STATES", "NEVER_STARTS", "UNREACHABLE", "JobInfo", "SlurmCommands",
+           "SlurmWatcher"]

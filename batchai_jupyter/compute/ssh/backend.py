@@ -13,13 +13,15 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from ... import __version__
 from ...errors import ClusterError, SpecError
-from ...history import ACTIVE_STATUSES
-from ...snapshot import SnapshotStore
+from ...history import ACTIVE_STATUSES, RunHistory
+from ...node.paths import mca_path, run_key
 from ..base import NodeInfo, NodePool
+from ..outcomes import Allocation, Evict
 from .transport import SSHTransport
 
 DEFAULT_NODE_ROOT = "~/.batchai-node"
@@ -96,10 +98,9 @@ def node_id_of(entry: str) -> str:
 class SSHCompute(NodePool):
     backend = "ssh"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: dict[str, Any], workspace_path: Path, history: RunHistory):
+        super().__init__(config, workspace_path, history)
         self._transports: dict[str, SSHTransport] = {}
-        self._objects: dict[str, set[str]] = {}   # node id -> digests known to be in its cache
         self._last_reclaim = 0.0
         self._provisioning: dict[str, threading.Thread] = {}
         self._provisioned: dict[str, Any] = {}     # node id -> setup result or the exception
@@ -158,9 +159,6 @@ class SSHCompute(NodePool):
             self._transports[node_id] = got
         return got
 
-    def python(self, node: NodeInfo) -> str:
-        return self.config.get("python") or "python3"
-
     def _root_for(self, node_id: str, home: str) -> str:
         host, port = self._entry(node_id)
         root = str(self.config.get("node_root") or DEFAULT_NODE_ROOT)
@@ -209,7 +207,7 @@ class SSHCompute(NodePool):
         if code != 0:
             raise ClusterError(f"host {label}: cannot create node_root {root}: {err.strip()}")
         mca = self.config.get("mpi_mca") or {}
-        transport.write_bytes(f"{root}/mpi-mca.json", json.dumps(mca).encode(), 0o644)
+        transport.write_bytes(mca_path(root), json.dumps(mca).encode(), 0o644)
         host, _port = self._entry(node_id)
         return {"address": host, "gpus": want,
                 "info": {"gpu_ids": [str(i) for i in range(want)], "root": root,
@@ -254,11 +252,11 @@ class SSHCompute(NodePool):
             if node.state == "preparing" and node.run_id is None and node.id not in self._provisioning:
                 self._start_provision(node.id)
 
-    def allocate(self, run_id: str, count: int) -> list[NodeInfo] | None:
+    def allocate(self, run: dict[str, Any], count: int) -> Allocation:
         self._collect()
-        return super().allocate(run_id, count)
+        return super().allocate(run, count)
 
-    def maintain(self) -> list[tuple[str, str]]:
+    def maintain(self) -> list[Evict]:
         self._collect()
         actions = super().maintain()
         now = time.time()
@@ -274,8 +272,7 @@ class SSHCompute(NodePool):
         transport = self.transport(node)
         keep = []  # another cluster of the workspace may share this host and its node_root
         for run in self.history.run_rows(status=ACTIVE_STATUSES):
-            attempt = int(run["properties"].get("attempt", 0))
-            keep.append(run["id"] if attempt == 0 else f"{run['id']}.{attempt}")
+            keep.append(run_key(run["id"], int(run["properties"].get("attempt", 0))))
         try:
             code, _out, _err = transport.run([self.python(node), "-c", _RECLAIM, self.node_root(node),
                                               *keep], timeout=30)
@@ -286,31 +283,15 @@ class SSHCompute(NodePool):
 
     def _deprovision(self, node: NodeInfo) -> None:
         transport = self._transports.pop(node.id, None)
-        self._objects.pop(node.id, None)
+        self.forget_objects(node)
         if transport is not None:
             transport.close()
-
-    def ensure_objects(self, node: NodeInfo, digests: list[str], store: SnapshotStore) -> int:
-        """Send what the node's cache lacks; its listing is read once, then remembered."""
-        have = self._objects.get(node.id)
-        transport = self.transport(node)
-        objects = self.objects_dir(node)
-        if have is None or not have.issuperset(digests):
-            have = {rel.replace("/", "") for rel in transport.list_files(objects)}
-            self._objects[node.id] = have
-        sent = 0
-        for digest in digests:
-            if digest not in have:
-                transport.put_file(store.object_path(digest), f"{objects}/{digest[:2]}/{digest[2:]}", 0o644)
-                have.add(digest)
-                sent += 1
-        return sent
 
     def free_port(self, node: NodeInfo) -> int:
         """A TCP port free on the node right now (MASTER_PORT of a run whose first node it is)."""
         code, out, err = self.transport(node).run(
-            [self.python(node), "-c", "import socket; s = socket.socket(); s.bind(('', 0)); "
-             "print(s.getsockname()[1])"], timeout=30)
+            [self.python(node), "-c", ("import socket; s = socket.socket(); s.bind(('', 0)); "
+                                       "print(s.getsockname()[1])")], timeout=30)
         if code != 0:
             raise OSError(f"host {self.transport(node).label}: cannot pick a port: {err.strip()}")
         return int(out.strip())

@@ -1,0 +1,125 @@
+"""The engine's per-tick steps: intents, the queue and the run drivers (maintenance.py: upkeep).
+
+Each step does what is due and answers a Wait: when it wants to run again, or None when it has
+nothing to do or to wait for. The loop (loop.py) sleeps and decides to exit from those answers.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..compute.base import Compute
+from ..compute.outcomes import Granted, Pending, Refused
+from .context import TICK, EngineContext, Wait
+from .driver import RunDriver
+from .maintenance import Deletions
+from .runs import Drivers, cancel_run, fail_run
+
+log = logging.getLogger("batchai_jupyter.engine")
+
+
+class IntentStep:
+    """What clients asked: cancel a run, delete a cluster."""
+
+    name = "intents"
+
+    def __init__(self, drivers: Drivers, deletions: Deletions):
+        self.drivers = drivers
+        self.deletions = deletions
+
+    def step(self, ctx: EngineContext) -> Wait:
+        for intent in ctx.history.pending_intents():
+            try:
+                if intent["kind"] == "cancel":
+                    cancel_run(ctx, self.drivers, intent["target"])
+                elif intent["kind"] == "delete_cluster":
+                    self.deletions.start(intent["target"])
+            except Exception:  # a bad intent must not stop the others
+                log.exception("intent %s failed", intent)
+            ctx.history.finish_intent(intent["id"])
+        return Wait.idle()
+
+
+class QueueStep:
+    """Queued runs onto nodes, by priority then age; a gang at a cluster's head is not starved."""
+
+    name = "queue"
+
+    def __init__(self, drivers: Drivers, deletions: Deletions):
+        self.drivers = drivers
+        self.deletions = deletions
+
+    def step(self, ctx: EngineContext) -> Wait:
+        blocked: set[str] = set()
+        for run in ctx.history.queued_runs():
+            cluster = run["cluster"]
+            if cluster in blocked or cluster in self.deletions:
+                continue  # strict order per cluster (unless the backend orders its own queue)
+            compute = ctx.compute(cluster)
+            if compute is None:
+                ctx.history.set_status(run["id"], "Failed", "unknown cluster",
+                                       error={"message": f"cluster {cluster!r} does not exist"})
+                continue
+            count = int(run["spec"].get("node_count", 1))
+            try:
+                outcome = compute.allocate(run, count)
+            except Exception:  # this run waits; the others go on
+                log.exception("run %s: allocation failed; trying again", run["id"])
+                outcome = Pending(f"waiting for {count} node(s) of cluster {cluster!r}")
+            if isinstance(outcome, Pending):
+                if not compute.queues_itself:
+                    blocked.add(cluster)
+                self._note_waiting(ctx, run, outcome)
+            elif isinstance(outcome, Refused):
+                fail_run(ctx, run["id"], outcome.message, exit_codes={})
+            else:
+                self._start(ctx, run, compute, outcome)
+        if ctx.history.run_rows(status=("Queued",), limit=1):
+            return Wait.within(TICK)
+        return Wait.idle()
+
+    @staticmethod
+    def _note_waiting(ctx: EngineContext, run: dict[str, Any], pending: Pending) -> None:
+        props = dict(run["properties"], **pending.properties)
+        props["waiting"] = pending.reason
+        if props != run["properties"]:
+            ctx.history.update_run(run["id"], properties=props)
+
+    def _start(self, ctx: EngineContext, run: dict[str, Any], compute: Compute, granted: Granted) -> None:
+        """Mark the run Preparing on its nodes and launch it; a launch that fails fails the run."""
+        node_rows = [{"id": n.id, "address": n.address, "info": n.info} for n in granted.nodes]
+        fields: dict[str, Any] = {"nodes": node_rows}
+        if granted.properties:
+            fields["properties"] = dict(run["properties"], **granted.properties)
+        ctx.history.set_status(run["id"], "Preparing", None, **fields)
+        row = ctx.history.run_row(run["id"]) or run
+        driver: RunDriver | None = None
+        try:
+            driver = RunDriver(ctx, row, compute, granted.nodes)
+            self.drivers[row["id"]] = driver
+            driver.launch()
+        except Exception as exc:  # this run fails; the others go on
+            log.exception("run %s: launch failed", row["id"])
+            self.drivers.pop(row["id"], None)
+            if driver is not None:
+                driver.fail(f"launch failed: {exc}")
+            else:
+                fail_run(ctx, row["id"], f"launch failed: {exc}", compute)
+
+
+class DriverStep:
+    """Each active run's driver: tail, follow its state, finalize it."""
+
+    name = "drivers"
+
+    def __init__(self, drivers: Drivers):
+        self.drivers = drivers
+
+    def step(self, ctx: EngineContext) -> Wait:
+        for run_id, driver in list(self.drivers.items()):
+            try:
+                if driver.step():
+                    del self.drivers[run_id]
+            except Exception:  # one bad run must not stop the others
+                log.exception("run %s: step failed", run_id)
+        return Wait.within(TICK) if self.drivers else Wait.idle()
