@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster_config import ClusterConfig
+from .records import DatastoreRow, EventRow, IntentRow, NodeRow, RunRow
 from .spec import PRIORITIES
 
 SCHEMA = """
@@ -143,9 +144,9 @@ class RunHistory:
                        "kind=excluded.kind, config=excluded.config",
                        (name, kind, json.dumps(config), int(default), time.time()))
 
-    def datastore_rows(self) -> list[dict[str, Any]]:
-        return [{"name": r["name"], "kind": r["kind"], "config": json.loads(r["config"]),
-                 "is_default": bool(r["is_default"])}
+    def datastore_rows(self) -> list[DatastoreRow]:
+        return [DatastoreRow(name=r["name"], kind=r["kind"], config=json.loads(r["config"]),
+                             is_default=bool(r["is_default"]))
                 for r in self.query("SELECT * FROM datastores ORDER BY created")]
 
     def set_default_datastore(self, name: str) -> None:
@@ -153,7 +154,7 @@ class RunHistory:
             db.execute("UPDATE datastores SET is_default=(name=?)", (name,))
 
     # -- nodes ------------------------------------------------------------------------------
-    def nodes(self, cluster: str) -> list[dict[str, Any]]:
+    def nodes(self, cluster: str) -> list[NodeRow]:
         return [_node_dict(r) for r in
                 self.query("SELECT * FROM nodes WHERE cluster=? ORDER BY id", (cluster,))]
 
@@ -190,14 +191,14 @@ class RunHistory:
                         json.dumps(spec), snapshot, json.dumps(tags), json.dumps(properties or {}), now))
             db.execute("INSERT INTO events VALUES(?, ?, ?, ?)", (run_id, now, status, "submitted"))
 
-    def run_row(self, run_id: str) -> dict[str, Any] | None:
+    def run_row(self, run_id: str) -> RunRow | None:
         rows = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
         return _run_dict(rows[0]) if rows else None
 
     def run_rows(self, experiment: str | None = None, status: Sequence[str] | None = None,
                  parent_id: str | None = None, cluster: str | None = None,
                  limit: int | None = None, *, tags: Mapping[str, str | None] | None = None,
-                 top_level: bool = False) -> list[dict[str, Any]]:
+                 top_level: bool = False) -> list[RunRow]:
         """Runs, newest first. `tags`: each key must be present, with that value unless None;
         `top_level`: only runs without a parent."""
         where: list[str] = []
@@ -247,7 +248,7 @@ class RunHistory:
                     db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             return str(row["status"])
 
-    def queued_runs(self) -> list[dict[str, Any]]:
+    def queued_runs(self) -> list[RunRow]:
         return [_run_dict(r) for r in self.query(
             "SELECT * FROM runs WHERE status='Queued' ORDER BY priority DESC, created, number")]
 
@@ -273,8 +274,9 @@ class RunHistory:
             db.execute(f"UPDATE runs SET {', '.join(k + '=?' for k in cols)} WHERE id=?",
                        (*cols.values(), run_id))
 
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.query("SELECT ts, status, message FROM events WHERE run_id=? "
+    def events(self, run_id: str) -> list[EventRow]:
+        return [EventRow(ts=r["ts"], status=r["status"], message=r["message"])
+                for r in self.query("SELECT ts, status, message FROM events WHERE run_id=? "
                                             "ORDER BY ts", (run_id,))]
 
     # -- metrics --------------------------------------------------------------------------------
@@ -343,8 +345,9 @@ class RunHistory:
                              (kind, target, json.dumps(payload or {}), time.time()))
             return int(cur.lastrowid or 0)
 
-    def pending_intents(self) -> list[dict[str, Any]]:
-        return [dict(r) | {"payload": json.loads(r["payload"])}
+    def pending_intents(self) -> list[IntentRow]:
+        return [IntentRow(id=r["id"], kind=r["kind"], target=r["target"], payload=json.loads(r["payload"]),
+                          created=r["created"], done=r["done"])
                 for r in self.query("SELECT * FROM intents WHERE done IS NULL ORDER BY id")]
 
     def finish_intent(self, intent_id: int) -> None:
@@ -367,16 +370,20 @@ def _cluster_dict(row: sqlite3.Row) -> dict[str, Any]:
     return {"name": row["name"], "backend": row["backend"], **json.loads(row["config"])}
 
 
-def _node_dict(row: sqlite3.Row) -> dict[str, Any]:
-    d = dict(row)
-    d["info"] = json.loads(d["info"] or "{}")
-    return d
+def _node_dict(row: sqlite3.Row) -> NodeRow:
+    return NodeRow(cluster=row["cluster"], id=row["id"], address=row["address"], state=row["state"],
+                   run_id=row["run_id"], error=row["error"], gpus=row["gpus"], since=row["since"],
+                   info=json.loads(row["info"] or "{}"))
 
 
-def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
-    d = dict(row)
-    for key in ("spec", "tags", "properties", "nodes"):
-        d[key] = json.loads(d[key]) if d[key] else ({} if key != "nodes" else [])
-    d["error"] = json.loads(d["error"]) if d["error"] else None
-    d["cancel_requested"] = bool(d["cancel_requested"])
-    return d
+def _json(text: str | None, empty: Any) -> Any:
+    return json.loads(text) if text else empty
+
+
+def _run_dict(row: sqlite3.Row) -> RunRow:
+    return RunRow(id=row["id"], number=row["number"], experiment=row["experiment"], cluster=row["cluster"],
+                  parent_id=row["parent_id"], status=row["status"], priority=row["priority"],
+                  spec=_json(row["spec"], {}), snapshot=row["snapshot"], tags=_json(row["tags"], {}),
+                  properties=_json(row["properties"], {}), error=_json(row["error"], None),
+                  nodes=_json(row["nodes"], []), created=row["created"], started=row["started"],
+                  ended=row["ended"], cancel_requested=bool(row["cancel_requested"]))

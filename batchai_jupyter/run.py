@@ -23,6 +23,7 @@ from .history import TERMINAL_STATUSES
 from .run_context import JobRun
 from .view.metrics import summarize_metrics
 from .view.rows import duration_seconds, iso_utc
+from .records import RunRow
 
 if TYPE_CHECKING:
     from .spec import JobSpec
@@ -63,7 +64,7 @@ class Run:
         return ctx
 
     # -- state ---------------------------------------------------------------------------------------
-    def row(self) -> dict[str, Any]:
+    def row(self) -> RunRow:
         """The run's record in the run history, read now (status, spec, tags, times, ...)."""
         row = self.workspace.history.run_row(self.id)
         if row is None:

@@ -26,6 +26,7 @@ from ..history import RunHistory
 from ..snapshot import SnapshotStore
 from .outcomes import Allocation, Evict, Granted, Pending, Refused
 from .transport import Transport
+from ..records import NodeRow, RunRow
 
 NODE_STATES = ("idle", "preparing", "running", "leaving", "unusable")
 PORT_RANGE = (29500, 39999)  # where a MASTER_PORT is picked when a node cannot be asked
@@ -45,7 +46,7 @@ class NodeInfo:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> NodeInfo:
+    def from_row(cls, row: NodeRow) -> NodeInfo:
         return cls(id=row["id"], address=row["address"], state=row["state"], gpus=row["gpus"],
                    run_id=row["run_id"], error=row["error"], since=row["since"], info=row["info"])
 
@@ -87,7 +88,7 @@ class Compute(ABC):
 
     # -- what every backend answers ----------------------------------------------------------
     @abstractmethod
-    def allocate(self, run: dict[str, Any], count: int) -> Allocation:
+    def allocate(self, run: RunRow, count: int) -> Allocation:
         """A gang of `count` nodes for the run (its row): Pending, Granted or Refused."""
 
     @abstractmethod
@@ -231,7 +232,7 @@ class NodePool(Compute):
         self.history.put_node(self.name, node_id, "idle", node.address, None, None, node.gpus, node.info)
         return node
 
-    def allocate(self, run: dict[str, Any], count: int) -> Allocation:
+    def allocate(self, run: RunRow, count: int) -> Allocation:
         waiting = Pending(f"waiting for {count} node(s) of cluster {self.name!r}")
         nodes = self.nodes()
         idle = [n for n in nodes if n.state == "idle"]

@@ -12,6 +12,7 @@ from ..plugins import DATASTORE_GROUP, load_registered, with_entry_points
 from .base import Datastore, clean_path
 from .progress import Callback, TqdmCallback
 from .reference import DataReference, check_job_data, output_destination
+from ..records import DatastoreRow
 
 KINDS: dict[str, tuple[str, str, str | None]] = {
     "local": ("batchai_jupyter.datastores.local", "LocalDatastore", None),
@@ -38,7 +39,7 @@ def datastore_class(kind: str) -> type[Datastore]:
     return cls
 
 
-def datastore_from_record(ws: Any, row: dict[str, Any]) -> Datastore:
+def datastore_from_record(ws: Any, row: DatastoreRow) -> Datastore:
     """A Datastore object from its history.db row plus its credential from the secrets file."""
     cls = datastore_class(row["kind"])
     credential = ws.secrets.get("datastores", row["name"]) if ws is not None else {}
@@ -67,7 +68,7 @@ def register_datastore(ws: Any, name: str, kind: str, **options: Any) -> Datasto
     else:
         ws.secrets.delete("datastores", name)
     ws.history.put_datastore(name, kind, config)
-    return datastore_from_record(ws, {"name": name, "kind": kind, "config": config, "is_default": False})
+    return datastore_from_record(ws, DatastoreRow(name=name, kind=kind, config=config, is_default=False))
 
 
 def output_reference(run: Any, output_id: str) -> DataReference:

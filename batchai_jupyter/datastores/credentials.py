@@ -13,12 +13,13 @@ from typing import Any
 from ..errors import DatastoreError
 from .base import Datastore
 from .reference import output_destination
+from ..records import RunRow
 
 STAGING_MARGIN_SECONDS = 3600  # queueing on the node, downloads before and uploads after the job
 ACCESS = {"inputs": "read", "outputs": "write", "mounts": "mount"}
 
 
-def node_data_config(workspace: Any, run: dict[str, Any]) -> dict[str, Any]:
+def node_data_config(workspace: Any, run: RunRow) -> dict[str, Any]:
     from . import datastore_from_record
     spec = run["spec"]
     lifetime = float(spec.get("max_wall_clock_seconds") or 7 * 86400) + STAGING_MARGIN_SECONDS

@@ -12,20 +12,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..compute import make_compute
 from ..compute.base import Compute
 from ..history import RunHistory
 from ..layout import WorkspacePaths
+from ..node.manifest import ManifestExtras
 from ..secrets_store import SecretStore
 from ..snapshot import SnapshotStore
+from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 TICK = 0.05  # seconds between two passes of the loop while anything is going on
 
 #: extra fields of a run's node manifest: (run row, its cluster's Compute) -> fields
-LaunchExtras = Callable[[dict[str, Any], Compute], Any]
+LaunchExtras = Callable[[RunRow, Compute], ManifestExtras]
 
 
 class Computes:

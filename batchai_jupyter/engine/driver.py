@@ -23,6 +23,7 @@ from ..node.paths import RunPaths, run_key
 from .context import EngineContext
 from .outcome import Status, exit_codes, failed, run_outcome
 from .tail import RunTail
+from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 LOST_AFTER_SECONDS = float(os.environ.get("BATCHAI_NODE_LOST_SECONDS", "20"))
@@ -32,7 +33,7 @@ START_GRACE_SECONDS = 60.0
 class RunDriver:
     """One active run: its nodes, their run folders and the workspace copies of their files."""
 
-    def __init__(self, ctx: EngineContext, run: dict[str, Any], compute: Compute, nodes: list[NodeInfo]):
+    def __init__(self, ctx: EngineContext, run: RunRow, compute: Compute, nodes: list[NodeInfo]):
         self.ctx = ctx
         self.history = ctx.history
         self.run = run
@@ -56,7 +57,7 @@ class RunDriver:
     def launch(self) -> None:
         """Send objects and manifests, start one agent per node (a no-op where one started)."""
         spec = self.run["spec"]
-        snapshot = self.ctx.store.manifest(self.run["snapshot"])
+        snapshot = self.ctx.store.manifest(self.run["snapshot"] or "")
         digests = sorted({v[0] for v in snapshot["files"].values()})
         secrets = self.ctx.secrets.get("runs", self.id)
         port = self.run["properties"].get("master_port") or self._free_port()

@@ -21,7 +21,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ..compute.base import Compute
 from ..errors import ClusterError
@@ -36,6 +35,7 @@ from .maintenance import Deletions, MaintenanceStep
 from .reconcile import reconcile
 from .runs import Drivers
 from .steps import DriverStep, IntentStep, QueueStep
+from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 MIN_SLEEP = 0.005  # the loop never spins: it sleeps at least this long between passes
@@ -118,7 +118,7 @@ class Engine:
                 waits.append(Wait.within(TICK))
         return waits
 
-    def launch_extras(self, run: dict[str, Any], compute: Compute) -> ManifestExtras:
+    def launch_extras(self, run: RunRow, compute: Compute) -> ManifestExtras:
         """Extra fields for the node manifest (datastore credentials, grace period)."""
         grace = float(os.environ.get("BATCHAI_KILL_GRACE", str(DEFAULT_KILL_GRACE_SECONDS)))
         extras: ManifestExtras = {"kill_grace_seconds": grace}

@@ -8,13 +8,13 @@ agent that never starts makes the run requeue).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ..compute.base import Compute, NodeInfo
 from ..history import ACTIVE_STATUSES
 from .context import EngineContext
 from .driver import RunDriver
 from .runs import Drivers, fail_run
+from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 
@@ -24,7 +24,7 @@ def reconcile(ctx: EngineContext, drivers: Drivers) -> None:
     for run in ctx.history.run_rows(status=tuple(s for s in ACTIVE_STATUSES if s != "Queued")):
         compute: Compute | None = None
         try:
-            compute = ctx.compute(run["cluster"])
+            compute = ctx.compute(run["cluster"] or "")
             if compute is None:
                 ctx.history.set_status(run["id"], "Failed", "cluster deleted",
                                        error={"message": f"cluster {run['cluster']!r} no longer exists"})
@@ -54,7 +54,7 @@ def reconcile(ctx: EngineContext, drivers: Drivers) -> None:
             log.exception("cluster %s: cannot reclaim nodes", row["name"])
 
 
-def _driver_for(ctx: EngineContext, run: dict[str, Any], compute: Compute) -> RunDriver:
+def _driver_for(ctx: EngineContext, run: RunRow, compute: Compute) -> RunDriver:
     by_id = {n.id: n for n in compute.nodes()}
     nodes = [by_id.get(n["id"]) or NodeInfo(id=n["id"], address=n.get("address"), state="running",
                                             info=n.get("info", {})) for n in run["nodes"]]

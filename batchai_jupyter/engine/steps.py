@@ -10,6 +10,9 @@ from typing import Any
 
 from ..compute.base import Compute
 from ..compute.outcomes import Granted, Pending, Refused
+from ..errors import BatchAIError
+from ..records import RunRow
+from ..spec import JobSpec
 from .context import TICK, EngineContext, Wait
 from .driver import RunDriver
 from .maintenance import Deletions
@@ -48,11 +51,26 @@ class QueueStep:
     def __init__(self, drivers: Drivers, deletions: Deletions):
         self.drivers = drivers
         self.deletions = deletions
+        self._gang: dict[str, int] = {}  # run id -> node_count, read from its spec once
+
+    def _node_count(self, ctx: EngineContext, run: RunRow) -> int | None:
+        """The run's gang size; a spec this engine cannot read fails that run alone."""
+        if run["id"] not in self._gang:
+            try:
+                self._gang[run["id"]] = JobSpec.from_dict(run["spec"]).node_count
+            except BatchAIError as exc:
+                ctx.history.set_status(run["id"], "Failed", "unreadable spec", error={"message": str(exc)})
+                return None
+        return self._gang[run["id"]]
 
     def step(self, ctx: EngineContext) -> Wait:
         blocked: set[str] = set()
-        for run in ctx.history.queued_runs():
-            cluster = run["cluster"]
+        queued = ctx.history.queued_runs()
+        if len(self._gang) > len(queued):  # forget runs that left the queue some other way
+            ids = {run["id"] for run in queued}
+            self._gang = {k: v for k, v in self._gang.items() if k in ids}
+        for run in queued:
+            cluster = run["cluster"] or ""
             if cluster in blocked or cluster in self.deletions:
                 continue  # strict order per cluster (unless the backend orders its own queue)
             compute = ctx.compute(cluster)
@@ -60,7 +78,9 @@ class QueueStep:
                 ctx.history.set_status(run["id"], "Failed", "unknown cluster",
                                        error={"message": f"cluster {cluster!r} does not exist"})
                 continue
-            count = int(run["spec"].get("node_count", 1))
+            count = self._node_count(ctx, run)
+            if count is None:
+                continue
             try:
                 outcome = compute.allocate(run, count)
             except Exception:  # this run waits; the others go on
@@ -79,14 +99,15 @@ class QueueStep:
         return Wait.idle()
 
     @staticmethod
-    def _note_waiting(ctx: EngineContext, run: dict[str, Any], pending: Pending) -> None:
+    def _note_waiting(ctx: EngineContext, run: RunRow, pending: Pending) -> None:
         props = dict(run["properties"], **pending.properties)
         props["waiting"] = pending.reason
         if props != run["properties"]:
             ctx.history.update_run(run["id"], properties=props)
 
-    def _start(self, ctx: EngineContext, run: dict[str, Any], compute: Compute, granted: Granted) -> None:
+    def _start(self, ctx: EngineContext, run: RunRow, compute: Compute, granted: Granted) -> None:
         """Mark the run Preparing on its nodes and launch it; a launch that fails fails the run."""
+        self._gang.pop(run["id"], None)
         node_rows = [{"id": n.id, "address": n.address, "info": n.info} for n in granted.nodes]
         fields: dict[str, Any] = {"nodes": node_rows}
         if granted.properties:

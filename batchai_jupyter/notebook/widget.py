@@ -25,6 +25,7 @@ from ..view.reader import (
     sort_children,
 )
 from ..view.summary import run_summary_html
+from ..records import RunRow
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class RunDetails(W.VBox):
         main = run.main_log()
         self._tail = LogTail(self._files / main)
         self._metrics = MetricsTail(self._history, run.id)
-        self._row: dict[str, Any] = {}
+        self._row: RunRow | None = None
         self._child_metric: str | None = None
         self._last_slow = 0.0
         self._handles: list[Any] = []  # displays whose static summary is refreshed at the end
@@ -136,7 +137,8 @@ class RunDetails(W.VBox):
 
     @property
     def _ended(self) -> bool:
-        return self._row.get("status") in TERMINAL_STATUSES and all_ended(self._history, self.run.id)
+        return (self._row is not None and self._row["status"] in TERMINAL_STATUSES
+                and all_ended(self._history, self.run.id))
 
     def _loop(self) -> None:
         try:
@@ -177,7 +179,7 @@ class RunDetails(W.VBox):
         now = time.monotonic()
         slow = force or now - self._last_slow >= SLOW_POLL_SECONDS
         final = row["status"] in TERMINAL_STATUSES
-        status_changed = row["status"] != self._row.get("status")
+        status_changed = self._row is None or row["status"] != self._row["status"]
         self._row = row
         if status_changed or slow or final:
             self._show_status(row)
@@ -195,7 +197,7 @@ class RunDetails(W.VBox):
             ended = self._refresh_children(final)
         return ended
 
-    def _show_status(self, row: dict[str, Any]) -> None:
+    def _show_status(self, row: RunRow) -> None:
         self.status = row["status"]
         self.badge.value = render.badge(row["status"])
         self.title.value = (f'<b>{render.esc(row["experiment"])}</b> · run {row["number"]} · '
@@ -238,7 +240,7 @@ class RunDetails(W.VBox):
         with self._lock:
             self._tail = LogTail(self._files / change["new"])
             self._tail.read()
-            if self._row.get("status") in TERMINAL_STATUSES:
+            if self._row is not None and self._row["status"] in TERMINAL_STATUSES:
                 self._tail.flush()
             self._show_log()
 

@@ -10,10 +10,12 @@ import html
 import math
 import time
 from collections.abc import Iterable, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SpecError
 from ..spec import JobSpec
+from ..records import RunRow
 
 STATUS_COLORS = {
     "Queued": "#6c757d", "Preparing": "#0d6efd", "Running": "#0d6efd", "Finalizing": "#0d6efd",
@@ -38,16 +40,17 @@ def when(ts: float | None) -> str:
     return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def duration_text(row: dict[str, Any], now: float | None = None) -> str:
-    if row.get("started") is None:
+def duration_text(row: Mapping[str, Any], now: float | None = None) -> str:
+    started = row.get("started")
+    if started is None:
         return ""
-    seconds = max(0.0, (row.get("ended") or now or time.time()) - row["started"])
+    seconds = max(0.0, (row.get("ended") or now or time.time()) - started)
     if seconds < 60:
         return f"{seconds:.1f} s"
     return str(_dt.timedelta(seconds=round(seconds)))
 
 
-def run_properties(row: dict[str, Any]) -> list[tuple[str, str]]:
+def run_properties(row: RunRow) -> list[tuple[str, str]]:
     """(label, text) pairs of the properties a user checks first."""
     try:
         spec = JobSpec.from_dict(row.get("spec") or {})

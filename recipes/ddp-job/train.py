@@ -1,5 +1,8 @@
 """A small ResNet on synthetic images, trained with DistributedDataParallel."""
-import argparse, os, time
+import argparse
+import os
+import time
+
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -9,8 +12,10 @@ from batchai_jupyter import Run
 class Block(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
-        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.b1 = nn.BatchNorm2d(cout)
-        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.b2 = nn.BatchNorm2d(cout)
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
         self.skip = nn.Sequential() if stride == 1 and cin == cout else \
             nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
     def forward(self, x):
@@ -49,7 +54,8 @@ run = Run.get_context()
 start = None
 for step in range(args.steps + args.warmup):
     if step == args.warmup:
-        dist.barrier(); start = time.time()
+        dist.barrier()
+        start = time.time()
     opt.zero_grad()
     loss = F.cross_entropy(model(images), labels)
     loss.backward()

@@ -1,5 +1,7 @@
 """Every rank contributes a vector; MPI sums them (what Horovod does with gradients)."""
-import os, socket
+import os
+import socket
+
 import numpy as np
 from mpi4py import MPI
 from batchai_jupyter import Run

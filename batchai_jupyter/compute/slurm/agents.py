@@ -15,11 +15,12 @@ from typing import Any
 from ...node.paths import RunPaths
 from ..transport import Transport
 from .watch import GONE
+from ...records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 
 
-def speak_for_agents(transport: Transport, node_roots: list[str], run: dict[str, Any], key: str,
+def speak_for_agents(transport: Transport, node_roots: list[str], run: RunRow, key: str,
                      job_id: str, state: str, reason: str) -> None:
     """Write status.json for each node (of `node_roots`, in rank order) whose agent could not."""
     canceled = bool(run.get("cancel_requested"))

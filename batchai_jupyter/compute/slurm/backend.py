@@ -31,6 +31,7 @@ from .config import check_settings
 from .jobs import ACTIVE, Job, SlurmJobs, job_of, note
 from .script import BatchScriptMixin, run_key
 from .watch import SlurmWatcher
+from ...records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 
@@ -139,7 +140,7 @@ class SlurmCompute(BatchScriptMixin, Compute):
         return self._login_transport().run(argv, timeout=timeout)
 
     # -- allocation -----------------------------------------------------------------------------------
-    def allocate(self, run: dict[str, Any], count: int) -> Allocation:
+    def allocate(self, run: RunRow, count: int) -> Allocation:
         """Submit the run's job once; Pending while Slurm has not started it, then its nodes."""
         self.jobs.sweep_once()
         waiting = f"waiting for {count} node(s) of cluster {self.name!r}"
@@ -223,7 +224,7 @@ class SlurmCompute(BatchScriptMixin, Compute):
         for node in self.nodes():  # Slurm nodes are ours only while a run holds them
             if node.run_id is None and node.state == "idle":
                 self.history.delete_node(self.name, node.id)
-        started: dict[str, dict[str, Any]] = {}
+        started: dict[str, RunRow] = {}
         for run in self.history.run_rows(status=ACTIVE, cluster=self.name):
             job_id = job_of(run)
             if run["status"] != "Queued" and job_id:

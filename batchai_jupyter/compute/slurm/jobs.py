@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..outcomes import Pending, Refused
 from .script import run_key
 from .watch import NEVER_STARTS, UNREACHABLE, SlurmCommands, SlurmWatcher
+from ...records import RunRow
 
 if TYPE_CHECKING:
     from .backend import SlurmCompute
@@ -38,7 +39,7 @@ class Job:
     submitted: float = 0.0
 
 
-def job_of(run: dict[str, Any]) -> str | None:
+def job_of(run: RunRow) -> str | None:
     """The Slurm job a run holds (from its nodes, else from its properties)."""
     for row in run.get("nodes") or []:
         job_id = (row.get("info") or {}).get("slurm_job_id")
@@ -48,7 +49,7 @@ def job_of(run: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def note(run: dict[str, Any], job_id: str, state: str, reason: str) -> dict[str, Any]:
+def note(run: RunRow, job_id: str, state: str, reason: str) -> dict[str, Any]:
     """Run properties that show the Slurm job and its state; {} when they did not change."""
     props = run["properties"]
     if props.get("slurm_job_id") == job_id and props.get("slurm_state") == state:
@@ -75,7 +76,7 @@ class SlurmJobs:
         return self.owner.watcher
 
     # -- queued runs -----------------------------------------------------------------------------
-    def submit(self, run: dict[str, Any], key: str, count: int) -> Job | Refused | None:
+    def submit(self, run: RunRow, key: str, count: int) -> Job | Refused | None:
         """sbatch the run's script; None when Slurm cannot be reached now (try again)."""
         owner = self.owner
         path = f"{owner.job_dir(key)}/job.sh"
@@ -99,7 +100,7 @@ class SlurmJobs:
         log.info("run %s: Slurm job %s submitted", run["id"], job_id)
         return Job(job_id, key, submitted=time.time())
 
-    def progress(self, run: dict[str, Any], job: Job, waiting: str) -> list[str] | Pending | Refused:
+    def progress(self, run: RunRow, job: Job, waiting: str) -> list[str] | Pending | Refused:
         """The job's nodes once Slurm started it; else why the run still waits, or cannot start."""
         self.watcher.poll()
         info = self.watcher.info(job.job_id)

@@ -10,6 +10,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from ...node.paths import run_key as folder_key
+from ...records import RunRow
 
 if TYPE_CHECKING:
     from ..base import NodeInfo
@@ -20,7 +21,7 @@ MANIFEST_WAIT_SECONDS = 600    # an srun task gives up when the engine never wri
 LINGER_SECONDS = 30            # a finished job waits this long at most for the engine's release
 
 
-def run_key(run: dict[str, Any]) -> str:
+def run_key(run: RunRow) -> str:
     """The run folder's name of a run row's current attempt."""
     return folder_key(run["id"], int(run["properties"].get("attempt", 0)))
 
@@ -61,7 +62,7 @@ class BatchScriptMixin:
         opts += [f"--output={jobdir}/slurm-%j.out", f"--chdir={jobdir}", "--no-requeue"]
         return opts + list(self.config.get("sbatch_args", []))
 
-    def batch_script(self, run: dict[str, Any], key: str, count: int) -> str:
+    def batch_script(self, run: RunRow, key: str, count: int) -> str:
         """The script sbatch runs: record the nodes, then one agent per node through srun."""
         q = shlex.quote
         manifest = f'{q(self.shared_root + "/nodes/")}"$SLURMD_NODENAME"{q("/runs/" + key + "/run.json")}'

@@ -23,6 +23,7 @@ from ...node.paths import mca_path, run_key
 from ..base import NodeInfo, NodePool
 from ..outcomes import Allocation, Evict
 from .transport import SSHTransport
+from ...records import RunRow
 
 DEFAULT_NODE_ROOT = "~/.batchai-node"
 _HOST = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d{1,5}))?$")
@@ -252,7 +253,7 @@ class SSHCompute(NodePool):
             if node.state == "preparing" and node.run_id is None and node.id not in self._provisioning:
                 self._start_provision(node.id)
 
-    def allocate(self, run: dict[str, Any], count: int) -> Allocation:
+    def allocate(self, run: RunRow, count: int) -> Allocation:
         self._collect()
         return super().allocate(run, count)
 
