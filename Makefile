@@ -33,7 +33,7 @@ test: setup lint
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q tests/test_spec.py tests/test_snapshot.py tests/test_runs.py tests/test_faults.py \
-		tests/test_clusters.py tests/test_cli.py
+		tests/test_clusters.py tests/test_cli.py tests/test_extending.py tests/node
 
 ## bench: the benchmarks (ratios against baselines measured in the same run)
 bench: $(STAMP)

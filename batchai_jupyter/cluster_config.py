@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
+from .spec import MAX_NODES
 
 DEFAULT_CLUSTER_NAME = "local"
 DEFAULT_BACKEND = "local"
@@ -127,6 +128,9 @@ class ClusterConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise SpecError(key, f"must be an integer >= 0, got {value!r}", "0 or more")
+        if self.max_nodes > MAX_NODES:
+            raise SpecError("max_nodes", f"{self.max_nodes} is more than the limit of {MAX_NODES}",
+                            f"0..{MAX_NODES}")
         if self.min_nodes > self.max_nodes:
             raise SpecError("min_nodes", f"{self.min_nodes} is above max_nodes {self.max_nodes}",
                             f"0..{self.max_nodes}")

@@ -34,7 +34,14 @@ DEFAULT_GPUS_PER_PROCESS = 0
 DEFAULT_WALL_CLOCK = 7 * 24 * 3600
 DEFAULT_PRIORITY = "normal"
 DEFAULT_SOURCE_DIRECTORY = "."
+#: Upper bounds: the most nodes a cluster (and so a job) may have, processes per node, and
+#: tensorflow tasks (workers, parameter servers) of one job.
+MAX_NODES = 10_000
+MAX_PROCESSES_PER_NODE = 1024
+MAX_TF_TASKS = 10_000
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_OPTIONAL_TEXT = ("script", "job_preparation", "python_interpreter", "communication_backend",
+                  "std_out_err_path_prefix")
 
 #: A data reference as a JobSpec holds it: a DataReference (ds.path(...).as_download()), a
 #: Datastore (mounts only) or the stored dict {"datastore", "path", "mode", ...}.
@@ -70,18 +77,27 @@ class JobSpec:
     master_only: bool = False
     std_out_err_path_prefix: str | None = None
 
+    def __repr__(self) -> str:
+        """The dataclass repr with secret values masked (str() is the same)."""
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "secrets":
+                value = {k: "***" for k in value} if isinstance(value, Mapping) else "***"
+            parts.append(f"{f.name}={value!r}")
+        return f"{type(self).__qualname__}({', '.join(parts)})"
+
     # ---------------------------------------------------------------------------------------
     def validate(self, check_files: bool = True) -> JobSpec:
         """Raise SpecError naming the first bad field; return self so calls chain."""
+        self._check_types()
         if (self.command is None) == (self.script is None):
             raise SpecError("command", "give exactly one of command= or script=",
                             "command='python train.py' or script='train.py'")
         if self.command is not None and not str(self.command).strip():
             raise SpecError("command", "is empty", "a shell command line")
-        if not isinstance(self.arguments, (list, tuple)):
-            raise SpecError("arguments", f"must be a list of strings, got {type(self.arguments).__name__}")
-        _check_int("node_count", self.node_count, 1)
-        _check_int("process_count_per_node", self.process_count_per_node, 1)
+        _check_int("node_count", self.node_count, 1, MAX_NODES)
+        _check_int("process_count_per_node", self.process_count_per_node, 1, MAX_PROCESSES_PER_NODE)
         _check_int("gpus_per_process", self.gpus_per_process, 0)
         _check_int("max_wall_clock_seconds", self.max_wall_clock_seconds, 1)
         if self.distribution not in DISTRIBUTIONS:
@@ -90,8 +106,9 @@ class JobSpec:
         if self.priority not in PRIORITY_NAMES:
             raise SpecError("priority", f"unknown value {self.priority!r}", PRIORITY_NAMES)
         if self.distribution == "tensorflow":
-            _check_int("worker_count", self.worker_count if self.worker_count is not None else 1, 1)
-            _check_int("parameter_server_count", self.parameter_server_count or 0, 0)
+            _check_int("worker_count", self.worker_count if self.worker_count is not None else 1, 1,
+                       MAX_TF_TASKS)
+            _check_int("parameter_server_count", self.parameter_server_count or 0, 0, MAX_TF_TASKS)
             tasks = (self.worker_count or self.node_count) + (self.parameter_server_count or 0)
             slots = self.node_count * self.process_count_per_node if isinstance(self.node_count, int) \
                 and isinstance(self.process_count_per_node, int) else 0
@@ -132,6 +149,42 @@ class JobSpec:
                     raise SpecError("script", f"{self.script!r} not found in {str(src)!r}",
                                     "a file inside source_directory")
         return self
+
+    def _check_types(self) -> None:
+        """Every field has its type, and no text holds a NUL byte (SpecError naming the field)."""
+        source = self.source_directory
+        if not isinstance(source, (str, os.PathLike)):
+            raise SpecError("source_directory", f"must be a path, got {type(source).__name__}",
+                            "a folder path, e.g. '.'")
+        _check_text("source_directory", os.fspath(source))
+        if self.command is not None:
+            _check_text("command", self.command)
+        for name in _OPTIONAL_TEXT:
+            if getattr(self, name) is not None:
+                _check_text(name, getattr(self, name))
+        if not isinstance(self.arguments, (list, tuple)):
+            raise SpecError("arguments", f"must be a list of strings, got {type(self.arguments).__name__}")
+        for i, arg in enumerate(self.arguments):
+            if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
+                raise SpecError("arguments", f"item {i} is {arg!r}, not a string", "strings (numbers are "
+                                "turned into strings)")
+            _check_text("arguments", str(arg))
+        for kind in ("environment_variables", "secrets"):
+            mapping = getattr(self, kind)
+            if not isinstance(mapping, Mapping):
+                raise SpecError(kind, f"must be a dict of NAME -> value, got {type(mapping).__name__}")
+            for name, value in mapping.items():
+                shown = type(value).__name__ if kind == "secrets" else repr(value)  # never a secret value
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    raise SpecError(kind, f"the value of {name!r} is {shown}, not a string",
+                                    "strings (numbers are turned into strings)")
+                if "\0" in str(name) or "\0" in str(value):
+                    raise SpecError(kind, f"{name!r} or its value holds a NUL byte", "text without NUL bytes")
+        for kind in ("inputs", "outputs", "mounts", "tensorflow_arguments"):
+            if not isinstance(getattr(self, kind), Mapping):
+                raise SpecError(kind, f"must be a dict, got {type(getattr(self, kind)).__name__}")
+        if not isinstance(self.master_only, bool):
+            raise SpecError("master_only", f"must be True or False, got {self.master_only!r}", [True, False])
 
     # ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -222,9 +275,18 @@ def _has_default(f: dataclasses.Field[Any]) -> bool:
     return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpecError(name, f"must be an integer >= {minimum}, got {value!r}", f"{minimum} or more")
+    if maximum is not None and value > maximum:
+        raise SpecError(name, f"{value} is more than the limit of {maximum}", f"{minimum}..{maximum}")
+
+
+def _check_text(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise SpecError(name, f"must be a string, got {type(value).__name__} {value!r}")
+    if "\0" in value:
+        raise SpecError(name, "holds a NUL byte", "text without NUL bytes")
 
 
 def _ref_dict(value: Any) -> Any:

@@ -23,21 +23,42 @@ if TYPE_CHECKING:
     from .cluster import Cluster
     from .workspace import Workspace
 
-__all__ = ["DataRefs", "Progress", "check_experiment_name", "insert", "new_run_id", "resolve_data",
+__all__ = ["DataRefs", "Progress", "check_experiment_name", "check_tags", "insert", "new_run_id", "resolve_data",
            "store_secrets", "submit", "take_snapshot", "validate"]
 
 #: The resolved data references of a spec: {"inputs"|"outputs"|"mounts": {id: reference dict}}.
 DataRefs = dict[str, dict[str, Any]]
 _EXPERIMENT_CHARS = "-_."
+#: The longest experiment name: it names folders and starts every run id (a file name holds 255).
+MAX_EXPERIMENT_NAME = 200
 
 
 def check_experiment_name(name: object) -> str:
     """An experiment name: letters, digits, '-', '_' and '.' (SpecError otherwise)."""
+    valid = f"1..{MAX_EXPERIMENT_NAME} letters, digits, '-', '_' and '.', not '.' or '..'"
     if not isinstance(name, str) or not name or \
             not all(c.isalnum() or c in _EXPERIMENT_CHARS for c in name):
-        raise SpecError("experiment", f"{name!r} is not a valid experiment name",
-                        "letters, digits, '-', '_' and '.'")
+        raise SpecError("experiment", f"{name!r} is not a valid experiment name", valid)
+    if name in (".", "..") or len(name) > MAX_EXPERIMENT_NAME:
+        shown = name if len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
+        raise SpecError("experiment", f"{shown!r} is not a valid experiment name", valid)
     return name
+
+
+def check_tags(tags: object) -> dict[str, str]:
+    """Run tags: a dict of string names to string values (SpecError otherwise)."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise SpecError("tags", f"must be a dict of name -> value, got {type(tags).__name__}",
+                        "{'lr': '0.1'}")
+    for name, value in tags.items():
+        if not isinstance(name, str) or not name or "\0" in name:
+            raise SpecError("tags", f"tag name {name!r} is not a non-empty string", "{'lr': '0.1'}")
+        if not isinstance(value, str) or "\0" in value:
+            raise SpecError("tags", f"the value of tag {name!r} is {value!r}, not a string",
+                            "string values, e.g. {'lr': '0.1'}")
+    return dict(tags)
 
 
 def _as_bytes(extra_files: Mapping[str, bytes | str] | None) -> dict[str, bytes]:
@@ -125,6 +146,7 @@ def submit(workspace: Workspace, experiment: str, spec: JobSpec, cluster: str = 
     called while new snapshot bytes are stored. Starts the engine if none runs.
     """
     check_experiment_name(experiment)
+    check_tags(tags)
     extra = _as_bytes(extra_files)
     validate(workspace, spec, cluster, extra)
     data_refs = resolve_data(workspace, spec)

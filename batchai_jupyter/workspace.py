@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,11 +74,12 @@ class Workspace:
                 raise ClusterError(f"a workspace already exists at {root} (pass exist_ok=True)")
             return cls(root)
         paths.create_folders()
-        paths.meta_tmp.write_text(json.dumps({"name": name or root.parent.name or "workspace",
-                                              "version": WORKSPACE_VERSION, "created": time.time(),
-                                              "snapshot_limits": {"max_bytes": DEFAULT_MAX_BYTES,
-                                                                  "max_files": DEFAULT_MAX_FILES}},
-                                             indent=2))
+        tmp = _unique_tmp(paths.meta_tmp)  # several processes may create the same workspace at once
+        tmp.write_text(json.dumps({"name": name or root.parent.name or "workspace",
+                                   "version": WORKSPACE_VERSION, "created": time.time(),
+                                   "snapshot_limits": {"max_bytes": DEFAULT_MAX_BYTES,
+                                                       "max_files": DEFAULT_MAX_FILES}},
+                                  indent=2))
         history = RunHistory(paths.history_db)
         local = ClusterConfig.default_local()
         if history.cluster_row(local.name) is None:
@@ -86,7 +88,15 @@ class Workspace:
             history.put_datastore(DEFAULT_DATASTORE, "local",
                                   {"path": str(paths.datastore_dir(DEFAULT_DATASTORE))}, default=True)
         history.close()
-        os.replace(paths.meta_tmp, paths.meta)  # last: a half-made workspace is never found
+        try:  # last: a half-made workspace is never found; the first finished create() wins
+            os.link(tmp, paths.meta)
+        except FileExistsError:
+            if not exist_ok:
+                raise ClusterError(f"a workspace already exists at {root} (pass exist_ok=True)") from None
+        except OSError:  # a file system without hard links
+            os.replace(tmp, paths.meta)
+        finally:
+            tmp.unlink(missing_ok=True)
         return cls(root)
 
     @classmethod
@@ -111,8 +121,9 @@ class Workspace:
         return meta
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        self.paths.meta_tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(self.paths.meta_tmp, self.paths.meta)
+        tmp = _unique_tmp(self.paths.meta_tmp)
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, self.paths.meta)
 
     def run_files_dir(self, run_id: str) -> Path:
         """runs/<id>/files/: what the workspace keeps of a run (logs, outputs, artifacts)."""
@@ -269,3 +280,8 @@ class Experiment:
         """This experiment's runs, newest first (Azure ML's name); child runs only when asked."""
         return self.workspace.runs(experiment=self.name, status=status, tags=tags, limit=limit,
                                    include_children=include_children)
+
+
+def _unique_tmp(path: Path) -> Path:
+    """A temporary name next to `path` that no other process or thread writes."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}")

@@ -12,6 +12,7 @@ release with sbatch.
 """
 from __future__ import annotations
 
+import os
 import random
 import shlex
 import time
@@ -30,6 +31,10 @@ from ..records import NodeRow, RunRow
 
 NODE_STATES = ("idle", "preparing", "running", "leaving", "unusable")
 PORT_RANGE = (29500, 39999)  # where a MASTER_PORT is picked when a node cannot be asked
+# An unusable node of a pool is tried again (NodePool._recover) this long after it became
+# unusable, then after twice as long each time it stays so, up to RETRY_MAX_SECONDS.
+RETRY_FIRST_SECONDS = float(os.environ.get("BATCHAI_NODE_RETRY_SECONDS", "10"))
+RETRY_MAX_SECONDS = 300.0
 
 
 @dataclass
@@ -203,7 +208,15 @@ class Compute(ABC):
 
 
 class NodePool(Compute):
-    """Nodes the engine provisions itself and tracks in the nodes table."""
+    """Nodes the engine provisions itself and tracks in the nodes table.
+
+    An `unusable` node is not given up: maintain() calls `_recover` for it with backoff
+    (RETRY_FIRST_SECONDS after it became unusable, doubling up to RETRY_MAX_SECONDS), and an
+    unusable node never holds a slot the pool could fill with another host."""
+
+    def __init__(self, config: dict[str, Any], workspace_path: Path, history: RunHistory):
+        super().__init__(config, workspace_path, history)
+        self._retries: dict[str, tuple[float, float]] = {}  # unusable node -> (next try, delay)
 
     @abstractmethod
     def _slots(self) -> list[str]:
@@ -215,6 +228,12 @@ class NodePool(Compute):
 
     def _deprovision(self, node: NodeInfo) -> None:
         """Give a node back (stop what it runs for us, drop its connection)."""
+
+    def _recover(self, node: NodeInfo) -> None:
+        """Try to make an unusable node usable again (stop its leftovers, set it up anew).
+
+        Called by maintain() with backoff; the node becomes idle once this (or work it starts)
+        succeeds. The default leaves the node as it is."""
 
     def capacity(self) -> int:
         return min(int(self.config.get("max_nodes", 0)), len(self._slots()))
@@ -238,7 +257,8 @@ class NodePool(Compute):
         idle = [n for n in nodes if n.state == "idle"]
         max_nodes = int(self.config.get("max_nodes", 0))
         existing = {n.id for n in nodes}
-        free_slots = [s for s in self._slots() if s not in existing][:max(0, max_nodes - len(nodes))]
+        usable = [n for n in nodes if n.state != "unusable"]  # an unusable node holds no slot
+        free_slots = [s for s in self._slots() if s not in existing][:max(0, max_nodes - len(usable))]
         if len(idle) + len(free_slots) < count:
             return waiting
         for slot in free_slots[:count - len(idle)]:
@@ -305,7 +325,22 @@ class NodePool(Compute):
         missing = min(min_nodes, max_nodes) - len(alive)
         for slot in [s for s in self._slots() if s not in existing][:max(0, missing)]:
             self._add_node(slot)
+        self._retry_unusable(self.nodes(), now)
         return actions
+
+    def _retry_unusable(self, nodes: list[NodeInfo], now: float) -> None:
+        """Call _recover for each unusable node whose next try is due (backoff per node)."""
+        unusable = {n.id: n for n in nodes if n.state == "unusable"}
+        for node_id in [k for k in self._retries if k not in unusable]:
+            del self._retries[node_id]  # usable again, or gone
+        for node in unusable.values():
+            due, delay = self._retries.setdefault(node.id, (node.since + RETRY_FIRST_SECONDS,
+                                                            RETRY_FIRST_SECONDS))
+            if now < due:
+                continue
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            self._retries[node.id] = (now + delay, delay)
+            self._recover(node)
 
 
 def shell_join(argv: list[str]) -> str:

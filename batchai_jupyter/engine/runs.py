@@ -23,6 +23,7 @@ def cancel_run(ctx: EngineContext, drivers: Drivers, run_id: str) -> None:
     if row["status"] == "Queued":
         ctx.history.set_status(run_id, "Canceled", "canceled before it started",
                                cancel_requested=1, error={"message": "canceled"})
+        ctx.secrets.delete("runs", run_id)
         return
     ctx.history.set_status(run_id, "CancelRequested", None, cancel_requested=1)
     driver = drivers.get(run_id)

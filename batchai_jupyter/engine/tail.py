@@ -1,13 +1,17 @@
 """RunTail: copies a run's node files into the workspace by offset, as they grow.
 
 stdout/stderr, ./logs and artifacts are appended to their workspace copies from the copy's own
-size (a file the job rewrote is copied again from the start); metrics.jsonl is read from the
-offset stored with the metrics it covers, in one transaction, so a restarted engine neither
-drops nor repeats a record.
+size (a file the job rewrote is copied again from the start: one that got shorter, and a ./logs
+file whose first HEAD_BYTES changed, even at the same or a larger size); metrics.jsonl is read
+from the offset stored with the metrics it covers, in one transaction, so a restarted engine
+neither drops nor repeats a record. The agent's own temporary files (`<name>.tmp<pid>`, renamed
+into place when complete) are not copied; any other name is, `.tmp` in it or not.
 """
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,9 @@ from ..compute.transport import Transport
 from ..history import RunHistory
 from ..node.paths import RunPaths
 
-_TMP_SUFFIXES = tuple(f".tmp{c}" for c in "0123456789")
+_AGENT_TMP = re.compile(r"\.tmp\d+$")  # an atomic write in progress (node/agent.py, transports)
+HEAD_BYTES = 64           # a ./logs copy whose start differs from the node file's is copied anew
+HEAD_CHECK_SECONDS = 1.0  # how often the start of a ./logs file whose size did not change is compared
 
 
 class RunTail:
@@ -27,6 +33,7 @@ class RunTail:
         self.run_id = run_id
         self.files = files
         self.sizes: dict[str, int] = {}          # workspace copy -> bytes copied so far
+        self.heads: dict[str, tuple[bytes, float]] = {}  # ./logs copy -> (its first bytes, checked at)
         self.metric_offsets = history.offsets(run_id)
 
     def tail(self, transport: Transport, index: int, node: NodeInfo, paths: RunPaths) -> None:
@@ -35,21 +42,25 @@ class RunTail:
         for source, prefix in ((paths.stdouterr, ""), (paths.logs, log_prefix),
                                (paths.artifacts, "")):
             for rel, size in transport.list_files(source).items():
-                if rel.endswith(_TMP_SUFFIXES) or ".tmp" in rel.rsplit("/", 1)[-1]:
+                if _AGENT_TMP.search(rel.rsplit("/", 1)[-1]):
                     continue
-                self._copy_tail(transport, f"{source}/{rel}", prefix + rel, size)
+                self._copy_tail(transport, f"{source}/{rel}", prefix + rel, size,
+                                check_head=source == paths.logs)
         self._tail_metrics(transport, node, paths)
 
-    def _copy_tail(self, transport: Transport, src: str, rel: str, size: int) -> None:
+    def _copy_tail(self, transport: Transport, src: str, rel: str, size: int, check_head: bool = False) -> None:
         dest = self.files / rel
         have = self.sizes.get(rel)
         if have is None:
             have = dest.stat().st_size if dest.exists() else 0
-        if size == have:
+        rewritten = size < have
+        if check_head and have and not rewritten:
+            rewritten = self._head_changed(transport, src, rel, dest, have, force=size != have)
+        if size == have and not rewritten:
             self.sizes[rel] = have
             return
         mode = "ab"
-        if size < have:  # rewritten by the job: copy it again from the start
+        if rewritten:  # rewritten by the job: copy it again from the start
             have, mode = 0, "wb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, mode) as out:
@@ -60,6 +71,23 @@ class RunTail:
                 out.write(chunk)
                 have += len(chunk)
         self.sizes[rel] = have
+        if check_head:
+            self.heads[rel] = (_head(dest), time.monotonic())
+
+    def _head_changed(self, transport: Transport, src: str, rel: str, dest: Path, have: int,
+                      force: bool) -> bool:
+        """True when the node file no longer starts as the copy does (it was rewritten in place).
+
+        Compared whenever the size changed, else at most every HEAD_CHECK_SECONDS."""
+        known = self.heads.get(rel)
+        now = time.monotonic()
+        if known is None:
+            known = (_head(dest), 0.0)  # after an engine restart: the copy on disk
+        if not force and now - known[1] < HEAD_CHECK_SECONDS:
+            return False
+        self.heads[rel] = (known[0], now)
+        n = min(HEAD_BYTES, have, len(known[0]))
+        return transport.read_from(src, 0, n) != known[0][:n]
 
     def _tail_metrics(self, transport: Transport, node: NodeInfo, paths: RunPaths) -> None:
         key = (node.id, paths.metrics)
@@ -84,3 +112,11 @@ class RunTail:
         """Copy a node's ./outputs into the workspace (later calls win a clash)."""
         for rel in transport.list_files(paths.outputs):
             transport.get_file(f"{paths.outputs}/{rel}", self.files / "outputs" / rel)
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(HEAD_BYTES)
+    except OSError:
+        return b""

@@ -2,19 +2,24 @@
 
 Nodes share the workspace's snapshot store as their object cache (a shared root), so a
 re-submit sends nothing; the agent still copies files into each run's own working folder.
+A node that became unusable (its agent was killed, its folder deleted) is reclaimed by the
+pool's upkeep: what its unfinished runs recorded is killed, its folder made anew, and it is idle.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from ...history import RunHistory
+from ...history import ACTIVE_STATUSES, RunHistory
 from ...layout import WorkspacePaths
 from ...snapshot import SnapshotStore
+from ...node.paths import RunPaths, run_key
 from ..base import NodeInfo, NodePool
 from ..transport import LocalTransport, Transport
 
@@ -41,6 +46,24 @@ class LocalCompute(NodePool):
     def _deprovision(self, node: NodeInfo) -> None:
         shutil.rmtree(self.root / "nodes" / node.id, ignore_errors=True)
 
+    def _recover(self, node: NodeInfo) -> None:
+        """An unusable node: kill what its unfinished runs recorded, clean its folder, idle again."""
+        keep = {run_key(r["id"], int(r["properties"].get("attempt", 0)))
+                for r in self.history.run_rows(status=ACTIVE_STATUSES)}
+        runs = self.root / "nodes" / node.id / "runs"
+        if any((runs / key).exists() for key in keep):
+            return  # an active run still has files here; tried again later
+        for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
+            _kill_leftovers(RunPaths.of_run_dir(str(run_dir)))
+        self._deprovision(node)
+        try:
+            got = self._provision(node.id)
+        except OSError as exc:
+            node.error = f"cannot reclaim the node: {exc}"
+            self.set_node_state(node, "unusable", None)
+            return
+        self.history.put_node(self.name, node.id, "idle", got["address"], None, None, got["gpus"], got["info"])
+
     def transport(self, node: NodeInfo) -> Transport:
         return self._transport
 
@@ -66,3 +89,27 @@ class LocalCompute(NodePool):
 
     def python(self, node: NodeInfo | None = None) -> str:
         return str(self.config.get("python") or sys.executable)
+
+
+def _kill_leftovers(paths: RunPaths) -> None:
+    """SIGKILL the process groups and the agent a run folder without status.json recorded."""
+    if os.path.exists(paths.status):
+        return
+    try:
+        with open(paths.pids, encoding="utf-8") as fh:
+            groups = [int(p) for p in json.load(fh).values()]
+    except (OSError, ValueError, AttributeError):
+        groups = []
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        with open(paths.started, encoding="utf-8") as fh:
+            agent = int(fh.read().strip())
+        with open(f"/proc/{agent}/cmdline", "rb") as fh:  # only if that pid is still the agent
+            if paths.manifest.encode() in fh.read():
+                os.kill(agent, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass

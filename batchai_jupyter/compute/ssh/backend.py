@@ -3,8 +3,9 @@
 A node is a host of the list. Provisioning bootstraps it: connect (host key checked against
 known_hosts), check that the configured Python runs and has this version of batchai_jupyter,
 create node_root, and note the GPUs and whether mpirun exists; any failure makes the node
-`unusable` with the reason. Snapshot objects go to the node's object cache once (the engine
-remembers which digests each node holds). The agent runs detached, so runs survive the engine.
+`unusable` with the reason (it is probed again with backoff, and idle once a probe succeeds).
+Snapshot objects go to the node's object cache once (the engine remembers which digests each
+node holds). The agent runs detached, so runs survive the engine.
 """
 from __future__ import annotations
 
@@ -267,6 +268,13 @@ class SSHCompute(NodePool):
                 if node.state == "unusable" and " lost" in (node.error or ""):
                     self._reclaim(node)
         return actions
+
+    def _recover(self, node: NodeInfo) -> None:
+        """Probe an unusable host again in the background (maintain() backs off between tries):
+        it becomes idle when the probe succeeds, else stays unusable with the new error.
+        A lost node is reclaimed by _reclaim instead."""
+        if " lost" not in (node.error or ""):
+            self._start_provision(node.id)
 
     def _reclaim(self, node: NodeInfo) -> None:
         """A lost node that answers again: stop its leftovers, then let it be provisioned anew."""
