@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ClusterError
-from ..cluster_config import DEALLOCATION_OPTIONS, DEFAULT_DEALLOCATION, DEFAULT_IDLE_SECONDS
+from ..cluster_config import DEALLOCATION_OPTIONS, ClusterConfig
 from ..history import RunHistory
 from ..snapshot import SnapshotStore
 from .outcomes import Allocation, Evict, Granted, Pending, Refused
@@ -84,6 +84,11 @@ class Compute(ABC):
     def name(self) -> str:
         return str(self.config["name"])
 
+    @property
+    def settings(self) -> ClusterConfig:
+        """The cluster's settings, typed (the common fields; backend options in `.options`)."""
+        return ClusterConfig.from_dict(self.config)
+
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
         """Typed errors (SpecError) for a cluster's backend options; returns the config to store.
@@ -122,10 +127,10 @@ class Compute(ABC):
         return str(self.config.get("python") or "python3")
 
     def gpus_per_node(self) -> int:
-        return int(self.config.get("gpus_per_node") or 0)
+        return self.settings.gpus_per_node
 
     def capacity(self) -> int:
-        return int(self.config.get("max_nodes", 0))
+        return self.settings.max_nodes
 
     def nodes(self) -> list[NodeInfo]:
         """The cluster's nodes as the nodes table has them."""
@@ -236,7 +241,7 @@ class NodePool(Compute):
         succeeds. The default leaves the node as it is."""
 
     def capacity(self) -> int:
-        return min(int(self.config.get("max_nodes", 0)), len(self._slots()))
+        return min(self.settings.max_nodes, len(self._slots()))
 
     def _add_node(self, node_id: str) -> NodeInfo | None:
         self.history.put_node(self.name, node_id, "preparing")
@@ -255,7 +260,7 @@ class NodePool(Compute):
         waiting = Pending(f"waiting for {count} node(s) of cluster {self.name!r}")
         nodes = self.nodes()
         idle = [n for n in nodes if n.state == "idle"]
-        max_nodes = int(self.config.get("max_nodes", 0))
+        max_nodes = self.settings.max_nodes
         existing = {n.id for n in nodes}
         usable = [n for n in nodes if n.state != "unusable"]  # an unusable node holds no slot
         free_slots = [s for s in self._slots() if s not in existing][:max(0, max_nodes - len(usable))]
@@ -292,9 +297,9 @@ class NodePool(Compute):
 
     def maintain(self) -> list[Evict]:
         nodes = self.nodes()
-        min_nodes = int(self.config.get("min_nodes", 0))
-        max_nodes = int(self.config.get("max_nodes", 0))
-        idle_limit = float(self.config.get("idle_seconds_before_scaledown", DEFAULT_IDLE_SECONDS))
+        settings = self.settings
+        min_nodes, max_nodes = settings.min_nodes, settings.max_nodes
+        idle_limit = float(settings.idle_seconds_before_scaledown)
         actions: list[Evict] = []
         usable = [n for n in nodes if n.state != "unusable"]
         # shrink to max_nodes (after a resize): idle nodes first, then busy ones per the option
@@ -305,7 +310,7 @@ class NodePool(Compute):
             if node.state == "idle":
                 self._remove(node)
             elif node.state != "leaving":
-                option = self.config.get("node_deallocation_option", DEFAULT_DEALLOCATION)
+                option = settings.node_deallocation_option
                 self.set_node_state(node, "leaving", node.run_id)
                 if option != "waitforjobcompletion" and node.run_id:
                     actions.append(Evict(node.run_id, requeue=option == "requeue"))

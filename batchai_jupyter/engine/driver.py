@@ -15,7 +15,6 @@ import random
 import time
 from typing import Any
 
-from ..cluster_config import DEFAULT_DEALLOCATION
 from ..compute.base import PORT_RANGE, Compute, NodeInfo
 from ..node.manifest import ManifestNode, ManifestSnapshot, RunManifest
 from ..node.process import main_log_name
@@ -256,7 +255,7 @@ class RunDriver:
         for i, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
             if i != index:
                 self.tail.tail(self.compute.transport(node), i, node, paths)
-        if self.compute.config.get("node_deallocation_option", DEFAULT_DEALLOCATION) == "requeue" \
+        if self.compute.settings.node_deallocation_option == "requeue" \
                 and self.compute.config.get("requeue_on_node_loss", True):
             self.requeue(why)
         else:

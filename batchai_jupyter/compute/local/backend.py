@@ -33,7 +33,7 @@ class LocalCompute(NodePool):
         self.root = WorkspacePaths.of(self.workspace_path).cluster_dir(self.name)
 
     def _slots(self) -> list[str]:
-        return [f"node-{i}" for i in range(int(self.config.get("max_nodes", 0)))]
+        return [f"node-{i}" for i in range(self.settings.max_nodes)]
 
     def _provision(self, node_id: str) -> dict[str, Any]:
         path = self.root / "nodes" / node_id
