@@ -53,8 +53,8 @@ TERMINAL_STATUSES = ("Completed", "Failed", "Canceled")
 __all__ = ["ACTIVE_STATUSES", "PRIORITIES", "SCHEMA", "TERMINAL_STATUSES", "RunHistory"]
 
 
-class RunHistory:
-    """Typed access to history.db; safe to use from several threads and processes."""
+class _Database:
+    """One connection per thread to history.db; the schema is made on first use."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -93,6 +93,10 @@ class RunHistory:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+class _Registry(_Database):
+    """Experiments, clusters, datastores and nodes."""
 
     # -- registry: experiments, clusters, datastores --------------------------------------
     def ensure_experiment(self, name: str) -> None:
@@ -174,6 +178,95 @@ class RunHistory:
     def delete_node(self, cluster: str, node_id: str) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM nodes WHERE cluster=? AND id=?", (cluster, node_id))
+
+
+class _Metrics(_Database):
+    """Metrics, the tail offsets written with them, and intents."""
+
+    # -- metrics --------------------------------------------------------------------------------
+    def metric_rows(self, run_ids: list[str], name: str | None = None) -> list[dict[str, Any]]:
+        sql = f"SELECT * FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))})"
+        args: list[Any] = list(run_ids)
+        if name is not None:
+            sql += " AND name=?"
+            args.append(name)
+        return [dict(r) | {"value": json.loads(r["value"])}
+                for r in self.query(sql + " ORDER BY seq", tuple(args))]
+
+    def metrics_since(self, run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """Metric rows of one run with a sequence number above `after_seq`, in order (tails)."""
+        return [dict(r) | {"value": json.loads(r["value"])} for r in self.query(
+            "SELECT * FROM metrics WHERE run_id=? AND seq>? ORDER BY seq", (run_id, after_seq))]
+
+    def metric_names(self, run_ids: Sequence[str], kind: str | None = "scalar") -> list[str]:
+        """The distinct metric names the runs logged (of one kind unless kind=None), sorted."""
+        if not run_ids:
+            return []
+        sql = f"SELECT DISTINCT name FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))})"
+        args: list[Any] = list(run_ids)
+        if kind is not None:
+            sql += " AND kind=?"
+            args.append(kind)
+        return [r["name"] for r in self.query(sql + " ORDER BY name", tuple(args))]
+
+    def last_metric_values(self, run_ids: Sequence[str], name: str,
+                           kind: str | None = "scalar") -> dict[str, Any]:
+        """run id -> the last value it logged for metric `name` (runs without one are absent)."""
+        if not run_ids:
+            return {}
+        sql = (f"SELECT run_id, value FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))}) "
+               "AND name=?")
+        args: list[Any] = [*run_ids, name]
+        if kind is not None:
+            sql += " AND kind=?"
+            args.append(kind)
+        last: dict[str, Any] = {}
+        for r in self.query(sql + " ORDER BY seq", tuple(args)):
+            last[r["run_id"]] = json.loads(r["value"])
+        return last
+
+    # -- tail offsets (written with the data they cover) ---------------------------------------
+    def offsets(self, run_id: str) -> dict[tuple[str, str], int]:
+        return {(r["node"], r["path"]): r["offset"]
+                for r in self.query("SELECT * FROM offsets WHERE run_id=?", (run_id,))}
+
+    def record_metrics(self, run_id: str, node: str, path: str, offset: int,
+                       records: list[dict[str, Any]]) -> None:
+        """Insert metric records and move the tail offset in one transaction: no dup, no loss."""
+        with self.tx() as db:
+            for rec in records:
+                db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts) "
+                           "VALUES(?, ?, ?, ?, ?, ?)",
+                           (run_id, rec["name"], rec.get("kind", "scalar"), rec.get("step"),
+                            json.dumps(rec.get("value")), rec.get("ts", time.time())))
+            db.execute("INSERT INTO offsets VALUES(?, ?, ?, ?) ON CONFLICT(run_id, node, path) "
+                       "DO UPDATE SET offset=excluded.offset", (run_id, node, path, offset))
+
+    # -- intents (clients ask, the engine acts) -----------------------------------------------
+    def add_intent(self, kind: str, target: str, payload: dict[str, Any] | None = None) -> int:
+        with self.tx() as db:
+            cur = db.execute("INSERT INTO intents(kind, target, payload, created) VALUES(?, ?, ?, ?)",
+                             (kind, target, json.dumps(payload or {}), time.time()))
+            return int(cur.lastrowid or 0)
+
+    def pending_intents(self) -> list[IntentRow]:
+        return [IntentRow(id=r["id"], kind=r["kind"], target=r["target"], payload=json.loads(r["payload"]),
+                          created=r["created"], done=r["done"])
+                for r in self.query("SELECT * FROM intents WHERE done IS NULL ORDER BY id")]
+
+    def finish_intent(self, intent_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE intents SET done=? WHERE id=?", (time.time(), intent_id))
+
+    # -- engine-side queries
+    def clear_offsets(self, run_id: str) -> None:
+        """Forget a run's tail offsets (a requeued attempt tails its new files from the start)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM offsets WHERE run_id=?", (run_id,))
+
+
+class RunHistory(_Registry, _Metrics):
+    """Typed access to history.db; safe to use from several threads and processes."""
 
     # -- runs ---------------------------------------------------------------------------------
     def insert_run(self, run_id: str, experiment: str, cluster: str | None, spec: dict[str, Any],
@@ -277,93 +370,12 @@ class RunHistory:
     def events(self, run_id: str) -> list[EventRow]:
         return [EventRow(ts=r["ts"], status=r["status"], message=r["message"])
                 for r in self.query("SELECT ts, status, message FROM events WHERE run_id=? "
-                                            "ORDER BY ts", (run_id,))]
+                                    "ORDER BY ts", (run_id,))]
 
-    # -- metrics --------------------------------------------------------------------------------
-    def metric_rows(self, run_ids: list[str], name: str | None = None) -> list[dict[str, Any]]:
-        sql = f"SELECT * FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))})"
-        args: list[Any] = list(run_ids)
-        if name is not None:
-            sql += " AND name=?"
-            args.append(name)
-        return [dict(r) | {"value": json.loads(r["value"])}
-                for r in self.query(sql + " ORDER BY seq", tuple(args))]
-
-    def metrics_since(self, run_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
-        """Metric rows of one run with a sequence number above `after_seq`, in order (tails)."""
-        return [dict(r) | {"value": json.loads(r["value"])} for r in self.query(
-            "SELECT * FROM metrics WHERE run_id=? AND seq>? ORDER BY seq", (run_id, after_seq))]
-
-    def metric_names(self, run_ids: Sequence[str], kind: str | None = "scalar") -> list[str]:
-        """The distinct metric names the runs logged (of one kind unless kind=None), sorted."""
-        if not run_ids:
-            return []
-        sql = f"SELECT DISTINCT name FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))})"
-        args: list[Any] = list(run_ids)
-        if kind is not None:
-            sql += " AND kind=?"
-            args.append(kind)
-        return [r["name"] for r in self.query(sql + " ORDER BY name", tuple(args))]
-
-    def last_metric_values(self, run_ids: Sequence[str], name: str,
-                           kind: str | None = "scalar") -> dict[str, Any]:
-        """run id -> the last value it logged for metric `name` (runs without one are absent)."""
-        if not run_ids:
-            return {}
-        sql = (f"SELECT run_id, value FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))}) "
-               "AND name=?")
-        args: list[Any] = [*run_ids, name]
-        if kind is not None:
-            sql += " AND kind=?"
-            args.append(kind)
-        last: dict[str, Any] = {}
-        for r in self.query(sql + " ORDER BY seq", tuple(args)):
-            last[r["run_id"]] = json.loads(r["value"])
-        return last
-
-    # -- tail offsets (written with the data they cover) ---------------------------------------
-    def offsets(self, run_id: str) -> dict[tuple[str, str], int]:
-        return {(r["node"], r["path"]): r["offset"]
-                for r in self.query("SELECT * FROM offsets WHERE run_id=?", (run_id,))}
-
-    def record_metrics(self, run_id: str, node: str, path: str, offset: int,
-                       records: list[dict[str, Any]]) -> None:
-        """Insert metric records and move the tail offset in one transaction: no dup, no loss."""
-        with self.tx() as db:
-            for rec in records:
-                db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts) "
-                           "VALUES(?, ?, ?, ?, ?, ?)",
-                           (run_id, rec["name"], rec.get("kind", "scalar"), rec.get("step"),
-                            json.dumps(rec.get("value")), rec.get("ts", time.time())))
-            db.execute("INSERT INTO offsets VALUES(?, ?, ?, ?) ON CONFLICT(run_id, node, path) "
-                       "DO UPDATE SET offset=excluded.offset", (run_id, node, path, offset))
-
-    # -- intents (clients ask, the engine acts) -----------------------------------------------
-    def add_intent(self, kind: str, target: str, payload: dict[str, Any] | None = None) -> int:
-        with self.tx() as db:
-            cur = db.execute("INSERT INTO intents(kind, target, payload, created) VALUES(?, ?, ?, ?)",
-                             (kind, target, json.dumps(payload or {}), time.time()))
-            return int(cur.lastrowid or 0)
-
-    def pending_intents(self) -> list[IntentRow]:
-        return [IntentRow(id=r["id"], kind=r["kind"], target=r["target"], payload=json.loads(r["payload"]),
-                          created=r["created"], done=r["done"])
-                for r in self.query("SELECT * FROM intents WHERE done IS NULL ORDER BY id")]
-
-    def finish_intent(self, intent_id: int) -> None:
-        with self.tx() as db:
-            db.execute("UPDATE intents SET done=? WHERE id=?", (time.time(), intent_id))
-
-    # -- engine-side queries
     def run_status(self, run_id: str) -> str | None:
         """A run's status, or None when there is no such run."""
         rows = self.query("SELECT status FROM runs WHERE id=?", (run_id,))
         return str(rows[0]["status"]) if rows else None
-
-    def clear_offsets(self, run_id: str) -> None:
-        """Forget a run's tail offsets (a requeued attempt tails its new files from the start)."""
-        with self.tx() as db:
-            db.execute("DELETE FROM offsets WHERE run_id=?", (run_id,))
 
 
 def _cluster_dict(row: sqlite3.Row) -> dict[str, Any]:
