@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import parse_args, temp_workspace  # noqa: E402
+from bench._common import parse_args, temp_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE = REPO / ".cache" / "azurite" / "node_modules" / ".bin" / "azurite-blob"

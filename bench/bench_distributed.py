@@ -20,11 +20,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from bench._common import median, parse_args, report, retried_baseline, temp_workspace  # noqa: E402
-from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools  # noqa: E402
+from bench._common import median, parse_args, report, retried_baseline, temp_workspace
+from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools
 
-import batchai_jupyter as bai  # noqa: E402
-from batchai_jupyter import JobSpec  # noqa: E402
+import batchai_jupyter as bai
+from batchai_jupyter import JobSpec
 
 TRAIN = """
     import json, os, sys, time

@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import median, p95, parse_args, report, temp_workspace  # noqa: E402
+from bench._common import median, p95, parse_args, report, temp_workspace
 
-import batchai_jupyter as bai  # noqa: E402
+import batchai_jupyter as bai
 
 
 def bare_python_start(n: int) -> float:

@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import median, parse_args, report, temp_workspace  # noqa: E402
-from tests.compute.slurm_env import start_slurm  # noqa: E402
+from bench._common import median, parse_args, report, temp_workspace
+from tests.compute.slurm_env import start_slurm
 
-import batchai_jupyter as bai  # noqa: E402
-from batchai_jupyter import JobSpec  # noqa: E402
+import batchai_jupyter as bai
+from batchai_jupyter import JobSpec
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:

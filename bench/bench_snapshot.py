@@ -11,9 +11,9 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench._common import median, parse_args, report  # noqa: E402
+from bench._common import median, parse_args, report
 
-from batchai_jupyter.snapshot import SnapshotStore  # noqa: E402
+from batchai_jupyter.snapshot import SnapshotStore
 
 
 def make_tree(root: Path, files: int, total_bytes: int) -> None:

@@ -13,10 +13,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench._common import median, p95, parse_args, report, temp_workspace  # noqa: E402
+from bench._common import median, p95, parse_args, report, temp_workspace
 
-import batchai_jupyter as bai  # noqa: E402
-from batchai_jupyter.notebook.widget import RunDetails  # noqa: E402
+import batchai_jupyter as bai
+from batchai_jupyter.notebook.widget import RunDetails
 
 
 def main() -> None:

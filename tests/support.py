@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -13,3 +14,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60, interval: flo
             return True
         time.sleep(interval)
     return False
+
+
+def process_gone(pid: int) -> bool:
+    """The process has exited (no /proc entry, or a zombie waiting for its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support import wait_until
+from tests.support import process_gone, wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
@@ -37,16 +37,10 @@ def _counter_job(folder: Path, gate: Path, lines: int = 40) -> Path:
     return folder
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
-
 
 def _kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: _gone(pid), 10)
+    wait_until(lambda: process_gone(pid), 10)
 
 
 def _start_and_kill_agent(ws: bai.Workspace, run: bai.Run, cluster: str = "local") -> tuple[str, list[int]]:
@@ -126,7 +120,7 @@ def test_killed_agent_makes_the_node_unusable_and_fails_the_run(ws: bai.Workspac
     [node] = ws.cluster("one").nodes()
     assert node.state == "unusable" and "no heartbeat" in node.error
     for pid in job_pids:  # the job's processes did not outlive their agent
-        assert wait_until(lambda pid=pid: _gone(pid), 10)
+        assert wait_until(lambda pid=pid: process_gone(pid), 10)
 
 
 def test_killed_agent_requeues_the_run_by_default(ws: bai.Workspace, tmp_path: Path,

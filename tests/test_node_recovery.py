@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from tests.support import wait_until
+from tests.support import process_gone, wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
@@ -20,7 +20,7 @@ from batchai_jupyter.compute import base
 from batchai_jupyter.compute.base import NodeInfo, NodePool
 from batchai_jupyter.compute.outcomes import Granted, Pending
 from batchai_jupyter.compute.transport import LocalTransport, Transport
-from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools
+from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, running_hosts
 
 
 def _gated_job(folder: Path, gate: Path) -> Path:
@@ -34,12 +34,6 @@ def _gated_job(folder: Path, gate: Path) -> Path:
     """))
     return folder
 
-
-def _gone(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def _kill_agent(ws: bai.Workspace, run: bai.Run, attempt: int) -> tuple[str, list[int]]:
@@ -56,7 +50,7 @@ def _kill_agent(ws: bai.Workspace, run: bai.Run, attempt: int) -> tuple[str, lis
     job_pids = [int(p) for p in json.loads(run_dir.joinpath("pids.json").read_text()).values()]
     agent = int(run_dir.joinpath("agent.started").read_text())
     os.kill(agent, signal.SIGKILL)
-    assert wait_until(lambda: _gone(agent), 10)
+    assert wait_until(lambda: process_gone(agent), 10)
     return run_dir.parent.parent.name, job_pids
 
 
@@ -77,7 +71,7 @@ def test_agent_killed_twice_then_a_third_run_completes_on_the_default_cluster(
     third = ws.experiment("lost").submit(JobSpec(source_directory=src, script="job.py"))
     assert third.wait_for_completion(timeout=90)["status"] == "Completed"
     for pid in pids_a + pids_b:  # nothing of the lost attempts lives on
-        assert wait_until(functools.partial(_gone, pid), 10)
+        assert wait_until(functools.partial(process_gone, pid), 10)
     assert wait_until(lambda: all(n.state == "idle" for n in ws.cluster("local").nodes()), 30)
     for node in (lost_a, lost_b):  # the reclaimed folders lost the lost attempts' leftovers
         leftovers = {p.name for p in ws.paths.node_dir("local", node).joinpath("runs").iterdir()}
@@ -169,17 +163,7 @@ def test_an_unusable_node_is_tried_again_with_backoff(ws: bai.Workspace, monkeyp
 @pytest.fixture(scope="module")
 def one_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
     """One real ssh host of its own (namespace and subnet apart from tests/compute's hosts)."""
-    why = missing_tools()
-    if why:
-        pytest.skip(reason=f"ssh hosts unavailable: {why}")
-    hosts = SSHHosts(tmp_path_factory.mktemp("reprobe"), count=1, prefix="bairprobe", subnet="10.200.9")
-    try:
-        hosts.start()
-    except Exception:
-        hosts.stop()
-        raise
-    yield hosts
-    hosts.stop()
+    yield from running_hosts(tmp_path_factory.mktemp("reprobe"), count=1, prefix="bairprobe", subnet="10.200.9")
 
 
 def test_an_ssh_host_that_failed_its_probe_is_probed_again_and_runs(

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests.support import wait_until
+from tests.support import process_gone, wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import (
@@ -20,13 +20,6 @@ from batchai_jupyter import (
     submission,
 )
 
-
-def _gone(pid: int) -> bool:
-    """The process has exited (no /proc entry, or a zombie waiting for its parent)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def _script(folder: Path, name: str, body: str) -> Path:
@@ -171,7 +164,7 @@ def test_cancel_stops_the_job_and_its_processes(ws: bai.Workspace, tmp_path: Pat
     details = run.wait_for_completion(raise_on_error=False, timeout=60)
     assert details["status"] == "Canceled"
     for pid in map(int, pidfile.read_text().split()):
-        assert wait_until(lambda pid=pid: _gone(pid), 10), f"pid {pid} survived"
+        assert wait_until(lambda pid=pid: process_gone(pid), 10), f"pid {pid} survived"
 
 
 def test_cancel_a_queued_run(ws: bai.Workspace, tmp_path: Path) -> None:

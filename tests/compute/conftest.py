@@ -15,7 +15,7 @@ import pytest
 
 import batchai_jupyter as bai
 
-from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools
+from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, running_hosts
 
 BACKENDS = ["local", "ssh", "slurm"]
 # Another package's backend joins the suite: BATCHAI_CONFORMANCE_CLUSTER='{"backend": "mine", ...}'
@@ -27,17 +27,7 @@ if EXTRA_CLUSTER:
 
 @pytest.fixture(scope="session")
 def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
-    why = missing_tools()
-    if why:
-        pytest.skip(reason=f"ssh hosts unavailable: {why}")
-    hosts = SSHHosts(tmp_path_factory.mktemp("sshhosts"), count=3)
-    try:
-        hosts.start()
-    except Exception:
-        hosts.stop()
-        raise
-    yield hosts
-    hosts.stop()
+    yield from running_hosts(tmp_path_factory.mktemp("sshhosts"), count=3)
 
 
 @pytest.fixture(params=BACKENDS)

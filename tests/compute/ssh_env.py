@@ -15,7 +15,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 SUBNET = "10.200.7"
 PREFIX = "baissh"
@@ -189,6 +192,22 @@ class SSHHosts:
             shutil.rmtree(Path("/etc/netns") / f"{self.prefix}{i + 1}", ignore_errors=True)
             _ip("link", "del", self._veth(i, "h"), check=False)
         _ip("link", "del", self.bridge, check=False)
+
+
+def running_hosts(folder: Path, **options: Any) -> Iterator[SSHHosts]:
+    """For a fixture: started hosts (a test skipped with the reason where they cannot run),
+    stopped afterwards, also when starting them failed half way."""
+    why = missing_tools()
+    if why:
+        pytest.skip(reason=f"ssh hosts unavailable: {why}")
+    hosts = SSHHosts(folder, **options)
+    try:
+        hosts.start()
+    except Exception:
+        hosts.stop()
+        raise
+    yield hosts
+    hosts.stop()
 
 
 def make_ssh_cluster(ws: Any, hosts: SSHHosts, name: str = "sshpool", count: int = 2,
