@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _ERRORS = ("BatchAIError", "SpecError", "SnapshotError", "ClusterError", "ClusterNotFound",
-           "DatastoreError", "RunActive", "RunFailed", "RunNotFound", "WaitTimeout", "FileNotInRun")
+           "DatastoreError", "RunActive", "RunFailed", "RunNotFound", "WaitTimeout", "FileNotInRun",
+           "WorkspaceError")
 _EXPORTS: dict[str, str] = {
     "Workspace": "workspace", "Experiment": "workspace", "Run": "run",
     "JobSpec": "spec", "Cluster": "cluster", "ClusterStatus": "cluster",
@@ -23,7 +24,7 @@ __all__ = [
     "BatchAIError", "Cluster", "ClusterConfig", "ClusterError", "ClusterNotFound", "ClusterStatus",
     "DatastoreError", "Experiment", "FileNotInRun", "JobSpec", "NodeInfo", "Run", "RunActive",
     "RunDetails", "RunFailed", "RunNotFound", "SnapshotError", "SpecError", "WaitTimeout",
-    "Workspace", "WorkspacePaths", "load_ipython_extension", "unload_ipython_extension",
+    "Workspace", "WorkspaceError", "WorkspacePaths", "load_ipython_extension", "unload_ipython_extension",
 ]
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         SnapshotError,
         SpecError,
         WaitTimeout,
+        WorkspaceError,
     )
     from .layout import WorkspacePaths
     from .notebook.widget import RunDetails

@@ -5,6 +5,7 @@ values, so a notebook user can correct the call without reading our source.
 """
 from __future__ import annotations
 
+import errno
 from typing import Any, Iterable, Sequence
 
 
@@ -34,6 +35,11 @@ class ClusterError(BatchAIError):
     """A cluster is unknown, misconfigured, or cannot do what was asked."""
 
 
+class NodeRefused(ClusterError):
+    """A node refuses us for a reason trying again does not fix (its host key is unknown or
+    changed): a pool that cannot fill a run's nodes without such nodes fails the run."""
+
+
 class ClusterNotFound(ClusterError, KeyError):
     """No cluster of that name exists in the workspace."""
 
@@ -48,6 +54,15 @@ class ClusterNotFound(ClusterError, KeyError):
 
 class DatastoreError(BatchAIError):
     """A datastore is unknown, unreachable, or refused an operation."""
+
+
+class WorkspaceError(BatchAIError):
+    """The workspace folder cannot be written (its disk is full, or it is read-only)."""
+
+
+#: errno values that mean "the workspace's disk refuses writes": full, over quota, read-only
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+UNWRITABLE_ERRNOS = (*DISK_FULL_ERRNOS, errno.EROFS)
 
 
 class RunNotFound(BatchAIError, KeyError):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster_config import ClusterConfig
+from .errors import WorkspaceError
 from .records import DatastoreRow, EventRow, IntentRow, NodeRow, RunRow
 from .spec import PRIORITIES
 
@@ -40,7 +41,8 @@ CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(parent_id);
 CREATE TABLE IF NOT EXISTS events(run_id TEXT NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL,
     message TEXT);
 CREATE TABLE IF NOT EXISTS metrics(seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
-    name TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER, value TEXT NOT NULL, ts REAL NOT NULL);
+    name TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER, value TEXT NOT NULL, ts REAL NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, name);
 CREATE TABLE IF NOT EXISTS offsets(run_id TEXT NOT NULL, node TEXT NOT NULL, path TEXT NOT NULL,
     offset INTEGER NOT NULL, PRIMARY KEY(run_id, node, path));
@@ -60,30 +62,57 @@ class _Database:
         self.path = Path(path)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a database made by an earlier version up to SCHEMA (columns added since)."""
+        def missing(db: sqlite3.Connection) -> bool:
+            return "attempt" not in {r["name"] for r in db.execute("PRAGMA table_info(metrics)")}
+
+        if not missing(self._conn()):
+            return
+        with self.tx() as db:  # checked again: another process may have just added it
+            if missing(db):  # the attempt a metric belongs to (a requeue starts a new one)
+                db.execute("ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")
 
     # -- connection handling -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.OperationalError as exc:  # e.g. WAL on a read-only folder
+                raise WorkspaceError(f"cannot open the run history {self.path}: {exc} (make the "
+                                     f"workspace folder writable, or free space on its disk)") from exc
             self._local.conn = conn
         return conn
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction taken eagerly, so two writers never deadlock on an upgrade."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # read-only, disk full, locked past the timeout
+            raise self._unwritable(exc) from exc
         try:
             yield conn
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            _rollback(conn)
+            raise self._unwritable(exc) from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
-        conn.execute("COMMIT")
+
+    def _unwritable(self, exc: sqlite3.OperationalError) -> WorkspaceError:
+        """The typed error of a write the database refused (a full disk, a read-only folder)."""
+        return WorkspaceError(f"cannot write the run history {self.path}: {exc} (free space on "
+                              f"its disk, or make the workspace folder writable)")
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, args).fetchall()
@@ -184,12 +213,17 @@ class _Metrics(_Database):
     """Metrics, the tail offsets written with them, and intents."""
 
     # -- metrics --------------------------------------------------------------------------------
-    def metric_rows(self, run_ids: list[str], name: str | None = None) -> list[dict[str, Any]]:
+    def metric_rows(self, run_ids: list[str], name: str | None = None,
+                    attempt: int | None = None) -> list[dict[str, Any]]:
+        """Metric rows of the runs in order (of one attempt of theirs unless attempt=None)."""
         sql = f"SELECT * FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))})"
         args: list[Any] = list(run_ids)
         if name is not None:
             sql += " AND name=?"
             args.append(name)
+        if attempt is not None:
+            sql += " AND attempt=?"
+            args.append(int(attempt))
         return [dict(r) | {"value": json.loads(r["value"])}
                 for r in self.query(sql + " ORDER BY seq", tuple(args))]
 
@@ -232,13 +266,19 @@ class _Metrics(_Database):
 
     def record_metrics(self, run_id: str, node: str, path: str, offset: int,
                        records: list[dict[str, Any]]) -> None:
-        """Insert metric records and move the tail offset in one transaction: no dup, no loss."""
+        """Insert metric records and move the tail offset in one transaction: no dup, no loss.
+
+        The records belong to the run's current attempt (the engine tails that attempt's files
+        only; a requeue starts the next attempt and clears the offsets)."""
         with self.tx() as db:
+            got = db.execute("SELECT coalesce(json_extract(properties, '$.attempt'), 0) FROM runs "
+                             "WHERE id=?", (run_id,)).fetchone()
+            attempt = int(got[0]) if got else 0
             for rec in records:
-                db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts) "
-                           "VALUES(?, ?, ?, ?, ?, ?)",
+                db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts, attempt) "
+                           "VALUES(?, ?, ?, ?, ?, ?, ?)",
                            (run_id, rec["name"], rec.get("kind", "scalar"), rec.get("step"),
-                            json.dumps(rec.get("value")), rec.get("ts", time.time())))
+                            json.dumps(rec.get("value")), rec.get("ts", time.time()), attempt))
             db.execute("INSERT INTO offsets VALUES(?, ?, ?, ?) ON CONFLICT(run_id, node, path) "
                        "DO UPDATE SET offset=excluded.offset", (run_id, node, path, offset))
 
@@ -376,6 +416,14 @@ class RunHistory(_Registry, _Metrics):
         """A run's status, or None when there is no such run."""
         rows = self.query("SELECT status FROM runs WHERE id=?", (run_id,))
         return str(rows[0]["status"]) if rows else None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:  # the transaction is gone with the error that ended it
+            pass
 
 
 def _cluster_dict(row: sqlite3.Row) -> dict[str, Any]:

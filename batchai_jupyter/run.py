@@ -15,11 +15,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from .engine.control import ensure_engine
 from .errors import FileNotInRun, RunActive, RunFailed, RunNotFound, WaitTimeout
-from .history import TERMINAL_STATUSES
+from .history import ACTIVE_STATUSES, TERMINAL_STATUSES
 from .run_context import JobRun
 from .view.metrics import summarize_metrics
 from .view.rows import duration_seconds, iso_utc
@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 __all__ = ["POLL_SECONDS", "Run", "RunActive", "summarize_metrics"]
 
 POLL_SECONDS = 0.05
+
+
+def _open(path: Path) -> IO[bytes] | None:
+    """A run file opened for reading, or None while it does not exist."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
 
 
 class Run:
@@ -75,7 +83,17 @@ class Run:
 
     @property
     def status(self) -> str:
-        return str(self._row()["status"])
+        return self._revive(str(self._row()["status"]))
+
+    def _revive(self, status: str | None) -> str:
+        """A run that is still active needs an engine: start one if it died (rate-limited), so
+        `while run.status != "Completed"` never waits on a dead engine."""
+        if status in ACTIVE_STATUSES:
+            try:
+                ensure_engine(self.workspace.path)
+            except OSError:  # a read-only workspace is still readable
+                pass
+        return str(status)
 
     @property
     def experiment(self) -> Experiment:
@@ -100,6 +118,11 @@ class Run:
         return Run(self.workspace, parent_id) if parent_id else None
 
     @property
+    def attempt(self) -> int:
+        """Which attempt of the run is current: 0, then one more after each requeue."""
+        return int(self._row()["properties"].get("attempt", 0))
+
+    @property
     def files_dir(self) -> Path:
         """runs/<id>/files/ of the workspace: the run's logs, outputs and artifacts."""
         return self.workspace.paths.run_files(self.id)
@@ -113,6 +136,7 @@ class Run:
     def get_details(self) -> dict[str, Any]:
         """A dict in the shape Azure ML users know (runId, status, times, definition, error...)."""
         row = self._row()
+        self._revive(row["status"])
         spec = row["spec"]
         details = {
             "runId": row["id"], "number": row["number"], "experiment": row["experiment"],
@@ -142,30 +166,83 @@ class Run:
         return str(row["properties"].get("main_log") or main_log_name(row["spec"]))
 
     def stream(self, file: str | None = None, follow: bool = True) -> Iterator[str]:
-        """Lines of a run file like `tail -f`: waits for it to appear, ends when the run ends."""
-        path = self._file_path(file or self.main_log(), must_exist=False)
-        offset, pending = 0, b""
-        while True:
-            done = not follow or self.status in TERMINAL_STATUSES  # read before the file: no loss
-            try:
-                with open(path, "rb") as fh:
-                    fh.seek(offset)
-                    data = fh.read()
-            except FileNotFoundError:
-                data = b""
-            if data:
-                offset += len(data)
-                lines = (pending + data).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    yield line.decode("utf-8", "replace")
-                continue
-            if done:
-                if pending:
-                    yield pending.decode("utf-8", "replace")
+        """Lines of a run file like `tail -f`: waits for it to appear, ends when the run ends.
+
+        A run that is requeued is followed into its new attempt: after the last lines of the
+        abandoned one, one line says so ("--- attempt 2 (requeued: <why>) ---") and the new
+        attempt's file follows from its start (the abandoned one's stays in attempt-<n>/)."""
+        return self._lines(file or self.main_log(), follow, attempt=self.attempt)
+
+    def _lines(self, name: str, follow: bool, deadline: float | None = None,
+               attempt: int | None = None) -> Iterator[str]:
+        """stream() from `attempt` on (None: the current one when the first line is asked);
+        with a deadline (time.monotonic()) it also ends once that has passed."""
+        path = self._file_path(name, must_exist=False)
+        if attempt is None:
+            attempt = self.attempt
+        fh: IO[bytes] | None = None  # kept open: it follows the file when a requeue renames it
+        pending = b""
+        try:
+            while True:
+                row = self._row()
+                done = not follow or row["status"] in TERMINAL_STATUSES  # read before the file: no loss
+                current = int(row["properties"].get("attempt", 0))
+                if fh is None and current == attempt:
+                    fh = _open(path)
+                    if fh is not None and self.attempt != attempt:  # a requeue came between:
+                        fh.close()                                    # maybe the next attempt's file
+                        fh = None
+                        continue
+                data = fh.read() if fh is not None else b""
+                if data:
+                    lines = (pending + data).split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        yield line.decode("utf-8", "replace")
+                    continue
+                if follow and current > attempt:  # requeued: the rest of this attempt, then the next
+                    yield from self._attempt_switch(name, fh, pending, attempt, current)
+                    if fh is not None:
+                        fh.close()
+                    fh, pending, attempt = None, b"", current
+                    continue
+                if done:
+                    if pending:
+                        yield pending.decode("utf-8", "replace")
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                ensure_engine(self.workspace.path)
+                time.sleep(POLL_SECONDS)
+        finally:
+            if fh is not None:
+                fh.close()
+
+    def _attempt_switch(self, name: str, fh: IO[bytes] | None, pending: bytes, attempt: int,
+                        current: int) -> Iterator[str]:
+        """What is left of `attempt`'s file (read from its renamed copy when `fh` never opened
+        it), the whole file of any attempt between, and one line before each new attempt."""
+        reasons = [e["message"] or "" for e in self.workspace.history.events(self.id)
+                   if e["status"] == "Queued" and (e["message"] or "").startswith("requeued")]
+        run_dir = self.workspace.paths.run_dir(self.id)
+        for number in range(attempt, current + 1):
+            if number > attempt:
+                why = reasons[number - 1] if len(reasons) >= number else "requeued"
+                yield f"--- attempt {number + 1} ({why}) ---"
+            if number == current:
                 return
-            ensure_engine(self.workspace.path)
-            time.sleep(POLL_SECONDS)
+            own = fh is None or number > attempt  # else the caller's, drained to the rename
+            if own:
+                fh, pending = _open(run_dir / f"attempt-{number}" / name), b""
+            data = pending + (fh.read() if fh is not None else b"")
+            if own and fh is not None:
+                fh.close()
+            lines = data.split(b"\n")
+            last = lines.pop()
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+            if last:
+                yield last.decode("utf-8", "replace")
 
     def wait_for_completion(self, show_output: bool = False, timeout: float | None = None,
                             raise_on_error: bool = True, out: TextIO | None = None) -> dict[str, Any]:
@@ -177,13 +254,13 @@ class Run:
                 print(f"RunId: {self.id}", file=out)
                 print(f"Streaming {self.main_log()}", file=out)
                 print("=" * 40, file=out, flush=True)
-                for line in self.stream(self.main_log(), follow=True):
+                for line in self._lines(self.main_log(), True, deadline):
                     print(line, file=out, flush=True)
                     if deadline is not None and time.monotonic() > deadline:
-                        raise WaitTimeout(f"run {self.id} still {self.status} after {timeout} s")
+                        raise self._wait_timeout(timeout)
             while self.status not in TERMINAL_STATUSES:
                 if deadline is not None and time.monotonic() > deadline:
-                    raise WaitTimeout(f"run {self.id} still {self.status} after {timeout} s")
+                    raise self._wait_timeout(timeout)
                 ensure_engine(self.workspace.path)
                 time.sleep(POLL_SECONDS * 2)
         except KeyboardInterrupt:
@@ -207,6 +284,15 @@ class Run:
             raise RunFailed(self, f"run {self.id} {details['status']}: {error.get('message', '')}",
                             error.get("last_lines", []))
         return details
+
+    def _wait_timeout(self, timeout: float | None) -> WaitTimeout:
+        """The run did not end in time; a queued run's text says what it waits for."""
+        row = self._row()
+        text = f"run {self.id} still {row['status']} after {timeout} s"
+        waiting = row["properties"].get("waiting")
+        if row["status"] == "Queued" and waiting:
+            text += f": {waiting}"
+        return WaitTimeout(text)
 
     # -- files -----------------------------------------------------------------------------------------
     def _file_path(self, name: str, must_exist: bool = True) -> Path:
@@ -245,13 +331,19 @@ class Run:
         return got
 
     # -- metrics ---------------------------------------------------------------------------------------
-    def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
+    def get_metrics(self, name: str | None = None, recursive: bool = False,
+                    attempt: int | None = None) -> dict[str, Any]:
+        """The metrics of the run's current attempt (a requeued run starts a new attempt; an
+        earlier one's stay readable with attempt=0, 1, ...; with recursive, for each run)."""
         if recursive:
-            result = {self.id: self.get_metrics(name)}
+            result = {self.id: self.get_metrics(name, attempt=attempt)}
             for child in self.get_children(recursive=True):
-                result[child.id] = child.get_metrics(name)
+                result[child.id] = child.get_metrics(name, attempt=attempt)
             return result
-        return summarize_metrics(self.workspace.history.metric_rows([self.id], name))
+        self._revive(self.workspace.history.run_status(self.id))
+        if attempt is None:
+            attempt = self.attempt
+        return summarize_metrics(self.workspace.history.metric_rows([self.id], name, attempt))
 
     # -- control ---------------------------------------------------------------------------------------
     def cancel(self) -> None:

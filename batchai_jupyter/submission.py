@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine.control import ensure_engine
-from .errors import SpecError
+from .errors import UNWRITABLE_ERRNOS, SpecError, WorkspaceError
 from .snapshot import Progress, Snapshot
 from .spec import JobSpec
 
@@ -150,13 +150,19 @@ def submit(workspace: Workspace, experiment: str, spec: JobSpec, cluster: str = 
     extra = _as_bytes(extra_files)
     validate(workspace, spec, cluster, extra)
     data_refs = resolve_data(workspace, spec)
-    snapshot = take_snapshot(workspace, spec, extra, max_snapshot_bytes, max_snapshot_files, progress)
     run_id = new_run_id(experiment)
-    store_secrets(workspace, run_id, spec)
     try:
-        insert(workspace, run_id, experiment, cluster, spec, snapshot, tags, parent_id, data_refs)
-    except BaseException:
-        workspace.secrets.delete("runs", run_id)
-        raise
+        snapshot = take_snapshot(workspace, spec, extra, max_snapshot_bytes, max_snapshot_files, progress)
+        store_secrets(workspace, run_id, spec)
+        try:
+            insert(workspace, run_id, experiment, cluster, spec, snapshot, tags, parent_id, data_refs)
+        except BaseException:
+            workspace.secrets.delete("runs", run_id)
+            raise
+    except OSError as exc:
+        if exc.errno not in UNWRITABLE_ERRNOS:
+            raise
+        raise WorkspaceError(f"cannot store the run in the workspace {workspace.path}: {exc} "
+                             f"(free space on its disk, or make it writable)") from exc
     ensure_engine(workspace.path)
     return run_id

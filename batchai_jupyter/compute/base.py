@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import ClusterError
+from ..errors import ClusterError, NodeRefused
 from ..cluster_config import DEALLOCATION_OPTIONS, ClusterConfig
 from ..history import RunHistory
 from ..snapshot import SnapshotStore
@@ -35,6 +35,7 @@ PORT_RANGE = (29500, 39999)  # where a MASTER_PORT is picked when a node cannot 
 # unusable, then after twice as long each time it stays so, up to RETRY_MAX_SECONDS.
 RETRY_FIRST_SECONDS = float(os.environ.get("BATCHAI_NODE_RETRY_SECONDS", "10"))
 RETRY_MAX_SECONDS = 300.0
+UNUSABLE_SHOWN = 5  # a waiting run's reason names the errors of this many unusable nodes
 
 
 @dataclass
@@ -248,28 +249,57 @@ class NodePool(Compute):
         try:
             got = self._provision(node_id)
         except Exception as exc:  # noqa: BLE001 — any setup failure makes the node unusable
-            text = str(exc) or type(exc).__name__
-            self.history.put_node(self.name, node_id, "unusable", error=text)
+            self._unusable(node_id, exc)
             return None
         node = NodeInfo(id=node_id, address=got.get("address"), state="idle",
                         gpus=int(got.get("gpus", 0)), info=got.get("info", {}))
         self.history.put_node(self.name, node_id, "idle", node.address, None, None, node.gpus, node.info)
         return node
 
+    def _unusable(self, node_id: str, exc: BaseException) -> None:
+        """A setup failed: the node is unusable with the error's text, marked `refused` in its
+        info when trying again cannot fix it (NodeRefused: a host key unknown or changed)."""
+        text = str(exc) or type(exc).__name__
+        info = {"refused": True} if isinstance(exc, NodeRefused) else None
+        self.history.put_node(self.name, node_id, "unusable", error=text, info=info)
+
+    def _waiting(self, count: int) -> Pending:
+        """Why a run waits, with the errors of the pool's unusable nodes (re-probed meanwhile)."""
+        reason = f"waiting for {count} node(s) of cluster {self.name!r}"
+        unusable = [n for n in self.nodes() if n.state == "unusable"]
+        if unusable:
+            errors = [n.error if n.error and n.id in n.error else f"{n.id}: {n.error or 'unusable'}"
+                      for n in unusable[:UNUSABLE_SHOWN]]
+            more = len(unusable) - UNUSABLE_SHOWN
+            reason += "; unusable nodes: " + "; ".join(errors) + (f" (and {more} more)" if more > 0 else "")
+        return Pending(reason)
+
+    def _never_placed(self, nodes: list[NodeInfo], count: int) -> Refused | None:
+        """Refused when too few hosts are left once those that refused for good are taken away
+        (each was probed and answered a NodeRefused error); None while the run may still start."""
+        slots = self._slots()
+        refused = [n for n in nodes if n.state == "unusable" and n.info.get("refused") and n.id in slots]
+        if not refused or count > len(slots) or len(slots) - len(refused) >= count:
+            return None
+        return Refused(f"cluster {self.name!r} can never place {count} node(s): "
+                       + "; ".join(n.error or n.id for n in refused))
+
     def allocate(self, run: RunRow, count: int) -> Allocation:
-        waiting = Pending(f"waiting for {count} node(s) of cluster {self.name!r}")
         nodes = self.nodes()
+        never = self._never_placed(nodes, count)
+        if never is not None:
+            return never
         idle = [n for n in nodes if n.state == "idle"]
         max_nodes = self.settings.max_nodes
         existing = {n.id for n in nodes}
         usable = [n for n in nodes if n.state != "unusable"]  # an unusable node holds no slot
         free_slots = [s for s in self._slots() if s not in existing][:max(0, max_nodes - len(usable))]
         if len(idle) + len(free_slots) < count:
-            return waiting
+            return self._waiting(count)
         for slot in free_slots[:count - len(idle)]:
             node = self._add_node(slot)
             if node is None:
-                return waiting
+                return self._waiting(count)
             idle.append(node)
         chosen = idle[:count]
         for node in chosen:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..layout import WorkspacePaths
+from ..node.reap import without_marker
 
 _CHECK_CACHE: dict[str, float] = {}
 _CHECK_EVERY = 1.0
@@ -55,8 +56,10 @@ def start_engine(ws_path: Path) -> None:
     argv = [sys.executable, "-m", "batchai_jupyter.engine", "serve", "--workspace", str(ws_path)]
     line = " ".join(shlex.quote(a) for a in argv)
     # sh backgrounds the engine and exits: the engine is re-parented to init, never a zombie of ours
+    # started from inside a job (a child run's submit), it must not carry the job's marker, or
+    # the job's end would take it along (node/reap.py)
     subprocess.run(["/bin/sh", "-c", f"setsid {line} </dev/null >>{shlex.quote(str(log))} 2>&1 &"],
-                   check=True, stdin=subprocess.DEVNULL)
+                   check=True, stdin=subprocess.DEVNULL, env=without_marker(os.environ))
 
 
 def engine_info(ws_path: Path) -> dict[str, Any]:

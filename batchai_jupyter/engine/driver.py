@@ -16,12 +16,13 @@ import time
 from typing import Any
 
 from ..compute.base import PORT_RANGE, Compute, NodeInfo
+from ..errors import DISK_FULL_ERRNOS, WorkspaceError
 from ..node.manifest import ManifestNode, ManifestSnapshot, RunManifest
 from ..node.process import main_log_name
 from ..node.paths import RunPaths, run_key
 from .context import EngineContext
 from .outcome import Status, exit_codes, failed, run_outcome
-from .tail import RunTail
+from .tail import DISK_FULL, RunTail
 from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
@@ -51,6 +52,8 @@ class RunDriver:
         self.unreachable: dict[int, float] = {}  # node index -> since when it does not answer
         self.peers_stopped = False
         self.beats: dict[int, tuple[bytes, float]] = {}  # node index -> (last heartbeat, seen at)
+        self.full_noted: str | None = "?"  # the disk-full warning last noted in the run's properties
+        self.finalizing = False  # finalize started (it waits while the workspace disk is full)
 
     # -- launch ------------------------------------------------------------------------------
     def launch(self) -> None:
@@ -96,6 +99,7 @@ class RunDriver:
     def step(self) -> bool:
         """Tail, follow state, finalize when every agent is done. True once the run is final."""
         statuses: list[Status | None] = []
+        self.tail.full = None
         for index, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
             transport = self.compute.transport(node)
             try:
@@ -117,16 +121,39 @@ class RunDriver:
                 self.history.set_status(self.id, "Running")
             for node in self.nodes:
                 self.compute.set_node_state(node, "running", self.id)
+        self._note_disk_full()
         done = [s for s in statuses if s is not None]
-        if len(done) == len(statuses):
-            self.finalize(done)
-            return True
+        if len(done) == len(statuses) and self.tail.full is None:  # a full disk: the end waits
+            return self.finalize(done)
         self._stop_peers_of_failure(statuses)
         lost = self._lost_node(statuses)
         if lost is not None:
             self.node_lost(*lost)
             return True
         return False
+
+    def _note_disk_full(self) -> None:
+        """properties["warning"] says the workspace disk is full while copies wait for space."""
+        if self.tail.full == self.full_noted:
+            return
+        row = self.history.run_row(self.id)
+        props = dict(row["properties"]) if row else {}
+        warning = props.get("warning")
+        if warning == self.tail.full or (self.tail.full is None and not str(warning or "")
+                                         .startswith(DISK_FULL)):
+            self.full_noted = self.tail.full
+            return
+        if self.tail.full is None:
+            props.pop("warning", None)
+            log.info("run %s: the workspace disk has space again; copying resumes", self.id)
+        else:
+            props["warning"] = self.tail.full
+            log.warning("run %s: %s", self.id, self.tail.full)
+        try:
+            self.history.update_run(self.id, properties=props)
+            self.full_noted = self.tail.full
+        except WorkspaceError:  # history.db is on the full disk too: the log says it
+            log.warning("run %s: cannot note the full disk in the run history", self.id)
 
     def signal_cancel(self, why: str) -> None:
         """Ask every agent of the run to stop (they write status.json as they end)."""
@@ -187,19 +214,31 @@ class RunDriver:
         return None
 
     # -- the end ------------------------------------------------------------------------------------
-    def finalize(self, statuses: list[Status]) -> None:
-        if self.history.run_status(self.id) not in ("CancelRequested",):
+    def finalize(self, statuses: list[Status]) -> bool:
+        """Collect the last lines and the outputs, record the result. False: the workspace
+        disk is full, and a later tick finalizes again (nothing is final before every byte is in)."""
+        if not self.finalizing and self.history.run_status(self.id) not in ("CancelRequested",):
             self.history.set_status(self.id, "Finalizing")
+        self.finalizing = True
         for index, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
             self.tail.tail(self.compute.transport(node), index, node, paths)  # the last lines
         order = list(range(1, len(self.nodes))) + [0]  # node 0's files win a clash
         for index in order:
-            self.tail.collect_outputs(self.compute.transport(self.nodes[index]), self.paths[index])
+            try:
+                self.tail.collect_outputs(self.compute.transport(self.nodes[index]), self.paths[index])
+            except OSError as exc:
+                if exc.errno not in DISK_FULL_ERRNOS:
+                    raise
+                self.tail.full = f"{DISK_FULL}: {exc.strerror or exc} collecting outputs"
+        if self.tail.full is not None:
+            self._note_disk_full()
+            return False
         if self.requeue_after:
             self.requeue("the node was taken away (node_deallocation_option=requeue)")
-            return
+            return True
         status, error = run_outcome(statuses, self.files, self.run_cancel_requested())
         self.finish(status, error, statuses)
+        return True
 
     def run_cancel_requested(self) -> bool:
         row = self.history.run_row(self.id)

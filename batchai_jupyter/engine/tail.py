@@ -2,7 +2,10 @@
 
 stdout/stderr, ./logs and artifacts are appended to their workspace copies from the copy's own
 size (a file the job rewrote is copied again from the start: one that got shorter, and a ./logs
-file whose first HEAD_BYTES changed, even at the same or a larger size); metrics.jsonl is read
+file whose first HEAD_BYTES changed, even at the same or a larger size; a copy that vanished or
+got shorter than what was copied, e.g. runs/<id> deleted mid-run, is made anew from offset 0);
+a full workspace disk stops the copies where it stopped them until space returns (`full`
+says why); metrics.jsonl is read
 from the offset stored with the metrics it covers, in one transaction, so a restarted engine
 neither drops nor repeats a record. The agent's own temporary files (`<name>.tmp<pid>`, renamed
 into place when complete) are not copied; any other name is, `.tmp` in it or not.
@@ -17,12 +20,14 @@ from typing import Any
 
 from ..compute.base import NodeInfo
 from ..compute.transport import Transport
+from ..errors import DISK_FULL_ERRNOS, WorkspaceError
 from ..history import RunHistory
 from ..node.paths import RunPaths
 
 _AGENT_TMP = re.compile(r"\.tmp\d+$")  # an atomic write in progress (node/agent.py, transports)
 HEAD_BYTES = 64           # a ./logs copy whose start differs from the node file's is copied anew
 HEAD_CHECK_SECONDS = 1.0  # how often the start of a ./logs file whose size did not change is compared
+DISK_FULL = "workspace disk full"  # the start of a run's properties["warning"] while copies wait
 
 
 class RunTail:
@@ -35,25 +40,51 @@ class RunTail:
         self.sizes: dict[str, int] = {}          # workspace copy -> bytes copied so far
         self.heads: dict[str, tuple[bytes, float]] = {}  # ./logs copy -> (its first bytes, checked at)
         self.metric_offsets = history.offsets(run_id)
+        self.full: str | None = None  # why the last copies stopped (the workspace disk is full)
 
     def tail(self, transport: Transport, index: int, node: NodeInfo, paths: RunPaths) -> None:
-        """Copy what is new of node `index`'s logs, artifacts and metrics."""
+        """Copy what is new of node `index`'s logs, artifacts and metrics.
+
+        A workspace disk that is full (or over quota) stops the copies, not the caller: `full`
+        says why until the next pass the caller starts with `full = None`; each copy resumes
+        from what reached the disk, so nothing is lost or repeated once space returns."""
         log_prefix = "logs/" if index == 0 else f"logs/node-{index}/"
         for source, prefix in ((paths.stdouterr, ""), (paths.logs, log_prefix),
                                (paths.artifacts, "")):
             for rel, size in transport.list_files(source).items():
                 if _AGENT_TMP.search(rel.rsplit("/", 1)[-1]):
                     continue
-                self._copy_tail(transport, f"{source}/{rel}", prefix + rel, size,
-                                check_head=source == paths.logs)
-        self._tail_metrics(transport, node, paths)
+                try:
+                    self._copy_tail(transport, f"{source}/{rel}", prefix + rel, size,
+                                    check_head=source == paths.logs)
+                except OSError as exc:
+                    if exc.errno not in DISK_FULL_ERRNOS:
+                        raise
+                    self._disk_full(rel, exc)
+        try:
+            self._tail_metrics(transport, node, paths)
+        except WorkspaceError as exc:  # history.db's disk is full: the offset did not move
+            self.full = f"{DISK_FULL}: {exc}"
+
+    def _disk_full(self, rel: str, exc: OSError) -> None:
+        """A copy stopped on a full disk: go on from the bytes that are in the copy."""
+        dest = self.files / rel
+        try:
+            self.sizes[rel] = dest.stat().st_size
+        except FileNotFoundError:
+            self.sizes.pop(rel, None)
+        self.heads.pop(rel, None)
+        self.full = f"{DISK_FULL}: {exc.strerror or exc} copying {rel}"
 
     def _copy_tail(self, transport: Transport, src: str, rel: str, size: int, check_head: bool = False) -> None:
         dest = self.files / rel
-        have = self.sizes.get(rel)
-        if have is None:
-            have = dest.stat().st_size if dest.exists() else 0
-        rewritten = size < have
+        known = self.sizes.get(rel)
+        try:
+            have = dest.stat().st_size
+        except FileNotFoundError:
+            have = 0
+        # the copy was removed or cut since (runs/<id> deleted mid-run): copy it anew from 0
+        rewritten = size < have or (known is not None and have < known)
         if check_head and have and not rewritten:
             rewritten = self._head_changed(transport, src, rel, dest, have, force=size != have)
         if size == have and not rewritten:
@@ -63,13 +94,15 @@ class RunTail:
         if rewritten:  # rewritten by the job: copy it again from the start
             have, mode = 0, "wb"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, mode) as out:
+        with open(dest, mode, buffering=0) as out:  # unbuffered: what reached the disk is known
             while have < size:
                 chunk = transport.read_from(src, have, size - have)
                 if not chunk:
                     break
-                out.write(chunk)
-                have += len(chunk)
+                while chunk:
+                    written = out.write(chunk) or 0
+                    chunk = chunk[written:]
+                    have += written
         self.sizes[rel] = have
         if check_head:
             self.heads[rel] = (_head(dest), time.monotonic())

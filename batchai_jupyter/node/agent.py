@@ -9,6 +9,7 @@ the agent keeps going when the engine, the notebook or the network goes away.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -26,13 +27,15 @@ from ..errors import SpecError
 from ..spec import DEFAULT_WALL_CLOCK, DISTRIBUTIONS
 from .manifest import ManifestError, RunManifest
 from .paths import RunPaths, objects_path
-from .plan_mpi import plan_mpi
+from .plan_mpi import hostfile_text, plan_mpi
 from .plan_pytorch import plan_per_process
 from .plan_tensorflow import plan_tensorflow
+from . import reap
 from .process import NodePlan, PlanInputs, ProcessPlan, job_env, job_prep_plan
 
 POLL_SECONDS = 0.05
 HEARTBEAT_SECONDS = 1.0
+RANK_POLL_SECONDS = 0.2
 
 Planner = Callable[[PlanInputs], NodePlan]
 PLANNERS: dict[str | None, Planner] = {None: plan_per_process, "pytorch": plan_per_process,
@@ -130,6 +133,9 @@ class Agent:
         try:
             self._set_state(phase)
             self._make_folders()
+            # AZ_BATCHAI_MPI_HOST_FILE names it on every run, as on Batch AI, not only on mpi runs
+            write_atomic(self.paths.hostfile, hostfile_text(
+                self.manifest.nodes, self.spec.process_count_per_node).encode(), 0o666)
             self._materialise()
             env = job_env(self.manifest, os.environ)
             if self.spec.inputs or self.spec.outputs or self.spec.mounts:
@@ -148,6 +154,7 @@ class Agent:
                 stage.stage_out()
         except Exception as exc:  # noqa: BLE001 -- the run fails with the reason; nothing half-done
             self._kill_all()
+            self._reap()
             status["error"] = {"phase": phase, "message": f"{type(exc).__name__}: {exc}",
                                "traceback": traceback.format_exc()}
             if stage is not None:  # outputs are uploaded on failure too (a no-op if done)
@@ -209,8 +216,63 @@ class Agent:
         for process in plan.processes:
             self._start(process)
         self._wait()
+        if plan.await_ranks:
+            self._await_ranks(plan.await_ranks)
         for proc in self.procs.values():  # nothing a job left in the background outlives it
             _signal_group(proc.pid, signal.SIGKILL)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Kill what left the job's sessions (setsid daemons): reap.py says how they are found."""
+        marker = {"BATCHAI_RUN_ID": self.manifest.run_id, "BATCHAI_METRICS_FILE": self.paths.metrics}
+        reap.kill_leftovers([p.pid for p in self.procs.values()], marker)
+
+    # -- MPI ranks another node's mpirun starts here ---------------------------------------------
+    def _await_ranks(self, expected: int) -> None:
+        """Until the ranks of this node ended, so the outputs they write are staged.
+
+        A rank holds an flock on its marker (mpi_rank.hold_marker) while it runs. The wait ends
+        when `expected` ranks started and none holds its marker, or when node 0's mpirun is known
+        to be over and none is left running here: node 0's status.json where this node can see it,
+        or the engine stopping this node's recorded process (a placeholder that stands for the
+        ranks, which are mpirun's children, not ours). Cancel and the wall clock stop the ranks.
+        """
+        sentinel = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        recorded = {n: p.pid for n, p in self.procs.items()}
+        write_atomic(self.paths.pids, json.dumps({**recorded, "mpi-ranks": sentinel.pid}).encode())
+        master_status = self.manifest.paths_of(self.manifest.nodes[0]).status
+        try:
+            while True:
+                started, running = rank_markers(self.paths.ranks)
+                if not running and (len(started) >= expected or sentinel.poll() is not None
+                                    or os.path.exists(master_status)):
+                    return
+                if os.path.exists(self.paths.cancel) and self.stop_reason is None:
+                    self.canceled, self.stop_reason = True, "canceled"
+                elif time.time() > self.deadline and self.stop_reason is None:
+                    self.timed_out = True
+                    self.stop_reason = (f"exceeded max_wall_clock_seconds="
+                                        f"{self.spec.max_wall_clock_seconds}")
+                if self.canceled or self.timed_out:
+                    self._stop_ranks(running)
+                    return
+                time.sleep(RANK_POLL_SECONDS)
+        finally:
+            _signal_group(sentinel.pid, signal.SIGKILL)
+            sentinel.wait()
+            write_atomic(self.paths.pids, json.dumps(recorded).encode())
+
+    def _stop_ranks(self, pids: list[int]) -> None:
+        """TERM the ranks still running here, KILL them after the grace period."""
+        for pid in pids:
+            _signal_pid(pid, signal.SIGTERM)
+        end = time.time() + self.grace
+        while time.time() < end and rank_markers(self.paths.ranks)[1]:
+            time.sleep(0.05)
+        for pid in rank_markers(self.paths.ranks)[1]:
+            _signal_pid(pid, signal.SIGKILL)
 
     def _start(self, plan: ProcessPlan) -> None:
         with ExitStack() as files:
@@ -271,6 +333,45 @@ class Agent:
         for name, proc in self.procs.items():
             if name not in self.exit_codes:
                 self.exit_codes[name] = proc.wait()
+
+
+def rank_markers(folder: str) -> tuple[list[str], list[int]]:
+    """The ranks that started on this node (ranks/<rank>) and the pids of those still running."""
+    try:
+        names = [n for n in os.listdir(folder) if ".tmp" not in n]
+    except FileNotFoundError:
+        return [], []
+    running = []
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # the rank (or what it left behind) still holds it
+            running.append(_marker_pid(path))
+        finally:
+            os.close(fd)
+    return names, running
+
+
+def _marker_pid(path: str) -> int:
+    try:
+        with open(path) as fh:
+            return int(json.load(fh).get("pid") or 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def _signal_pid(pid: int, sig: int) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -71,6 +71,9 @@ def run_properties(row: RunRow) -> list[tuple[str, str]]:
     if spec.distribution:
         items.append(("Distribution", f"{spec.distribution} ({spec.node_count} x "
                                       + f"{spec.process_count_per_node})"))
+    waiting = (row.get("properties") or {}).get("waiting")
+    if row["status"] == "Queued" and waiting:  # what the run waits for (unusable nodes' errors)
+        items.append(("Waiting", waiting))
     error = row.get("error")
     if error:
         items.append(("Error", error.get("message", "") if isinstance(error, dict) else error))

@@ -66,7 +66,9 @@ def test_unknown_host_key_is_refused_naming_host_and_fingerprint(ws: bai.Workspa
     error = _unusable_error(ws, "unknown")
     assert host.address in error and "unknown host key" in error
     assert _fingerprint(host.folder / "host_ed25519.pub") in error
-    assert ws.history.run_row(run.id)["status"] == "Queued"  # never ran on an unchecked host
+    details = run.wait_for_completion(raise_on_error=False, timeout=60)  # its only host refused
+    assert details["status"] == "Failed" and "unknown host key" in details["error"]["message"]
+    assert "Preparing" not in [e["status"] for e in details["events"]]  # never ran on an unchecked host
     assert known.read_text() == ssh_hosts.hosts[0].host_key_line + "\n"  # nothing was added
     run.cancel()
 

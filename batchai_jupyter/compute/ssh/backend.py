@@ -245,8 +245,7 @@ class SSHCompute(NodePool):
             if not any(n["id"] == node_id for n in self.history.nodes(self.name)):
                 continue  # the node was removed meanwhile
             if isinstance(got, BaseException):
-                text = str(got) or type(got).__name__
-                self.history.put_node(self.name, node_id, "unusable", error=text)
+                self._unusable(node_id, got)
             else:
                 self.history.put_node(self.name, node_id, "idle", got.get("address"), None, None,
                                       int(got.get("gpus", 0)), got.get("info", {}))

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import paramiko
 
-from ...errors import ClusterError
+from ...errors import ClusterError, NodeRefused
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = float(os.environ.get("BATCHAI_SSH_CONNECT_TIMEOUT", "5"))
@@ -51,7 +51,7 @@ class _Reject(paramiko.MissingHostKeyPolicy):
         self.known_hosts = known_hosts
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise ClusterError(f"host {hostname}: unknown host key {key.get_name()} {fingerprint(key)} "
+        raise NodeRefused(f"host {hostname}: unknown host key {key.get_name()} {fingerprint(key)} "
                            f"(not in {self.known_hosts}); check it and add it with "
                            f"ssh-keyscan, it is never accepted automatically")
 
@@ -125,7 +125,7 @@ class SSHLink:
                            look_for_keys=self.key_file is None)
         except paramiko.BadHostKeyException as exc:
             client.close()
-            raise ClusterError(
+            raise NodeRefused(
                 f"host {self.label}: host key changed: it presented {exc.key.get_name()} "
                 f"{fingerprint(exc.key)} but {self.known_hosts} has "
                 f"{fingerprint(exc.expected_key)}; refusing to connect") from None

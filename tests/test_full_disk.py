@@ -1,0 +1,144 @@
+"""A full (or read-only) workspace disk, for real: a small tmpfs under the workspace.
+
+The copies into the workspace wait for space while the engine goes on reading status and
+heartbeats (no node is declared lost), the run says why in properties["warning"], and the final
+files are complete once space returns. Writes a client makes get a WorkspaceError, not a raw
+sqlite3 or OS error.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from tests.support import wait_until
+
+import batchai_jupyter as bai
+from batchai_jupyter import JobSpec
+from batchai_jupyter.engine.control import forget, stop_engine
+from batchai_jupyter.errors import BatchAIError, WorkspaceError
+
+TMPFS_SIZE = "8m"
+LINES = 30_000  # ~3 MB of stdout: more than the space left on the tmpfs
+LINE = "line {i:06d} " + "x" * 88
+
+
+def _mount_tmpfs(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+
+
+def _umount(folder: Path) -> None:
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder: Path, leave: int) -> Path:
+    """A filler file that leaves about `leave` bytes free on the file system of `folder`."""
+    filler = folder / "filler.bin"
+    st = os.statvfs(folder)
+    size = max(0, st.f_bavail * st.f_frsize - leave)
+    with open(filler, "wb") as fh:
+        chunk = b"\0" * (1 << 20)
+        while size > 0:
+            try:
+                size -= fh.write(chunk[:size])
+            except OSError:
+                break
+    return filler
+
+
+@pytest.fixture
+def runs_on_tmpfs(ws: bai.Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The workspace's runs/ folder on an 8 MB tmpfs (node folders stay on the real disk)."""
+    monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "3")  # the engine inherits it
+    runs = ws.paths.runs
+    _mount_tmpfs(runs)
+    try:
+        yield runs
+    finally:
+        stop_engine(ws.path)
+        forget(ws.path)
+        _umount(runs)
+
+
+def _chatty_job(folder: Path, gate: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "chatty.py").write_text(textwrap.dedent(f"""
+        import os, sys, time
+        for i in range({LINES}):
+            sys.stdout.write({LINE!r}.format(i=i) + "\\n")
+        sys.stdout.flush()
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.05)
+        print("the end", flush=True)
+    """))
+    return folder
+
+
+def test_a_full_workspace_disk_waits_and_loses_nothing(ws: bai.Workspace, runs_on_tmpfs: Path,
+                                                      tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    filler = _fill(runs_on_tmpfs, leave=1 << 20)
+    run = ws.experiment("full").submit(JobSpec(source_directory=_chatty_job(tmp_path / "src", gate),
+                                               script="chatty.py"))
+    warning = lambda: str(run.get_details()["properties"].get("warning") or "")  # noqa: E731
+    assert wait_until(lambda: warning().startswith("workspace disk full"), 60), run.get_details()
+    assert run.status == "Running"
+    time.sleep(5)  # past BATCHAI_NODE_LOST_SECONDS=3: heartbeats still count
+    assert run.status == "Running", run.get_details()
+    assert all(n["state"] != "unusable" for n in ws.history.nodes("local")), ws.history.nodes("local")
+    gate.write_text("go")  # the job ends while the disk is still full: the run is not final yet
+    time.sleep(2)
+    assert run.status in ("Running", "Finalizing"), run.get_details()
+    assert warning().startswith("workspace disk full")
+    filler.unlink()  # space returns
+    assert run.wait_for_completion(timeout=120)["status"] == "Completed"
+    expected = "".join(LINE.format(i=i) + "\n" for i in range(LINES)) + "the end\n"
+    assert (run.files_dir / run.main_log()).read_text() == expected
+    assert "warning" not in run.get_details()["properties"]
+    assert all(n["state"] != "unusable" for n in ws.history.nodes("local"))
+
+
+@pytest.fixture
+def ws_on_tmpfs(tmp_path: Path) -> Iterator[bai.Workspace]:
+    """A whole workspace on an 8 MB tmpfs."""
+    mnt = tmp_path / "mnt"
+    _mount_tmpfs(mnt)
+    workspace = bai.Workspace.create(mnt / ".batchai")
+    try:
+        yield workspace
+    finally:
+        workspace.history.close()
+        subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=False)
+        stop_engine(workspace.path)
+        forget(workspace.path)
+        _umount(mnt)
+
+
+def test_submit_on_a_full_disk_raises_a_workspace_error(ws_on_tmpfs: bai.Workspace, src: Path) -> None:
+    ws = ws_on_tmpfs
+    _fill(ws.path, leave=0)
+    with pytest.raises(WorkspaceError, match="free space") as caught:
+        ws.experiment("full").submit(JobSpec(source_directory=src, script="train.py"))
+    assert isinstance(caught.value, BatchAIError)
+    assert ws.history.run_rows() == []
+
+
+def test_a_read_only_history_raises_a_workspace_error(ws_on_tmpfs: bai.Workspace, src: Path) -> None:
+    ws = ws_on_tmpfs
+    ws.history.ensure_experiment("ro")  # the history exists before the disk turns read-only
+    ws.history.close()  # no file open for writing: the tmpfs can be remounted read-only
+    subprocess.run(["mount", "-o", "remount,ro", str(ws.path.parent)], check=True)
+    with pytest.raises(WorkspaceError, match="run history"):
+        ws.history.add_intent("cancel", "no-such-run")
+    with pytest.raises(WorkspaceError):
+        ws.experiment("ro").submit(JobSpec(source_directory=src, script="train.py"))
