@@ -11,6 +11,7 @@ Two real sshd hosts in network namespaces (10.200.8.x; needs root, iproute2, ope
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -161,7 +162,7 @@ def main() -> int:
                 submit = median([first_line(ws, folder) for _ in range(repeats + 1)])
                 report("submit -> first log line (ssh, warm pool)", submit, "ssh host python -c", ssh_once,
                        "<= 3x")
-                print(json.dumps({"ddp_step_ratio": round(ours / hand, 3) if hand == hand else None,
+                print(json.dumps({"ddp_step_ratio": round(ours / hand, 3) if not math.isnan(hand) else None,
                                   "first_line_ratio": round(submit / ssh_once, 3)}))
         finally:
             hosts.stop()

@@ -94,7 +94,7 @@ class AzureBlobDatastore(Datastore):
             self.container.create_container()
         except ResourceExistsError:
             pass
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any SDK failure becomes one DatastoreError, secrets scrubbed
             raise self._error(exc, "create", self.config["container"]) from None
 
     def node_credential(self, access: str, expiry_seconds: float) -> dict[str, Any]:

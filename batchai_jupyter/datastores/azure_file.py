@@ -7,6 +7,7 @@ SAS: read+list for inputs, create+write(+delete, for the rename) for outputs.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Iterator
 
@@ -15,6 +16,8 @@ from .azure_blob import _hook
 from .azure_common import (INSTALL_HINT, client_options, explain, sas_expiry, sas_start, sdk_credential,
                            validate_azure_options)
 from .base import TMP_MARK, Advance, Datastore, tmp_name
+
+log = logging.getLogger(__name__)
 
 RANGE = 4 << 20  # the largest range one Put Range accepts
 
@@ -124,8 +127,8 @@ class AzureFileDatastore(Datastore):
             if not committed:
                 try:
                     tmp.delete_file()
-                except Exception:  # the server may be gone; a hidden temp name is harmless
-                    pass
+                except Exception as exc:  # noqa: BLE001 — the server may be gone; a hidden temp name is harmless
+                    log.debug("temporary file of %s not removed: %s", path, exc)
 
     def _get(self, path: str, local: str, size: int, advance: Advance) -> None:
         stream = self.share.get_file_client(path).download_file(
@@ -140,7 +143,7 @@ class AzureFileDatastore(Datastore):
             self.share.create_share()
         except ResourceExistsError:
             pass
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any SDK failure becomes one DatastoreError, secrets scrubbed
             raise self._error(exc, "create", self.config["share"]) from None
 
     def node_credential(self, access: str, expiry_seconds: float) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class Datastore(ABC):
         prefix = _clean_prefix(prefix)
         try:
             return sorted(p for p, _ in self._iter_files(prefix))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any backend failure becomes one DatastoreError, secrets scrubbed
             raise self._error(exc, "list", prefix or "/") from None
 
     def upload(self, src_dir: str | os.PathLike[str], target_path: str | None = None,
@@ -162,7 +162,7 @@ class Datastore(ABC):
         prefix = _clean_prefix(prefix or "")
         try:
             found = list(self._iter_files(prefix))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any backend failure becomes one DatastoreError, secrets scrubbed
             raise self._error(exc, "list", prefix or "/") from None
         dest = Path(target_path).expanduser()
         pairs = [(path, size, dest / path) for path, size in found]
@@ -174,7 +174,7 @@ class Datastore(ABC):
         path = clean_path(path)
         try:
             found = list(self._iter_files(path))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any backend failure becomes one DatastoreError, secrets scrubbed
             raise self._error(exc, "list", path or "/") from None
         os.makedirs(local_dir, exist_ok=True)
         exact = [(p, s) for p, s in found if p == path]
@@ -230,7 +230,7 @@ class Datastore(ABC):
                 return
             try:
                 fn(cb.advance)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 — stop the others first, then raise it typed
                 stop.set()
                 raise self._error(exc, op, path) from None
 

@@ -25,7 +25,7 @@ class LocalDatastore(Datastore):
         path = opts.pop("path", None)
         concurrency = opts.pop("max_concurrency", None)
         if opts:
-            raise SpecError(sorted(opts)[0], "is not an option of a local datastore",
+            raise SpecError(min(opts), "is not an option of a local datastore",
                             ["path", "max_concurrency"])
         if not path:
             raise SpecError("path", "is required for kind='local'", "an existing folder")

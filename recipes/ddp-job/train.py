@@ -42,7 +42,7 @@ args = parser.parse_args()
 cuda = torch.cuda.is_available()
 dist.init_process_group("nccl" if cuda else "gloo")   # env:// from MASTER_ADDR, RANK, ...
 rank, world = dist.get_rank(), dist.get_world_size()
-device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
 torch.manual_seed(rank)
 torch.set_num_threads(1)
 model = nn.parallel.DistributedDataParallel(SmallResNet().to(device),

@@ -91,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
             self._route(method, body)
         except Refused as exc:
             self._error(exc.status, exc.code, exc.message, method)
-        except Exception as exc:  # a bug in the emulator: say so, do not hang the client
+        except Exception as exc:  # noqa: BLE001 — a bug in the emulator: say so, do not hang the client
             self._error(500, "InternalError", f"emulator: {type(exc).__name__}: {exc}", method)
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
