@@ -5,17 +5,23 @@
 mpirun starts ranks before a slow node may have materialised the snapshot, and a rank started
 over ssh has none of the node's variables. So the rank waits for the file its node's agent leaves
 once the node is ready (mpi-rank.json, a RankEnv), then takes that node's folder, environment
-and command.
+and command (its arguments' $VAR / ${VAR} expanded in the rank's own environment).
+
+Before it becomes the job, the rank leaves a marker in its node's run folder (ranks/<rank>) and
+holds an flock on it that the job inherits: the node's agent knows the rank runs while the lock
+is held, and stages the node's outputs only once every rank it expects has let go of it.
 """
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import sys
 import time
 
 from .paths import RunPaths
 from .plan_mpi import RankEnv
-from .process import gpu_split
+from .process import expand, gpu_split
 
 READY_TIMEOUT = float(os.environ.get("BATCHAI_MPI_READY_SECONDS", "600"))
 
@@ -33,6 +39,24 @@ def rank_environ(plan: RankEnv, environ: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def rank_argv(plan: RankEnv, env: dict[str, str]) -> list[str]:
+    """The rank's command: its arguments' $VAR / ${VAR} from the rank's own environment."""
+    return [expand(a, env) for a in plan.argv] if plan.expand else list(plan.argv)
+
+
+def hold_marker(paths: RunPaths, rank: str) -> int:
+    """ranks/<rank>, locked by a descriptor the job inherits (created locked: never seen free)."""
+    os.makedirs(paths.ranks, exist_ok=True)
+    final = os.path.join(paths.ranks, rank)
+    tmp = f"{final}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, json.dumps({"rank": rank, "pid": os.getpid(), "started": time.time()}).encode())
+    os.replace(tmp, final)
+    os.set_inheritable(fd, True)
+    return fd
+
+
 def main(argv: list[str]) -> int:
     run_dir = argv[1]
     paths = RunPaths.of_run_dir(run_dir)
@@ -46,8 +70,10 @@ def main(argv: list[str]) -> int:
     with open(ready, "rb") as fh:
         plan = RankEnv.from_json(fh.read())
     env = rank_environ(plan, dict(os.environ))
+    argv = rank_argv(plan, env)
     os.chdir(plan.cwd)
-    os.execvpe(plan.argv[0], plan.argv, env)
+    hold_marker(paths, env["AZ_BATCHAI_TASK_INDEX"])
+    os.execvpe(argv[0], argv, env)
     return 127  # not reached
 
 

@@ -133,6 +133,10 @@ class RunPaths:
         return self._p(RANK_ENV_FILE)
 
     @property
+    def ranks(self) -> str:          # ranks/<rank>: one flock-held marker per MPI rank on this node
+        return self._p("ranks")
+
+    @property
     def mca_file(self) -> str:       # the node's mpi-mca.json (see mca_path)
         return mca_path(self.node_root)
 

@@ -18,7 +18,7 @@ from .manifest import ManifestNode
 from .process import NodePlan, PlanInputs, PlannedFile, ProcessPlan, job_argv
 
 # variables of the agent's environment that are the node's own, not mpirun's (set per node)
-_NODE_KEYS = ("AZ_BATCHAI_", "BATCHAI_", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED")
+_NODE_KEYS = ("AZ_BATCH_", "AZ_BATCHAI_", "BATCHAI_", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class RankEnv:
     gpu_ids: list[str] = field(default_factory=list)
     gpus_per_process: int = 0
     per_node: int = 1
+    expand: bool = False  # argv's $VAR / ${VAR} are expanded by each rank, in its own environment
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -41,7 +42,7 @@ class RankEnv:
         return cls(cwd=str(data["cwd"]), env={str(k): str(v) for k, v in data["env"].items()},
                    argv=[str(a) for a in data["argv"]], gpu_ids=[str(g) for g in data.get("gpu_ids", [])],
                    gpus_per_process=int(data.get("gpus_per_process") or 0),
-                   per_node=int(data.get("per_node") or 1))
+                   per_node=int(data.get("per_node") or 1), expand=bool(data.get("expand", False)))
 
 
 def hostfile_text(nodes: Sequence[ManifestNode], slots: int) -> str:
@@ -59,9 +60,10 @@ def rank_env(inputs: PlanInputs) -> RankEnv:
     env.update({k: str(v) for k, v in spec.environment_variables.items()})
     env["PATH"] = inputs.env.get("PATH", "")
     env["AZ_BATCHAI_MPI_HOST_FILE"] = paths.hostfile
-    return RankEnv(cwd=paths.wd, env=env, argv=job_argv(spec, inputs.env, manifest.python),
+    # the arguments as written: each rank expands them with its own AZ_BATCHAI_TASK_INDEX
+    return RankEnv(cwd=paths.wd, env=env, argv=job_argv(spec, {}, manifest.python),
                    gpu_ids=list(manifest.node.gpu_ids), gpus_per_process=spec.gpus_per_process or 0,
-                   per_node=spec.process_count_per_node)
+                   per_node=spec.process_count_per_node, expand=not spec.command)
 
 
 def mca_args(mca: Mapping[str, str]) -> list[str]:
@@ -80,7 +82,8 @@ def plan_mpi(inputs: PlanInputs) -> NodePlan:
     files = [PlannedFile(paths.hostfile, hostfile_text(nodes, per_node)),
              PlannedFile(paths.rank_env, rank_env(inputs).to_json(), 0o600)]
     if manifest.node_index != 0:
-        return NodePlan(files=files)  # node 0's mpirun starts this node's ranks
+        # node 0's mpirun starts this node's ranks: the agent waits for them before staging out
+        return NodePlan(files=files, await_ranks=per_node)
     if inputs.mpirun is None:
         raise SpecError("distribution", f"mpirun not found on node {nodes[0].id} "
                         f"({nodes[0].address}); PATH={inputs.env.get('PATH')}",

@@ -46,6 +46,8 @@ class NodePlan:
 
     processes: list[ProcessPlan] = field(default_factory=list)
     files: list[PlannedFile] = field(default_factory=list)
+    # ranks another node's mpirun starts on this node: the agent stages outputs once they ended
+    await_ranks: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,30 @@ def job_env(manifest: RunManifest, node_env: Mapping[str, str]) -> dict[str, str
         "AZ_BATCHAI_STDOUTERR_DIR": p.stdouterr,
         "AZ_BATCHAI_NUM_GPUS": str(len(manifest.node.gpu_ids)),
         "AZ_BATCHAI_NODE_COUNT": str(len(manifest.nodes)),
+        **batchai_cluster_env(manifest),
     })
     return env
+
+
+DEFAULT_PYTORCH_BACKEND = "gloo"  # Batch AI's PyTorch recipes' backend when the spec names none
+
+
+def batchai_cluster_env(manifest: RunManifest) -> dict[str, str]:
+    """The Batch AI / Azure Batch variables about the run's nodes, the same on every node.
+
+    AZ_BATCH_HOST_LIST has one address per node (in node order), AZ_BATCH_MASTER_NODE and
+    AZ_BATCHAI_PYTORCH_INIT_METHOD name node 0's address and the run's master port (as torch's
+    MASTER_ADDR/MASTER_PORT do), AZ_BATCHAI_PYTORCH_BACKEND is the spec's communication_backend.
+    """
+    p, master = manifest.paths, manifest.nodes[0].address
+    return {
+        "AZ_BATCHAI_JOB_TEMP_DIR": p.temp,
+        "AZ_BATCHAI_MPI_HOST_FILE": p.hostfile,
+        "AZ_BATCH_HOST_LIST": ",".join(n.address for n in manifest.nodes),
+        "AZ_BATCH_MASTER_NODE": f"{master}:{manifest.master_port}",
+        "AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{master}:{manifest.master_port}",
+        "AZ_BATCHAI_PYTORCH_BACKEND": str(manifest.spec.communication_backend or DEFAULT_PYTORCH_BACKEND),
+    }
 
 
 def job_prep_plan(manifest: RunManifest, env: Mapping[str, str]) -> ProcessPlan:

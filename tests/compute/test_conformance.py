@@ -235,3 +235,88 @@ def test_engine_killed_mid_run_loses_no_line_or_metric(backend_cluster, tmp_path
     assert engine_info(ws.path)["pid"] != pid
     assert _done(run)["status"] == "Completed"
     assert run.get_metrics()["i"] == list(range(30))
+
+
+# -- Batch AI material runs unchanged: every variable, $VARs per process, no lost outputs --------
+BATCHAI_CLUSTER_NAMES = ["AZ_BATCHAI_PYTORCH_INIT_METHOD", "AZ_BATCHAI_PYTORCH_BACKEND",
+                         "AZ_BATCHAI_JOB_TEMP_DIR", "AZ_BATCH_HOST_LIST", "AZ_BATCH_MASTER_NODE"]
+
+
+def test_every_process_sees_every_batch_ai_variable(backend_cluster, tmp_path: Path) -> None:
+    ws, cluster = backend_cluster
+    src = _write(tmp_path / "allenv", "all_env.py", f"""
+        import json, os, sys
+        names = {ENV_NAMES + BATCHAI_CLUSTER_NAMES!r}
+        env = {{n: os.environ.get(n) for n in names}}
+        env["hostfile"] = open(os.environ["AZ_BATCHAI_MPI_HOST_FILE"]).read().split()
+        print(json.dumps({{"argv": sys.argv[1:], "env": env}}))
+    """)
+    spec = JobSpec(source_directory=src, script="all_env.py", node_count=2, distribution="pytorch",
+                   communication_backend="nccl", arguments=["$AZ_BATCHAI_TASK_INDEX", "${NODE_RANK}"])
+    run = ws.experiment("conf").submit(spec, cluster=cluster)
+    assert _done(run)["status"] == "Completed"
+    seen = [json.loads(list(run.stream(f"stdout-{n}-0.txt", follow=False))[-1]) for n in (0, 1)]
+    assert [s["argv"] for s in seen] == [["0", "0"], ["1", "1"]]
+    for out in seen:
+        env = out["env"]
+        assert all(env[n] for n in ENV_NAMES + BATCHAI_CLUSTER_NAMES), env
+        master = f"{env['MASTER_ADDR']}:{env['MASTER_PORT']}"
+        assert env["AZ_BATCH_MASTER_NODE"] == master
+        assert env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] == f"tcp://{master}"
+        assert env["AZ_BATCHAI_PYTORCH_BACKEND"] == "nccl"
+        assert env["AZ_BATCHAI_JOB_TEMP_DIR"] == env["AZ_BATCHAI_JOB_TEMP"]
+        assert len(env["AZ_BATCH_HOST_LIST"].split(",")) == 2
+        assert env["AZ_BATCH_HOST_LIST"].split(",")[0] == env["MASTER_ADDR"]
+        assert env["hostfile"] and env["hostfile"][0] in env["AZ_BATCH_HOST_LIST"].split(",")
+    assert seen[0]["env"]["AZ_BATCH_HOST_LIST"] == seen[1]["env"]["AZ_BATCH_HOST_LIST"]
+
+
+def _needs_mpirun() -> None:
+    import shutil
+    if shutil.which("mpirun") is None:
+        pytest.skip("no mpirun on this machine")
+
+
+def test_mpi_ranks_expand_their_own_arguments(backend_cluster, tmp_path: Path) -> None:
+    _needs_mpirun()
+    ws, cluster = backend_cluster
+    src = _write(tmp_path / "mpiargv", "argv.py", f"""
+        import json, os, sys
+        names = {BATCHAI_CLUSTER_NAMES!r}
+        print(json.dumps({{"argv": sys.argv[1:], "env": {{n: os.environ.get(n) for n in names}}}}),
+              flush=True)
+    """)
+    spec = JobSpec(source_directory=src, script="argv.py", node_count=2, distribution="mpi",
+                   arguments=["--rank", "$AZ_BATCHAI_TASK_INDEX"])
+    run = ws.experiment("conf").submit(spec, cluster=cluster)
+    details = _done(run)
+    assert details["status"] == "Completed", (details, list(run.stream("stderr.txt", follow=False)))
+    seen = [json.loads(line) for line in run.stream(follow=False) if line.startswith("{")]
+    assert sorted(s["argv"][1] for s in seen) == ["0", "1"], seen
+    assert all(s["argv"][0] == "--rank" and all(s["env"].values()) for s in seen), seen
+
+
+def test_mpi_outputs_of_a_rank_on_another_node_are_kept(backend_cluster, tmp_path: Path) -> None:
+    _needs_mpirun()
+    ws, cluster = backend_cluster
+    store = ws.get_default_datastore()
+    src = _write(tmp_path / "mpiout", "late.py", """
+        import os, time
+        rank = os.environ["AZ_BATCHAI_TASK_INDEX"]
+        if rank == "1":
+            time.sleep(2)  # long after its node's agent would have staged an empty folder
+            for folder in ("outputs", os.environ["AZ_BATCHAI_OUTPUT_X"]):
+                with open(os.path.join(folder, f"late-{rank}.txt"), "w") as fh:
+                    fh.write(f"rank {rank}")
+    """)
+    spec = JobSpec(source_directory=src, script="late.py", node_count=2, distribution="mpi",
+                   outputs={"X": store.path("out").as_upload()})
+    run = ws.experiment("conf").submit(spec, cluster=cluster)
+    details = _done(run)
+    assert details["status"] == "Completed", (details, list(run.stream("stderr.txt", follow=False)))
+    assert "outputs/late-1.txt" in run.get_file_names()
+    run.download_file("outputs/late-1.txt", tmp_path / "got" / "late-1.txt")
+    assert (tmp_path / "got" / "late-1.txt").read_text() == "rank 1"
+    assert store.list(f"out/{run.id}/") == [f"out/{run.id}/late-1.txt"]
+    store.download(tmp_path / "ds", prefix=f"out/{run.id}", show_progress=False)
+    assert (tmp_path / "ds" / "out" / run.id / "late-1.txt").read_text() == "rank 1"

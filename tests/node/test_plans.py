@@ -11,7 +11,7 @@ import batchai_jupyter as bai
 from batchai_jupyter.errors import SpecError
 from batchai_jupyter.node.agent import plan_inputs, plan_node, read_mca
 from batchai_jupyter.node.manifest import ManifestNode
-from batchai_jupyter.node.mpi_rank import rank_environ
+from batchai_jupyter.node.mpi_rank import rank_argv, rank_environ
 from batchai_jupyter.node.plan_mpi import RankEnv, hostfile_text, mca_args
 from batchai_jupyter.node.plan_tensorflow import TfTask, tf_layout
 from batchai_jupyter.node.process import NodePlan, PlanInputs, PlannedFile
@@ -98,20 +98,22 @@ MPI = {"distribution": "mpi", "process_count_per_node": 2, "secrets": {"TOKEN": 
 
 def test_mpi_other_nodes_only_leave_their_files() -> None:
     plan = _plan(MPI, 1, mpirun=None)  # node 1 needs no mpirun: node 0's starts its ranks
-    assert plan.processes == []
+    assert plan.processes == [] and plan.await_ranks == 2  # the agent waits for its 2 ranks
     hostfile, ready = plan.files
     assert hostfile == PlannedFile("/nodes/n1/runs/r1/hostfile", "10.200.9.2 slots=2\n10.200.9.3 slots=2\n")
     assert (ready.path, ready.mode) == ("/nodes/n1/runs/r1/mpi-rank.json", 0o600)
     assert RankEnv.from_json(ready.text) == RankEnv(
-        cwd="/nodes/n1/runs/r1/wd", argv=["/py", "train.py", "--lr", "3"], gpu_ids=[], gpus_per_process=0,
-        per_node=2, env={"AZ_BATCHAI_JOB_TEMP": "/t", "BATCHAI_RUN_ID": "r1", "E": "1", "PATH": "/usr/bin:/bin",
-                         "AZ_BATCHAI_MPI_HOST_FILE": "/nodes/n1/runs/r1/hostfile"})
+        cwd="/nodes/n1/runs/r1/wd", argv=["/py", "train.py", "--lr", "$SEED"], gpu_ids=[], gpus_per_process=0,
+        per_node=2, expand=True,
+        env={"AZ_BATCHAI_JOB_TEMP": "/t", "BATCHAI_RUN_ID": "r1", "E": "1", "PATH": "/usr/bin:/bin",
+             "AZ_BATCHAI_MPI_HOST_FILE": "/nodes/n1/runs/r1/hostfile"})
 
 
 def test_mpi_node_zero_runs_one_mpirun_over_a_hostfile() -> None:
     plan = _plan(MPI, 0, mpirun="/usr/bin/mpirun", cpu_count=1, mca={"plm_rsh_agent": "ssh -p 2222"})
     assert [f.path for f in plan.files] == ["/nodes/n0/runs/r1/hostfile", "/nodes/n0/runs/r1/mpi-rank.json"]
     (proc,) = plan.processes
+    assert plan.await_ranks == 0  # node 0's mpirun itself ends after every rank
     assert (proc.name, proc.stdout, proc.stderr) == ("mpirun", "stdout.txt", "stderr.txt")
     assert proc.argv == [
         "/usr/bin/mpirun", "--hostfile", "/nodes/n0/runs/r1/hostfile", "--oversubscribe",
@@ -168,3 +170,43 @@ def test_plan_inputs_look_up_mpirun_and_the_cluster_settings(tmp_path: Path) -> 
     assert plain.mpirun is None and plain.mca == {}  # only MPI runs look
     (tmp_path / "bad.json").write_text("{")
     assert read_mca(str(tmp_path / "bad.json")) == {}
+
+
+def test_each_rank_expands_its_own_arguments() -> None:
+    spec = dict(MPI, arguments=["--rank", "$AZ_BATCHAI_TASK_INDEX", "${SEED}x", "$UNSET"])
+    ready = _plan(spec, 1, mpirun=None).files[1]
+    plan = RankEnv.from_json(ready.text)
+    assert plan.argv == ["/py", "train.py", "--rank", "$AZ_BATCHAI_TASK_INDEX", "${SEED}x", "$UNSET"]
+    for rank in ("2", "3"):
+        env = rank_environ(plan, {"OMPI_COMM_WORLD_RANK": rank, "SEED": "7"})
+        assert rank_argv(plan, env) == ["/py", "train.py", "--rank", rank, "7x", "$UNSET"]
+
+
+def test_a_command_line_rank_is_left_to_its_shell() -> None:
+    spec = {"distribution": "mpi", "command": "echo $AZ_BATCHAI_TASK_INDEX", "script": None}
+    plan = RankEnv.from_json(_plan(spec, 1, mpirun=None).files[1].text)
+    assert plan.expand is False
+    env = rank_environ(plan, {"OMPI_COMM_WORLD_RANK": "1"})
+    assert rank_argv(plan, env) == ["/bin/bash", "-c", "echo $AZ_BATCHAI_TASK_INDEX"]
+    assert RankEnv.from_json(json.dumps({"cwd": "/", "env": {}, "argv": ["a"]})).expand is False
+
+
+def test_every_toolkit_expands_arguments_per_process() -> None:
+    args = {"arguments": ["--i", "$AZ_BATCHAI_TASK_INDEX"], "process_count_per_node": 2}
+    per_process = _plan(args, 1).processes
+    assert [p.argv[2:] for p in per_process] == [["--i", "2"], ["--i", "3"]]
+    torch = _plan(dict(args, distribution="pytorch", arguments=["$RANK", "${LOCAL_RANK}"]), 1).processes
+    assert [p.argv[2:] for p in torch] == [["2", "0"], ["3", "1"]]
+    tf = _plan({"distribution": "tensorflow", "worker_count": 2, "process_count_per_node": 1,
+                "tensorflow_arguments": {"master": ["$AZ_BATCHAI_TASK_TYPE"],
+                                         "worker": ["${AZ_BATCHAI_TASK_TYPE}-$AZ_BATCHAI_TASK_INDEX"]}}, 1)
+    assert [p.argv[2:] for p in tf.processes] == [["worker-1"]]
+
+
+def test_mpi_ranks_carry_the_azure_batch_variables() -> None:
+    env = dict(ENV, AZ_BATCH_HOST_LIST="10.200.9.2,10.200.9.3", AZ_BATCH_MASTER_NODE="10.200.9.2:29600",
+               AZ_BATCHAI_PYTORCH_BACKEND="gloo")
+    plan = RankEnv.from_json(_plan(MPI, 1, env=env, mpirun=None).files[1].text)
+    assert plan.env["AZ_BATCH_HOST_LIST"] == "10.200.9.2,10.200.9.3"
+    assert plan.env["AZ_BATCH_MASTER_NODE"] == "10.200.9.2:29600"
+    assert plan.env["AZ_BATCHAI_PYTORCH_BACKEND"] == "gloo" and "HOME" not in plan.env

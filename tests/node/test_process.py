@@ -36,6 +36,12 @@ def test_job_env_is_the_node_env_plus_the_batch_ai_variables() -> None:
         "AZ_BATCHAI_SHARED_JOB_TEMP": "/shared/jobs/r1/temp",
         "AZ_BATCHAI_STDOUTERR_DIR": "/nodes/n1/runs/r1/stdouterr",
         "AZ_BATCHAI_NUM_GPUS": "2", "AZ_BATCHAI_NODE_COUNT": "2",
+        "AZ_BATCHAI_JOB_TEMP_DIR": "/nodes/n1/runs/r1/temp",
+        "AZ_BATCHAI_MPI_HOST_FILE": "/nodes/n1/runs/r1/hostfile",
+        "AZ_BATCH_HOST_LIST": "10.200.9.2,10.200.9.3",
+        "AZ_BATCH_MASTER_NODE": "10.200.9.2:29600",
+        "AZ_BATCHAI_PYTORCH_INIT_METHOD": "tcp://10.200.9.2:29600",
+        "AZ_BATCHAI_PYTORCH_BACKEND": "gloo",
     }
     assert job_env(make_manifest(), {})["PATH"] == "/:/usr/bin:/bin"
     assert job_env(make_manifest(), {})["AZ_BATCHAI_SHARED_JOB_TEMP"] == "/nodes/n0/runs/r1/temp"
@@ -77,3 +83,16 @@ def test_job_preparation_plan() -> None:
                               stdout="stdout-job_prep.txt", stderr="stderr-job_prep.txt")
     two = job_prep_plan(make_manifest(spec={"job_preparation": "true"}, node_index=1), {})
     assert (two.stdout, two.stderr) == ("stdout-job_prep-1.txt", "stderr-job_prep-1.txt")
+
+
+def test_the_batch_ai_cluster_variables_follow_the_spec_and_the_nodes() -> None:
+    m = make_manifest(spec={"distribution": "pytorch", "communication_backend": "nccl"}, nodes=3,
+                      master_port=29700)
+    env = job_env(m, {"AZ_BATCH_HOST_LIST": "stale"})
+    assert env["AZ_BATCHAI_PYTORCH_BACKEND"] == "nccl"
+    assert env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] == "tcp://10.200.9.2:29700"
+    assert env["AZ_BATCH_MASTER_NODE"] == "10.200.9.2:29700"
+    assert env["AZ_BATCH_HOST_LIST"] == "10.200.9.2,10.200.9.3,10.200.9.4"
+    assert env["AZ_BATCHAI_JOB_TEMP_DIR"] == env["AZ_BATCHAI_JOB_TEMP"] == "/nodes/n0/runs/r1/temp"
+    single = job_env(make_manifest(nodes=1), {})
+    assert single["AZ_BATCH_HOST_LIST"] == "10.200.9.2" and single["AZ_BATCHAI_PYTORCH_BACKEND"] == "gloo"
