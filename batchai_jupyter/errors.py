@@ -6,7 +6,8 @@ values, so a notebook user can correct the call without reading our source.
 from __future__ import annotations
 
 import errno
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class BatchAIError(Exception):

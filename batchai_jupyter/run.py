@@ -20,10 +20,10 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 from .engine.control import ensure_engine
 from .errors import FileNotInRun, RunActive, RunFailed, RunNotFound, WaitTimeout
 from .history import ACTIVE_STATUSES, TERMINAL_STATUSES
+from .records import RunRow
 from .run_context import JobRun
 from .view.metrics import summarize_metrics
 from .view.rows import duration_seconds, iso_utc
-from .records import RunRow
 
 if TYPE_CHECKING:
     from .spec import JobSpec

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import statistics
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -21,7 +22,7 @@ def parse_args(description: str) -> argparse.Namespace:
 
 
 @contextmanager
-def temp_workspace() -> Iterator["object"]:
+def temp_workspace() -> Iterator[object]:
     import batchai_jupyter as bai
     from batchai_jupyter.engine.control import stop_engine
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:

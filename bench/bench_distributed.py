@@ -21,11 +21,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from bench._common import median, parse_args, report, retried_baseline, temp_workspace
-from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools
-
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
+from bench._common import median, parse_args, report, retried_baseline, temp_workspace
+from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools
 
 TRAIN = """
     import json, os, sys, time

@@ -12,9 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import median, p95, parse_args, report, temp_workspace
-
 import batchai_jupyter as bai
+from bench._common import median, p95, parse_args, report, temp_workspace
 
 
 def bare_python_start(n: int) -> float:

@@ -18,11 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import median, parse_args, report, temp_workspace
-from tests.compute.slurm_env import start_slurm
-
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
+from bench._common import median, parse_args, report, temp_workspace
+from tests.compute.slurm_env import start_slurm
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:

@@ -11,9 +11,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench._common import median, parse_args, report
-
 from batchai_jupyter.snapshot import SnapshotStore
+from bench._common import median, parse_args, report
 
 
 def make_tree(root: Path, files: int, total_bytes: int) -> None:

@@ -13,10 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench._common import median, p95, parse_args, report, temp_workspace
-
 import batchai_jupyter as bai
 from batchai_jupyter.notebook.widget import RunDetails
+from bench._common import median, p95, parse_args, report, temp_workspace
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ import json
 import os
 import signal
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

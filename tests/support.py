@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 60, interval: float = 0.05) -> bool:

@@ -11,6 +11,7 @@ from batchai_jupyter import JobSpec
 from batchai_jupyter.errors import SpecError
 from batchai_jupyter.submission import check_experiment_name, submit
 
+
 def _ids(cases: list[tuple[dict[str, Any], str]]) -> list[str]:
     return [f"{field}-{i}" for i, (_kwargs, field) in enumerate(cases)]
 

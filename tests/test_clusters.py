@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.support import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import (
@@ -16,6 +15,7 @@ from batchai_jupyter import (
     WorkspacePaths,
 )
 from batchai_jupyter.cluster_config import DEFAULT_DEALLOCATION, DEFAULT_IDLE_SECONDS
+from tests.support import wait_until
 
 
 def test_fresh_workspace_defaults(ws: bai.Workspace) -> None:

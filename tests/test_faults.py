@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support import process_gone, wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.engine.control import engine_info, forget, is_running
+from tests.support import process_gone, wait_until
 
 
 def _counter_job(folder: Path, gate: Path, lines: int = 40) -> Path:

@@ -11,16 +11,16 @@ import os
 import subprocess
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from tests.support import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.engine.control import forget, stop_engine
 from batchai_jupyter.errors import BatchAIError, WorkspaceError
+from tests.support import wait_until
 
 TMPFS_SIZE = "8m"
 LINES = 30_000  # ~3 MB of stdout: more than the space left on the tmpfs

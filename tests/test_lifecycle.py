@@ -13,11 +13,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.support import process_gone, wait_until
-
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.engine.control import info_path
+from tests.support import process_gone, wait_until
 
 
 def _script(folder: Path, name: str, body: str) -> Path:

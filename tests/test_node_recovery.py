@@ -8,11 +8,11 @@ import shutil
 import signal
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from tests.support import process_gone, wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
@@ -21,6 +21,7 @@ from batchai_jupyter.compute.base import NodeInfo, NodePool
 from batchai_jupyter.compute.outcomes import Granted, Pending
 from batchai_jupyter.compute.transport import LocalTransport, Transport
 from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, running_hosts
+from tests.support import process_gone, wait_until
 
 
 def _gated_job(folder: Path, gate: Path) -> Path:

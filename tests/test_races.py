@@ -6,10 +6,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.support import wait_until
-
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
+from tests.support import wait_until
 
 
 def test_concurrent_create_with_exist_ok_on_a_new_path(tmp_path: Path) -> None:

@@ -10,11 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.support import process_gone, wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.history import RunHistory
+from tests.support import process_gone, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests.support import process_gone, wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import (
@@ -19,7 +18,7 @@ from batchai_jupyter import (
     SpecError,
     submission,
 )
-
+from tests.support import process_gone, wait_until
 
 
 def _script(folder: Path, name: str, body: str) -> Path:

@@ -6,10 +6,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests.support import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
+from tests.support import wait_until
 
 VALUE = "s3cr3t-Value-9f1c"
 

@@ -3,18 +3,18 @@ that can never be placed (every host refused its key) fails with that error."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, running_hosts
-from tests.support import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.errors import WaitTimeout
 from batchai_jupyter.notebook.widget import RunDetails
 from batchai_jupyter.view import render
+from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, running_hosts
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 

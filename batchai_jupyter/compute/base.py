@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import ClusterError, NodeRefused
 from ..cluster_config import DEALLOCATION_OPTIONS, ClusterConfig
+from ..errors import ClusterError, NodeRefused
 from ..history import RunHistory
+from ..records import NodeRow, RunRow
 from ..snapshot import SnapshotStore
 from .outcomes import Allocation, Evict, Granted, Pending, Refused
 from .transport import Transport
-from ..records import NodeRow, RunRow
 
 NODE_STATES = ("idle", "preparing", "running", "leaving", "unusable")
 PORT_RANGE = (29500, 39999)  # where a MASTER_PORT is picked when a node cannot be asked

@@ -9,10 +9,10 @@ from typing import Any
 
 from ..errors import DatastoreError, SpecError
 from ..plugins import DATASTORE_GROUP, load_registered, with_entry_points
+from ..records import DatastoreRow
 from .base import Datastore, clean_path
 from .progress import Callback, TqdmCallback
 from .reference import DataReference, check_job_data, output_destination
-from ..records import DatastoreRow
 
 KINDS: dict[str, tuple[str, str, str | None]] = {
     "local": ("batchai_jupyter.datastores.local", "LocalDatastore", None),
@@ -21,9 +21,21 @@ KINDS: dict[str, tuple[str, str, str | None]] = {
 }
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
-__all__ = ["Datastore", "DataReference", "Callback", "TqdmCallback", "KINDS", "datastore_class",
-           "datastore_from_record", "datastore_kinds", "register_datastore", "check_job_data", "output_destination",
-           "output_reference", "clean_path"]
+__all__ = [
+    "KINDS",
+    "Callback",
+    "DataReference",
+    "Datastore",
+    "TqdmCallback",
+    "check_job_data",
+    "clean_path",
+    "datastore_class",
+    "datastore_from_record",
+    "datastore_kinds",
+    "output_destination",
+    "output_reference",
+    "register_datastore",
+]
 
 
 def datastore_kinds() -> list[str]:

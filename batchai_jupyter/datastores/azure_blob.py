@@ -7,11 +7,19 @@ leaves nothing visible. Nodes get a container SAS: read+list for inputs, create+
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..errors import DatastoreError
-from .azure_common import (INSTALL_HINT, client_options, explain, sas_expiry, sas_start, sdk_credential,
-                           validate_azure_options)
+from .azure_common import (
+    INSTALL_HINT,
+    client_options,
+    explain,
+    sas_expiry,
+    sas_start,
+    sdk_credential,
+    validate_azure_options,
+)
 from .base import Advance, Datastore
 
 BLOCK = 8 << 20  # measured against Azurite: fewer, larger blocks cost the server less
@@ -19,7 +27,7 @@ BLOCK = 8 << 20  # measured against Azurite: fewer, larger blocks cost the serve
 
 def _sdk() -> Any:
     try:
-        import azure.storage.blob as blob
+        from azure.storage import blob
     except ImportError:
         raise DatastoreError(f"kind='azure_blob' needs azure-storage-blob: {INSTALL_HINT}") from None
     return blob

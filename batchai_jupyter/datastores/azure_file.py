@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..errors import DatastoreError
 from .azure_blob import _hook
-from .azure_common import (INSTALL_HINT, client_options, explain, sas_expiry, sas_start, sdk_credential,
-                           validate_azure_options)
+from .azure_common import (
+    INSTALL_HINT,
+    client_options,
+    explain,
+    sas_expiry,
+    sas_start,
+    sdk_credential,
+    validate_azure_options,
+)
 from .base import TMP_MARK, Advance, Datastore, tmp_name
 
 log = logging.getLogger(__name__)

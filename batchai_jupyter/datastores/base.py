@@ -11,9 +11,10 @@ import os
 import secrets as _secrets
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import DatastoreError
 from .paths import TMP_MARK, clean_path, join
@@ -99,17 +100,17 @@ class Datastore(ABC):
         return f"{type(self).__name__}(name={self.name!r}{', ' + extra if extra else ''})"
 
     # -- references ------------------------------------------------------------------------------
-    def path(self, path: str = "") -> "DataReference":
+    def path(self, path: str = "") -> DataReference:
         from .reference import DataReference
         return DataReference(self, clean_path(path))
 
-    def as_mount(self) -> "DataReference":
+    def as_mount(self) -> DataReference:
         return self.path("").as_mount()
 
-    def as_download(self, path_on_compute: str | None = None) -> "DataReference":
+    def as_download(self, path_on_compute: str | None = None) -> DataReference:
         return self.path("").as_download(path_on_compute)
 
-    def as_upload(self, path_on_compute: str | None = None) -> "DataReference":
+    def as_upload(self, path_on_compute: str | None = None) -> DataReference:
         return self.path("").as_upload(path_on_compute)
 
     # -- public transfers ------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class Datastore(ABC):
             raise self._error(exc, "list", prefix or "/") from None
 
     def upload(self, src_dir: str | os.PathLike[str], target_path: str | None = None,
-               overwrite: bool = False, show_progress: Any = True) -> "DataReference":
+               overwrite: bool = False, show_progress: Any = True) -> DataReference:
         """Upload a folder's files under target_path; existing files are kept unless overwrite."""
         src = Path(src_dir).expanduser()
         if not src.is_dir():
@@ -135,7 +136,7 @@ class Datastore(ABC):
 
     def upload_files(self, files: Iterable[str | os.PathLike[str]], target_path: str | None = None,
                      overwrite: bool = False, show_progress: Any = True,
-                     relative_root: str | os.PathLike[str] | None = None) -> "DataReference":
+                     relative_root: str | os.PathLike[str] | None = None) -> DataReference:
         """Upload single files: named by their path below relative_root, else by their file name."""
         target = clean_path(target_path, "target_path")
         root = Path(relative_root).expanduser().resolve() if relative_root else None

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import DatastoreError
+from ..records import RunRow
 from .base import Datastore
 from .reference import output_destination
-from ..records import RunRow
 
 STAGING_MARGIN_SECONDS = 3600  # queueing on the node, downloads before and uploads after the job
 ACCESS = {"inputs": "read", "outputs": "write", "mounts": "mount"}

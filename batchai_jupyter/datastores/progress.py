@@ -7,7 +7,8 @@ The callbacks are thread-safe because parallel transfers report from worker thre
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Callback:

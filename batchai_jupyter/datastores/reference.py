@@ -10,8 +10,9 @@ runs writing the same output never collide.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DatastoreError, SpecError
 from .paths import clean_path, join
@@ -29,20 +30,20 @@ _MOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 class DataReference:
     """A path on a datastore; as_mount/as_download/as_upload say how a job gets it."""
 
-    datastore: "Datastore"
+    datastore: Datastore
     path: str = ""
     mode: str | None = None          # None: the default of where it is used
     path_on_compute: str | None = None
     path_suffix: str = ""
 
-    def as_mount(self) -> "DataReference":
+    def as_mount(self) -> DataReference:
         return replace(self, mode="mount")
 
-    def as_download(self, path_on_compute: str | None = None) -> "DataReference":
+    def as_download(self, path_on_compute: str | None = None) -> DataReference:
         return replace(self, mode="download",
                        path_on_compute=clean_path(path_on_compute, "path_on_compute") or None)
 
-    def as_upload(self, path_on_compute: str | None = None, path_suffix: str = "") -> "DataReference":
+    def as_upload(self, path_on_compute: str | None = None, path_suffix: str = "") -> DataReference:
         return replace(self, mode="upload",
                        path_on_compute=clean_path(path_on_compute, "path_on_compute") or None,
                        path_suffix=clean_path(path_suffix, "path_suffix"))

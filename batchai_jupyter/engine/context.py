@@ -19,9 +19,9 @@ from ..compute.base import Compute
 from ..history import RunHistory
 from ..layout import WorkspacePaths
 from ..node.manifest import ManifestExtras
+from ..records import RunRow
 from ..secrets_store import SecretStore
 from ..snapshot import SnapshotStore
-from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 TICK = 0.05  # seconds between two passes of the loop while anything is going on

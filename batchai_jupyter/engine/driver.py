@@ -18,12 +18,12 @@ from typing import Any
 from ..compute.base import PORT_RANGE, Compute, NodeInfo
 from ..errors import DISK_FULL_ERRNOS, WorkspaceError
 from ..node.manifest import ManifestNode, ManifestSnapshot, RunManifest
-from ..node.process import main_log_name
 from ..node.paths import RunPaths, run_key
+from ..node.process import main_log_name
+from ..records import RunRow
 from .context import EngineContext
 from .outcome import Status, exit_codes, failed, run_outcome
 from .tail import DISK_FULL, RunTail
-from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 LOST_AFTER_SECONDS = float(os.environ.get("BATCHAI_NODE_LOST_SECONDS", "20"))

@@ -27,6 +27,7 @@ from ..errors import ClusterError
 from ..history import RunHistory
 from ..layout import WorkspacePaths
 from ..node.manifest import DEFAULT_KILL_GRACE_SECONDS, ManifestExtras, data_config
+from ..records import RunRow
 from ..secrets_store import SecretStore
 from ..snapshot import SnapshotStore
 from .context import TICK, Computes, EngineContext, Step, Wait
@@ -35,7 +36,6 @@ from .maintenance import Deletions, MaintenanceStep
 from .reconcile import reconcile
 from .runs import Drivers
 from .steps import DriverStep, IntentStep, QueueStep
-from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 MIN_SLEEP = 0.005  # the loop never spins: it sleeps at least this long between passes

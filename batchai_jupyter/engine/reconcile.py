@@ -11,10 +11,10 @@ import logging
 
 from ..compute.base import Compute, NodeInfo
 from ..history import ACTIVE_STATUSES
+from ..records import RunRow
 from .context import EngineContext
 from .driver import RunDriver
 from .runs import Drivers, fail_run
-from ..records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 

@@ -25,12 +25,12 @@ from typing import Any
 
 from ..errors import SpecError
 from ..spec import DEFAULT_WALL_CLOCK, DISTRIBUTIONS
+from . import reap
 from .manifest import ManifestError, RunManifest
 from .paths import RunPaths, objects_path
 from .plan_mpi import hostfile_text, plan_mpi
 from .plan_pytorch import plan_per_process
 from .plan_tensorflow import plan_tensorflow
-from . import reap
 from .process import NodePlan, PlanInputs, ProcessPlan, job_env, job_prep_plan
 
 POLL_SECONDS = 0.05

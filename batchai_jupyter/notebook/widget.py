@@ -15,6 +15,7 @@ import ipywidgets as W
 from traitlets import Bool, Unicode
 
 from ..history import TERMINAL_STATUSES
+from ..records import RunRow
 from ..view import render
 from ..view.reader import (
     LogTail,
@@ -25,7 +26,6 @@ from ..view.reader import (
     sort_children,
 )
 from ..view.summary import run_summary_html
-from ..records import RunRow
 
 log = logging.getLogger(__name__)
 

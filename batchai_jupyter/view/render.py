@@ -9,13 +9,12 @@ import datetime as _dt
 import html
 import math
 import time
-from collections.abc import Iterable, Sequence
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import SpecError
-from ..spec import JobSpec
 from ..records import RunRow
+from ..spec import JobSpec
 
 STATUS_COLORS = {
     "Queued": "#6c757d", "Preparing": "#0d6efd", "Running": "#0d6efd", "Finalizing": "#0d6efd",

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import pytest
 
 import batchai_jupyter as bai
-
 from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, running_hosts
 
 BACKENDS = ["local", "ssh", "slurm"]

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import wait_until
 
 import batchai_jupyter as bai
 import batchai_jupyter.compute as compute_registry
@@ -21,6 +20,7 @@ from batchai_jupyter.engine.control import ensure_engine, stop_engine
 from batchai_jupyter.errors import ClusterError
 from batchai_jupyter.history import RunHistory
 from batchai_jupyter.snapshot import SnapshotStore
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -122,7 +122,7 @@ def test_registry_lists_backends_and_merges_entry_points(monkeypatch: pytest.Mon
     points = [EntryPoint("folders", f"{__name__}:FolderPool", compute_registry.ENTRY_POINT_GROUP),
               EntryPoint("local", "elsewhere:Other", compute_registry.ENTRY_POINT_GROUP),
               EntryPoint("broken", "no_colon", compute_registry.ENTRY_POINT_GROUP)]
-    import batchai_jupyter.plugins as plugins
+    from batchai_jupyter import plugins
     monkeypatch.setattr(plugins, "entry_points", lambda group: points if
                         group == compute_registry.ENTRY_POINT_GROUP else [])
     assert backend_names() == ("local", "ssh", "slurm", "folders")

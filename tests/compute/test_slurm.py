@@ -17,7 +17,6 @@ import pytest
 
 import batchai_jupyter as bai
 from batchai_jupyter.errors import ClusterError, SpecError
-
 from tests.compute.slurm_env import make_slurm_cluster, slurm_env
 from tests.support import wait_until
 

@@ -11,7 +11,6 @@ import pytest
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.errors import SpecError
-
 from tests.compute.ssh_env import SSHHosts, make_ssh_cluster
 from tests.support import wait_until
 

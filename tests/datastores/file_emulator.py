@@ -57,7 +57,7 @@ def _iso7(t: float) -> str:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "Emulator"
+    server: Emulator
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet unless asked
         if self.server.verbose:

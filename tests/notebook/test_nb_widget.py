@@ -8,10 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tests.notebook.nb_helpers import wait_until
 
 import batchai_jupyter as bai
 from batchai_jupyter.notebook.widget import RunDetails
+from tests.notebook.nb_helpers import wait_until
 
 GATED = textwrap.dedent("""
     import os, sys, time

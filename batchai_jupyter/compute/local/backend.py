@@ -18,8 +18,8 @@ from typing import Any
 
 from ...history import ACTIVE_STATUSES, RunHistory
 from ...layout import WorkspacePaths
-from ...snapshot import SnapshotStore
 from ...node.paths import RunPaths, run_key
+from ...snapshot import SnapshotStore
 from ..base import NodeInfo, NodePool
 from ..transport import LocalTransport, Transport
 

@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 from ...node.paths import RunPaths
+from ...records import RunRow
 from ..transport import Transport
 from .watch import GONE
-from ...records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 

@@ -22,6 +22,7 @@ from typing import Any
 from ...errors import SpecError
 from ...history import RunHistory
 from ...node.paths import mca_path
+from ...records import RunRow
 from ..base import Compute, NodeInfo
 from ..outcomes import Allocation, Evict, Granted, Pending, Refused
 from ..transport import LocalTransport, Transport
@@ -31,7 +32,6 @@ from .config import check_settings
 from .jobs import ACTIVE, Job, SlurmJobs, job_of, note
 from .script import BatchScriptMixin, run_key
 from .watch import SlurmWatcher
-from ...records import RunRow
 
 log = logging.getLogger("batchai_jupyter.engine")
 

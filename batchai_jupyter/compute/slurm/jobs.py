@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...records import RunRow
 from ..outcomes import Pending, Refused
 from .script import run_key
 from .watch import NEVER_STARTS, UNREACHABLE, SlurmCommands, SlurmWatcher
-from ...records import RunRow
 
 if TYPE_CHECKING:
     from .backend import SlurmCompute

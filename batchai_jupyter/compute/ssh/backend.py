@@ -21,10 +21,10 @@ from ... import __version__
 from ...errors import ClusterError, SpecError
 from ...history import ACTIVE_STATUSES, RunHistory
 from ...node.paths import mca_path, run_key
+from ...records import RunRow
 from ..base import NodeInfo, NodePool
 from ..outcomes import Allocation, Evict
 from .transport import SSHTransport
-from ...records import RunRow
 
 DEFAULT_NODE_ROOT = "~/.batchai-node"
 _HOST = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d{1,5}))?$")
