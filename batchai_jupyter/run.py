@@ -9,19 +9,19 @@ as the display of Run objects (notebook/display.py).
 """
 from __future__ import annotations
 
-import datetime as _dt
 import shutil
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .engine.control import ensure_engine
 from .errors import FileNotInRun, RunActive, RunFailed, RunNotFound, WaitTimeout
 from .history import ACTIVE_STATUSES, TERMINAL_STATUSES
 from .records import RunRow
 from .run_context import JobRun
+from .run_stream import POLL_SECONDS, follow_lines, print_summary
 from .view.metrics import summarize_metrics
 from .view.rows import duration_seconds, iso_utc
 
@@ -30,18 +30,7 @@ if TYPE_CHECKING:
     from .submission import Progress
     from .workspace import Experiment, Workspace
 
-__all__ = ["POLL_SECONDS", "Run", "RunActive", "summarize_metrics"]
-
-POLL_SECONDS = 0.05
-
-
-def _open(path: Path) -> IO[bytes] | None:
-    """A run file opened for reading, or None while it does not exist."""
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        return None
-
+__all__ = ["Run", "RunActive", "summarize_metrics"]
 
 class Run:
     def __init__(self, workspace: Workspace, run_id: str):
@@ -171,78 +160,7 @@ class Run:
         A run that is requeued is followed into its new attempt: after the last lines of the
         abandoned one, one line says so ("--- attempt 2 (requeued: <why>) ---") and the new
         attempt's file follows from its start (the abandoned one's stays in attempt-<n>/)."""
-        return self._lines(file or self.main_log(), follow, attempt=self.attempt)
-
-    def _lines(self, name: str, follow: bool, deadline: float | None = None,
-               attempt: int | None = None) -> Iterator[str]:
-        """stream() from `attempt` on (None: the current one when the first line is asked);
-        with a deadline (time.monotonic()) it also ends once that has passed."""
-        path = self._file_path(name, must_exist=False)
-        if attempt is None:
-            attempt = self.attempt
-        fh: IO[bytes] | None = None  # kept open: it follows the file when a requeue renames it
-        pending = b""
-        try:
-            while True:
-                row = self._row()
-                done = not follow or row["status"] in TERMINAL_STATUSES  # read before the file: no loss
-                current = int(row["properties"].get("attempt", 0))
-                if fh is None and current == attempt:
-                    fh = _open(path)
-                    if fh is not None and self.attempt != attempt:  # a requeue came between:
-                        fh.close()                                    # maybe the next attempt's file
-                        fh = None
-                        continue
-                data = fh.read() if fh is not None else b""
-                if data:
-                    lines = (pending + data).split(b"\n")
-                    pending = lines.pop()
-                    for line in lines:
-                        yield line.decode("utf-8", "replace")
-                    continue
-                if follow and current > attempt:  # requeued: the rest of this attempt, then the next
-                    yield from self._attempt_switch(name, fh, pending, attempt, current)
-                    if fh is not None:
-                        fh.close()
-                    fh, pending, attempt = None, b"", current
-                    continue
-                if done:
-                    if pending:
-                        yield pending.decode("utf-8", "replace")
-                    return
-                if deadline is not None and time.monotonic() > deadline:
-                    return
-                ensure_engine(self.workspace.path)
-                time.sleep(POLL_SECONDS)
-        finally:
-            if fh is not None:
-                fh.close()
-
-    def _attempt_switch(self, name: str, fh: IO[bytes] | None, pending: bytes, attempt: int,
-                        current: int) -> Iterator[str]:
-        """What is left of `attempt`'s file (read from its renamed copy when `fh` never opened
-        it), the whole file of any attempt between, and one line before each new attempt."""
-        reasons = [e["message"] or "" for e in self.workspace.history.events(self.id)
-                   if e["status"] == "Queued" and (e["message"] or "").startswith("requeued")]
-        run_dir = self.workspace.paths.run_dir(self.id)
-        for number in range(attempt, current + 1):
-            if number > attempt:
-                why = reasons[number - 1] if len(reasons) >= number else "requeued"
-                yield f"--- attempt {number + 1} ({why}) ---"
-            if number == current:
-                return
-            own = fh is None or number > attempt  # else the caller's, drained to the rename
-            if own:
-                fh, pending = _open(run_dir / f"attempt-{number}" / name), b""
-            data = pending + (fh.read() if fh is not None else b"")
-            if own and fh is not None:
-                fh.close()
-            lines = data.split(b"\n")
-            last = lines.pop()
-            for line in lines:
-                yield line.decode("utf-8", "replace")
-            if last:
-                yield last.decode("utf-8", "replace")
+        return follow_lines(self, file or self.main_log(), follow, attempt=self.attempt)
 
     def wait_for_completion(self, show_output: bool = False, timeout: float | None = None,
                             raise_on_error: bool = True, out: TextIO | None = None) -> dict[str, Any]:
@@ -254,7 +172,7 @@ class Run:
                 print(f"RunId: {self.id}", file=out)
                 print(f"Streaming {self.main_log()}", file=out)
                 print("=" * 40, file=out, flush=True)
-                for line in self._lines(self.main_log(), True, deadline):
+                for line in follow_lines(self, self.main_log(), True, deadline):
                     print(line, file=out, flush=True)
                     if deadline is not None and time.monotonic() > deadline:
                         raise self._wait_timeout(timeout)
@@ -269,16 +187,7 @@ class Run:
             return self.get_details()
         details = self.get_details()
         if show_output:
-            print(file=out)
-            print("Execution Summary", file=out)
-            print("=" * 17, file=out)
-            print(f"RunId: {self.id}", file=out)
-            print(f"Status: {details['status']}", file=out)
-            if details.get("duration") is not None:
-                print(f"Duration: {_dt.timedelta(seconds=round(details['duration']))}", file=out)
-            if details.get("error"):
-                print(f"Error: {details['error'].get('message')}", file=out)
-            print(file=out, flush=True)
+            print_summary(self.id, details, out)
         if raise_on_error and details["status"] in ("Failed", "Canceled"):
             error = details.get("error") or {}
             raise RunFailed(self, f"run {self.id} {details['status']}: {error.get('message', '')}",
@@ -295,7 +204,8 @@ class Run:
         return WaitTimeout(text)
 
     # -- files -----------------------------------------------------------------------------------------
-    def _file_path(self, name: str, must_exist: bool = True) -> Path:
+    def file_path(self, name: str, must_exist: bool = True) -> Path:
+        """Where a run file is in the workspace (FileNotInRun names the files it has)."""
         base = self.files_dir
         path = (base / name).resolve()
         if base.resolve() not in path.parents and path != base.resolve():
@@ -314,7 +224,7 @@ class Run:
 
     def download_file(self, name: str, output_file_path: str | Path | None = None) -> Path:
         """Copy one run file to output_file_path (a file or a folder; default: its name here)."""
-        src = self._file_path(name)
+        src = self.file_path(name)
         target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
