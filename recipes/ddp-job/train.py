@@ -5,9 +5,11 @@ import time
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
+
 from batchai_jupyter import Run
+
 
 class Block(nn.Module):
     def __init__(self, cin, cout, stride):

@@ -4,6 +4,7 @@ import socket
 
 import numpy as np
 from mpi4py import MPI
+
 from batchai_jupyter import Run
 
 comm = MPI.COMM_WORLD
