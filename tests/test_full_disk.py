@@ -30,11 +30,11 @@ LINE = "line {i:06d} " + "x" * 88
 def _mount_tmpfs(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.skip(reason="mounting a tmpfs needs root")
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(folder)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        pytest.skip(reason=f"cannot mount a tmpfs here: {done.stderr.strip()}")
 
 
 def _umount(folder: Path) -> None:

@@ -274,7 +274,7 @@ def test_every_process_sees_every_batch_ai_variable(backend_cluster, tmp_path: P
 def _needs_mpirun() -> None:
     import shutil
     if shutil.which("mpirun") is None:
-        pytest.skip("no mpirun on this machine")
+        pytest.skip(reason="no mpirun on this machine")
 
 
 def test_mpi_ranks_expand_their_own_arguments(backend_cluster, tmp_path: Path) -> None:
