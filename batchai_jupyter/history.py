@@ -265,15 +265,12 @@ class _Metrics(_Database):
                 for r in self.query("SELECT * FROM offsets WHERE run_id=?", (run_id,))}
 
     def record_metrics(self, run_id: str, node: str, path: str, offset: int,
-                       records: list[dict[str, Any]]) -> None:
+                       records: list[dict[str, Any]], attempt: int = 0) -> None:
         """Insert metric records and move the tail offset in one transaction: no dup, no loss.
 
-        The records belong to the run's current attempt (the engine tails that attempt's files
-        only; a requeue starts the next attempt and clears the offsets)."""
+        `attempt`: the attempt whose files were tailed (a requeue starts the next one and
+        clears the offsets)."""
         with self.tx() as db:
-            got = db.execute("SELECT coalesce(json_extract(properties, '$.attempt'), 0) FROM runs "
-                             "WHERE id=?", (run_id,)).fetchone()
-            attempt = int(got[0]) if got else 0
             for rec in records:
                 db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts, attempt) "
                            "VALUES(?, ?, ?, ?, ?, ?, ?)",

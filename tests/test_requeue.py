@@ -108,7 +108,7 @@ def test_an_old_history_db_gets_the_attempt_column(tmp_path: Path) -> None:
                    "VALUES('r1', 'loss', 'scalar', 0, '0.5', 1.0)")
     history = RunHistory(path)
     history.insert_run("r1", "e", "local", {}, None, {}, 1, properties={"attempt": 1})
-    history.record_metrics("r1", "n0", "metrics.jsonl", 10, [{"name": "loss", "value": 0.25}])
+    history.record_metrics("r1", "n0", "metrics.jsonl", 10, [{"name": "loss", "value": 0.25}], attempt=1)
     assert [r["value"] for r in history.metric_rows(["r1"], attempt=0)] == [0.5]
     assert [r["value"] for r in history.metric_rows(["r1"], attempt=1)] == [0.25]
     assert [r["value"] for r in history.metric_rows(["r1"])] == [0.5, 0.25]

@@ -80,6 +80,7 @@ class Compute(ABC):
         self.workspace_path = Path(workspace_path)
         self.history = history
         self._objects: dict[str, set[str]] = {}  # object cache key -> digests known to be there
+        self._settings: tuple[dict[str, Any], ClusterConfig] | None = None  # (of which config, typed)
 
     @property
     def name(self) -> str:
@@ -87,8 +88,11 @@ class Compute(ABC):
 
     @property
     def settings(self) -> ClusterConfig:
-        """The cluster's settings, typed (the common fields; backend options in `.options`)."""
-        return ClusterConfig.from_dict(self.config)
+        """The cluster's settings, typed (the common fields; backend options in `.options`);
+        read again only when the engine hands the backend new settings."""
+        if self._settings is None or self._settings[0] is not self.config:
+            self._settings = (self.config, ClusterConfig.from_dict(self.config))
+        return self._settings[1]
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ class RunDriver:
         self.paths = [RunPaths(compute.node_root(n), key) for n in nodes]
         self.files = ctx.run_files_dir(self.id)
         self.files.mkdir(parents=True, exist_ok=True)
-        self.tail = RunTail(self.history, self.id, self.files)
+        self.tail = RunTail(self.history, self.id, self.files, self.attempt)
         self.launched_at = time.time()
         self.running = run["status"] in ("Running", "Finalizing")
         self.requeue_after = False

@@ -33,9 +33,10 @@ DISK_FULL = "workspace disk full"  # the start of a run's properties["warning"] 
 class RunTail:
     """The workspace copies of one run's node files (runs/<id>/files/)."""
 
-    def __init__(self, history: RunHistory, run_id: str, files: Path):
+    def __init__(self, history: RunHistory, run_id: str, files: Path, attempt: int = 0):
         self.history = history
         self.run_id = run_id
+        self.attempt = attempt
         self.files = files
         self.sizes: dict[str, int] = {}          # workspace copy -> bytes copied so far
         self.heads: dict[str, tuple[bytes, float]] = {}  # ./logs copy -> (its first bytes, checked at)
@@ -138,7 +139,7 @@ class RunTail:
             if isinstance(rec, dict) and "name" in rec:
                 records.append(rec)
         offset += end + 1
-        self.history.record_metrics(self.run_id, node.id, paths.metrics, offset, records)
+        self.history.record_metrics(self.run_id, node.id, paths.metrics, offset, records, self.attempt)
         self.metric_offsets[key] = offset
 
     def collect_outputs(self, transport: Transport, paths: RunPaths) -> None:
