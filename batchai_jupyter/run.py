@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .submission import Progress
     from .workspace import Experiment, Workspace
 
-__all__ = ["Run", "RunActive", "summarize_metrics"]
+__all__ = ["Run"]
 
 class Run:
     def __init__(self, workspace: Workspace, run_id: str):

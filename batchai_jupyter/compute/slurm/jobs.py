@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from ...records import RunRow
 from ..outcomes import Pending, Refused
+from .commands import SlurmCommands
 from .script import run_key
-from .watch import NEVER_STARTS, UNREACHABLE, SlurmCommands, SlurmWatcher
+from .watch import NEVER_STARTS, UNREACHABLE, SlurmWatcher
 
 if TYPE_CHECKING:
     from .backend import SlurmCompute

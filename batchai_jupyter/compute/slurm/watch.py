@@ -110,5 +110,5 @@ class SlurmWatcher:
         self.next_poll = time.time() + self.interval
 
 
-__all__ = ["GONE", "LIVE_STATES", "NEVER_STARTS", "UNREACHABLE", "JobInfo", "SlurmCommands",
+__all__ = ["GONE", "LIVE_STATES", "NEVER_STARTS", "UNREACHABLE", "JobInfo",
            "SlurmWatcher"]
