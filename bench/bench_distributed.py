@@ -44,6 +44,7 @@ TRAIN = """
             times.append(time.perf_counter() - t0)
     if dist.get_rank() == 0:
         print("STEP", json.dumps(sorted(times)[len(times) // 2]), flush=True)
+    dist.barrier()  # leave together: gloo aborts a rank whose peer closed the connection first
     dist.destroy_process_group()
 """
 

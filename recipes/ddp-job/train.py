@@ -70,4 +70,5 @@ rate = args.steps * args.batch_size * world / elapsed
 if rank == 0:
     print(f"{world} processes, {args.steps} steps: {rate:.1f} images/sec", flush=True)
     run.log("images_per_sec", rate)
+dist.barrier()  # leave together: gloo aborts a rank whose peer closed the connection first
 dist.destroy_process_group()
