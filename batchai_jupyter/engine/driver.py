@@ -23,11 +23,14 @@ from ..node.process import main_log_name
 from ..records import RunRow
 from .context import EngineContext
 from .outcome import Status, exit_codes, failed, run_outcome
+from .scrub import scrub_manifests
 from .tail import DISK_FULL, RunTail
 
 log = logging.getLogger("batchai_jupyter.engine")
 LOST_AFTER_SECONDS = float(os.environ.get("BATCHAI_NODE_LOST_SECONDS", "20"))
 START_GRACE_SECONDS = 60.0
+#: a canceled run whose agent has not started by then ends Canceled (a late agent starts nothing)
+CANCEL_START_GRACE_SECONDS = 5.0
 
 
 class RunDriver:
@@ -47,6 +50,8 @@ class RunDriver:
         self.files.mkdir(parents=True, exist_ok=True)
         self.tail = RunTail(self.history, self.id, self.files, self.attempt)
         self.launched_at = time.time()
+        #: when the cancel was sent to the agents (a run picked up while CancelRequested: now)
+        self.cancel_sent_at: float | None = time.time() if run["status"] == "CancelRequested" else None
         self.running = run["status"] in ("Running", "Finalizing")
         self.requeue_after = False
         self.unreachable: dict[int, float] = {}  # node index -> since when it does not answer
@@ -126,6 +131,9 @@ class RunDriver:
         if len(done) == len(statuses) and self.tail.full is None:  # a full disk: the end waits
             return self.finalize(done)
         self._stop_peers_of_failure(statuses)
+        if self._canceled_before_start(statuses):
+            self.finish("Canceled", {"message": "canceled before its agent started"}, done)
+            return True
         lost = self._lost_node(statuses)
         if lost is not None:
             self.node_lost(*lost)
@@ -157,6 +165,8 @@ class RunDriver:
 
     def signal_cancel(self, why: str) -> None:
         """Ask every agent of the run to stop (they write status.json as they end)."""
+        if why == "canceled" and self.cancel_sent_at is None:
+            self.cancel_sent_at = time.time()
         for node, paths in zip(self.nodes, self.paths, strict=True):
             try:
                 self.compute.transport(node).write_bytes(paths.cancel, why.encode())
@@ -194,6 +204,15 @@ class RunDriver:
             if state in (b"running", b"finalizing"):
                 return True
         return False
+
+    def _canceled_before_start(self, statuses: list[Status | None]) -> bool:
+        """Canceled a while ago, and every agent still missing never started (no heartbeat)."""
+        if self.cancel_sent_at is None or time.time() - self.cancel_sent_at < CANCEL_START_GRACE_SECONDS:
+            return False
+        return all(status is not None or (index not in self.unreachable and self.compute.transport(
+                   node).read_bytes(paths.heartbeat) is None)
+                   for index, (node, paths, status) in enumerate(zip(self.nodes, self.paths, statuses,
+                                                                      strict=True)))
 
     def _lost_node(self, statuses: list[Status | None]) -> tuple[int, str] | None:
         now = time.time()
@@ -246,6 +265,7 @@ class RunDriver:
 
     def _release(self) -> dict[str, Any]:
         """Give the nodes back; the run's properties without those of the live allocation."""
+        scrub_manifests(self.compute, self.nodes, self.paths)
         self.compute.release(self.id)
         row = self.history.run_row(self.id)
         props = dict(row["properties"]) if row else dict(self.run["properties"])
@@ -294,7 +314,9 @@ class RunDriver:
         for i, (node, paths) in enumerate(zip(self.nodes, self.paths, strict=True)):
             if i != index:
                 self.tail.tail(self.compute.transport(node), i, node, paths)
-        if self.compute.settings.node_deallocation_option == "requeue" \
+        if self.run_cancel_requested():  # a canceled run never goes back to the queue
+            self.finish("Canceled", {"message": f"canceled ({why})"}, [])
+        elif self.compute.settings.node_deallocation_option == "requeue" \
                 and self.compute.config.get("requeue_on_node_loss", True):
             self.requeue(why)
         else:

@@ -389,10 +389,11 @@ def main(argv: list[str]) -> int:
         manifest = RunManifest.from_json(text)
     except ManifestError as exc:  # e.g. an engine newer than this node: say so in status.json
         return _refuse(RunPaths.of_run_dir(os.path.dirname(os.path.abspath(manifest_path))), exc)
+    # secrets and datastore credentials (SAS tokens) are kept in memory only, not on disk:
+    # dropped before anything else, so an agent that loses the launch race leaves none either
+    write_atomic(manifest_path, manifest.without_secrets().to_json().encode(), 0o600)
     if not _claim(manifest.paths):
         return 0
-    # secrets and datastore credentials (SAS tokens) are kept in memory only, not on disk
-    write_atomic(manifest_path, manifest.without_secrets().to_json().encode(), 0o600)
     Agent(manifest).run()
     return 0
 
