@@ -3,7 +3,7 @@
 A snapshot is a manifest (relative path -> content hash, size, mode) saved under
 snapshots/manifests/<id>.json, its content in snapshots/objects/<h[:2]>/<h[2:]>. A (size, mtime)
 cache means an unchanged file is neither read nor hashed twice; objects already in the store are
-not copied again and do not count against the limits (API.md §4).
+not copied again and do not count against the limits (docs/reference/snapshots.md).
 """
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ class SnapshotStore:
         lock = threading.Lock()
 
         def one(f: FileEntry) -> None:
-            f.digest = self._put_file(f.path)
+            f.digest = self._put_file(f.path, f.rel)
             if progress is not None:
                 with lock:
                     done[0] += f.size
@@ -243,12 +243,22 @@ class SnapshotStore:
         if progress is not None and not pending:
             progress(0, 0)
 
-    def _put_file(self, path: str) -> str:
+    def _put_file(self, path: str, rel: str | None = None) -> str:
         """Hash while copying into a temp file, then rename into place (one read of the file)."""
         h = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".in-")
         try:
-            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            source = open(path, "rb")  # noqa: SIM115 — closed by the with below
+        except OSError as exc:  # e.g. a mode-000 file: named, as a folder that cannot be read is
+            raise SnapshotError(f"While attempting to take snapshot: cannot read {path}: "
+                                f"{exc.strerror or exc}\nMake it readable, or add {rel or path!r} to "
+                                f".amlignore (or .gitignore) if the job does not need it.") from None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".in-")
+        except BaseException:
+            source.close()
+            raise
+        try:
+            with source as src, os.fdopen(fd, "wb") as dst:
                 while chunk := src.read(1 << 20):
                     h.update(chunk)
                     dst.write(chunk)

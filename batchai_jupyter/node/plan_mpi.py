@@ -18,7 +18,7 @@ from .manifest import ManifestNode
 from .process import NodePlan, PlanInputs, PlannedFile, ProcessPlan, job_argv
 
 # variables of the agent's environment that are the node's own, not mpirun's (set per node)
-_NODE_KEYS = ("AZ_BATCH_", "AZ_BATCHAI_", "BATCHAI_", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED")
+_NODE_KEYS = ("AZ_BATCH_", "AZ_BATCHAI_", "BATCHAI_", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED", "PYTHONPATH")
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,11 @@ def describe(plan: ProcessPlan) -> str:
 
 
 # -- environment -------------------------------------------------------------------------------------
+#: first on a Python job's path: flushes its stdout/stderr on a timer (see its docstring)
+AUTOFLUSH_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "autoflush")
+FLUSH_SECONDS = "0.05"
+
+
 def job_env(manifest: RunManifest, node_env: Mapping[str, str]) -> dict[str, str]:
     """The environment every process of the run on this node starts from.
 
@@ -137,10 +142,13 @@ def job_env(manifest: RunManifest, node_env: Mapping[str, str]) -> dict[str, str
     """
     spec, p = manifest.spec, manifest.paths
     env = dict(node_env)
+    env.pop("PYTHONUNBUFFERED", None)  # the node's, not the job's: its prints are flushed on a timer
     env.update({k: str(v) for k, v in spec.environment_variables.items()})
     env.update(manifest.secrets)
     env.update({
-        "PYTHONUNBUFFERED": "1",
+        # buffered writes, flushed every BATCHAI_FLUSH_SECONDS by autoflush/sitecustomize.py
+        "PYTHONPATH": os.pathsep.join(p for p in (AUTOFLUSH_DIR, env.get("PYTHONPATH")) if p),
+        "BATCHAI_FLUSH_SECONDS": env.get("BATCHAI_FLUSH_SECONDS", FLUSH_SECONDS),
         "PATH": os.path.dirname(manifest.python) + os.pathsep + env.get("PATH", "/usr/bin:/bin"),
         "BATCHAI_RUN_ID": manifest.run_id,
         "BATCHAI_EXPERIMENT": manifest.experiment,

@@ -82,11 +82,15 @@ class LogTail:
 
 
 class MetricsTail:
-    """Metric rows of one run, read by sequence number; scalars become (step, value) series."""
+    """Metric rows of one run, read by sequence number; scalars become (step, value) series.
 
-    def __init__(self, history: RunHistory, run_id: str):
+    Only one attempt is shown: a requeued run's new attempt replaces the series of the earlier
+    one (whose metrics stay in the history) instead of zig-zagging over them."""
+
+    def __init__(self, history: RunHistory, run_id: str, attempt: int = 0):
         self.history = history
         self.run_id = run_id
+        self.attempt = attempt
         self.last_seq = 0
         self.series: Series = {}
         self._other_rows: list[dict[str, Any]] = []
@@ -95,11 +99,18 @@ class MetricsTail:
         rows = self.history.metrics_since(self.run_id, self.last_seq)
         if not rows:
             return False
+        changed = False
         for r in rows:
             self.last_seq = r["seq"]
+            attempt = int(r.get("attempt") or 0)
+            if attempt < self.attempt:
+                continue
+            if attempt > self.attempt:  # a new attempt logs: start over
+                self.attempt, self.series, self._other_rows = attempt, {}, []
+            changed = True
             if not add_to_series(self.series, r):
                 self._other_rows.append({"name": r["name"], "kind": r["kind"], "value": r["value"]})
-        return True
+        return changed
 
     @property
     def others(self) -> dict[str, Any]:

@@ -131,8 +131,10 @@ class SSHLink:
                 f"{fingerprint(exc.expected_key)}; refusing to connect") from None
         except paramiko.AuthenticationException as exc:
             client.close()
-            raise ClusterError(f"host {self.label}: authentication failed for user "
-                               f"{self.user!r} with key {self.key_file}: {exc}") from None
+            # retrying with the same key cannot succeed: refused, so runs fail instead of waiting
+            # (the node is still probed again with backoff, and usable once the key is accepted)
+            raise NodeRefused(f"host {self.label}: authentication failed for user "
+                              f"{self.user!r} with key {self.key_file}: {exc}") from None
         except ClusterError:
             client.close()
             raise
