@@ -1,0 +1,260 @@
+"""Snapshot trees on a node: one read-only tree per snapshot, and each run's writable view of it.
+
+The tree (`<node_root>/trees/<tree id>/`) is built once from the node's object cache, into a
+temporary folder renamed into place, so two agents building it at once leave one tree. Its files
+carry no write bits, and nothing ever writes into it: a run works in a view of its own, made the
+cheapest way the node allows —
+
+    overlay   an overlayfs mount with the tree as its lower layer (root, a kernel with overlay,
+              a node root that is not on the cluster's shared root: the engine must see the mount);
+              the run's changes land in runs/<key>/view/upper
+    reflink   each file cloned from the tree (FICLONE: btrfs, XFS, ...), shared blocks until written
+    copy      each file copied from the tree (copy_file_range)
+
+so a second run of a snapshot copies nothing on overlay and reflink nodes. Never hard links: a
+job (often root) would write through them into the tree. BATCHAI_NODE_VIEW=overlay|reflink|copy
+asks for one way (a way the node cannot do falls back to the next).
+
+When the job is over, `close_view` unmounts an overlay and leaves the run's changes (its
+outputs, logs and any file it wrote) as the run's wd: what the engine collects is there, and a
+kept run folder holds what the run changed, not another copy of the snapshot.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Callable, Mapping
+
+from .paths import RunPaths, objects_path, trees_path
+
+VIEW_MODES = ("overlay", "reflink", "copy")
+FICLONE = 0x40049409  # ioctl: clone a whole file (linux/fs.h)
+MNT_DETACH = 2
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+FileEntry = tuple[str, int, int]  # digest, size, mode
+
+
+def tree_id(files: Mapping[str, FileEntry], links: Mapping[str, str]) -> str:
+    """The name of a snapshot's tree: a digest of what it holds (paths, contents, modes, links)."""
+    body = json.dumps({"f": sorted((rel, d, m) for rel, (d, _s, m) in files.items()),
+                       "l": sorted(links.items())}, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+# -- copies ----------------------------------------------------------------------------------------
+def copy_file(src: str, dst: str, mode: int) -> None:
+    """A real copy (copy_file_range, a reflink where the kernel can), never a hard link."""
+    with open(src, "rb") as fin:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            size, done = os.fstat(fin.fileno()).st_size, 0
+            try:
+                while done < size:
+                    n = os.copy_file_range(fin.fileno(), fd, size - done)
+                    if n == 0:
+                        break
+                    done += n
+            except OSError:
+                fin.seek(done)
+                os.lseek(fd, done, os.SEEK_SET)
+                with os.fdopen(os.dup(fd), "wb") as fout:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+        finally:
+            os.close(fd)
+    os.chmod(dst, mode)
+
+
+def clone_file(src: str, dst: str, mode: int) -> None:
+    """dst shares src's blocks until either is written (FICLONE); OSError where the fs cannot."""
+    with open(src, "rb") as fin:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.ioctl(fd, FICLONE, fin.fileno())
+        except OSError:
+            os.close(fd)
+            os.unlink(dst)
+            raise
+        os.close(fd)
+    os.chmod(dst, mode)
+
+
+# -- the tree --------------------------------------------------------------------------------------
+def build_tree(node_root: str, objects_dir: str, files: Mapping[str, FileEntry],
+               links: Mapping[str, str]) -> str:
+    """The snapshot's tree on this node, built from the object cache unless it is there."""
+    trees = trees_path(node_root)
+    tree = os.path.join(trees, tree_id(files, links))
+    if os.path.isdir(tree):
+        touch(tree)
+        return tree
+    os.makedirs(trees, exist_ok=True)
+    tmp = os.path.join(trees, f".build-{os.path.basename(tree)}-{os.getpid()}-{secrets.token_hex(3)}")
+    try:
+        for rel, (digest, _size, mode) in files.items():
+            dst = os.path.join(tmp, rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            src = objects_path(objects_dir, digest)
+            copy_file(src, dst, stat.S_IMODE(mode) & ~_WRITE_BITS)
+            touch(src)  # the object cache evicts the least recently used first
+        for rel, target in links.items():
+            dst = os.path.join(tmp, rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.symlink(target, dst)
+        os.makedirs(tmp, exist_ok=True)
+        try:
+            os.rename(tmp, tree)
+        except OSError as exc:  # another agent built it meanwhile: use that one
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not os.path.isdir(tree):
+                raise
+    finally:
+        if os.path.lexists(tmp):
+            remove_tree(tmp)
+    return tree
+
+
+def touch(path: str) -> None:
+    try:
+        os.utime(path, follow_symlinks=False)
+    except OSError:
+        pass
+
+
+def remove_tree(path: str) -> None:
+    """rm -rf that unmounts what is mounted below first and gets past read-only folders."""
+    unmount_below(path)
+
+    def retry(func: Callable[[str], object], target: str, _exc: object) -> None:
+        try:
+            os.chmod(os.path.dirname(target), 0o700)
+            os.chmod(target, 0o700)
+            func(target)
+        except OSError:
+            pass
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, onerror=retry)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+# -- mounts ----------------------------------------------------------------------------------------
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
+    """Mount an overlayfs at target; OSError when this node cannot."""
+    if any(c in p for p in (lower, upper, work) for c in ",:\\"):
+        raise OSError(errno.EINVAL, "a path an overlay option cannot name")
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
+    if _libc().mount(b"overlay", target.encode(), b"overlay", 0, options) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def unmount(target: str) -> bool:
+    """Detach the mount at target (lazily, should a process still use it); True if one was there."""
+    if not os.path.ismount(target):
+        return False
+    return _libc().umount2(target.encode(), MNT_DETACH) == 0
+
+
+def unmount_below(path: str) -> None:
+    """Detach every mount at or below path, deepest first (this process's mount namespace)."""
+    prefix = os.path.abspath(path).rstrip("/") + "/"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            points = [line.split()[4] for line in fh if len(line.split()) > 4]
+    except OSError:
+        return
+    points = [p.replace("\\040", " ") for p in points]
+    for point in sorted((p for p in points if (p + "/").startswith(prefix)), key=len, reverse=True):
+        _libc().umount2(point.encode(), MNT_DETACH)
+
+
+# -- a run's view ----------------------------------------------------------------------------------
+def wanted_modes(paths: RunPaths, shared_dir: str | None, env: Mapping[str, str]) -> list[str]:
+    """The ways to try, best first: BATCHAI_NODE_VIEW first, then overlay, reflink, copy."""
+    asked = env.get("BATCHAI_NODE_VIEW", "")
+    modes = [m for m in VIEW_MODES if VIEW_MODES.index(m) >= VIEW_MODES.index(asked)] \
+        if asked in VIEW_MODES else list(VIEW_MODES)
+    on_shared = bool(shared_dir) and (paths.node_root.rstrip("/") + "/").startswith(
+        str(shared_dir).rstrip("/") + "/")
+    if os.geteuid() != 0 or on_shared:
+        modes = [m for m in modes if m != "overlay"]
+    return modes
+
+
+def open_view(paths: RunPaths, tree: str, files: Mapping[str, FileEntry], links: Mapping[str, str],
+              modes: list[str]) -> str:
+    """Make paths.wd the run's writable view of tree; returns the way it was made."""
+    os.makedirs(paths.wd, exist_ok=True)
+    made = "copy"
+    for mode in modes:
+        try:
+            if mode == "overlay":
+                upper, work = os.path.join(paths.view, "upper"), os.path.join(paths.view, "work")
+                os.makedirs(upper, exist_ok=True)
+                os.makedirs(work, exist_ok=True)
+                mount_overlay(tree, upper, work, paths.wd)
+            else:
+                _fill(paths.wd, tree, files, links, clone_file if mode == "reflink" else copy_file)
+            made = mode
+            break
+        except OSError:
+            if mode == "copy":
+                raise
+    with open(paths.view_mode, "w", encoding="utf-8") as fh:
+        fh.write(made)
+    for folder in (paths.outputs, paths.logs):
+        os.makedirs(folder, exist_ok=True)
+    return made
+
+
+def _fill(wd: str, tree: str, files: Mapping[str, FileEntry], links: Mapping[str, str],
+          put: Callable[[str, str, int], None]) -> None:
+    for rel, (_digest, _size, mode) in files.items():
+        dst = os.path.join(wd, rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.lexists(dst):
+            os.unlink(dst)
+        put(os.path.join(tree, rel), dst, stat.S_IMODE(mode))
+    for rel, target in links.items():
+        dst = os.path.join(wd, rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if not os.path.lexists(dst):
+            os.symlink(target, dst)
+
+
+def view_mode(paths: RunPaths) -> str | None:
+    try:
+        with open(paths.view_mode, encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def close_view(paths: RunPaths) -> None:
+    """The job is over: an overlay is unmounted and the run's changes become its wd."""
+    if view_mode(paths) != "overlay":
+        return
+    upper = os.path.join(paths.view, "upper")
+    deadline = time.time() + 5
+    while os.path.ismount(paths.wd) and time.time() < deadline:
+        unmount(paths.wd)
+    if os.path.ismount(paths.wd) or not os.path.isdir(upper):
+        return
+    shutil.rmtree(paths.wd, ignore_errors=True)  # the empty folders under the mount point
+    os.rename(upper, paths.wd)
+    remove_tree(paths.view)
+    with open(paths.view_mode, "w", encoding="utf-8") as fh:
+        fh.write("overlay-closed")
