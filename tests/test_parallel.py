@@ -1,0 +1,146 @@
+"""Parallel runs (bai.ParallelRunConfig): workers on several nodes and processes pull
+mini-batches from one queue; every batch's rows land once; failures, retries, thresholds."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import batchai_jupyter as bai
+from tests.support import wait_until
+
+SCORE = textwrap.dedent("""
+    import os, socket
+    STATE = {}
+    def init():
+        STATE["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    def run(mini_batch):
+        if BAD in mini_batch:
+            raise ValueError(f"cannot score item {BAD}")
+        return [{"item": i, "square": i * i, "worker": STATE["worker"]} for i in mini_batch]
+""")
+
+
+@pytest.fixture
+def score(tmp_path: Path) -> Path:
+    folder = tmp_path / "score"
+    folder.mkdir()
+    (folder / "score.py").write_text("BAD = 13\n" + SCORE)
+    return folder
+
+
+def _rows(run: bai.Run) -> list[dict[str, str]]:
+    with open(run.files_dir / "outputs" / "parallel_run_step.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_items_on_two_nodes_each_row_once_failed_batch_then_retry(ws, score) -> None:
+    ws.create_cluster("cpu", max_nodes=2)
+    cfg = bai.ParallelRunConfig(source_directory=score, entry_script="score.py", items=list(range(40)),
+                                mini_batch_size=5, node_count=2, process_count_per_node=2, retries=1,
+                                error_threshold=10)
+    run = ws.experiment("scoring").submit(cfg, cluster="cpu")
+    details = run.wait_for_completion(timeout=120)
+    assert details["status"] == "Completed"  # 5 failed items <= error_threshold 10
+    rows = _rows(run)
+    assert sorted(int(r["item"]) for r in rows) == [i for i in range(40) if not 10 <= i <= 14]
+    assert all(int(r["square"]) == int(r["item"]) ** 2 for r in rows)
+    assert details["parallel"]["total"] == 8 and details["parallel"]["done"] == 7
+    assert details["parallel"]["failed"] == 1 and details["parallel"]["running"] == 0
+    [failed] = run.failed_batches()
+    assert failed["items"] == [10, 11, 12, 13, 14] and failed["attempts"] == 2
+    assert "cannot score item 13" in failed["error"]
+    (score / "score.py").write_text("BAD = None\n" + SCORE)  # the fix; the retry snapshots it
+    retry = run.retry_failed()
+    assert retry.wait_for_completion(timeout=120)["status"] == "Completed"
+    assert sorted(int(r["item"]) for r in _rows(retry)) == [10, 11, 12, 13, 14]
+    assert retry.failed_batches() == [] and retry.tags["retry_of"] == run.id
+
+
+def test_more_failed_items_than_error_threshold_fails_the_run(ws, score) -> None:
+    (score / "score.py").write_text("BAD = 3\n" + SCORE.replace("if BAD in mini_batch", "if True"))
+    cfg = bai.ParallelRunConfig(source_directory=score, entry_script="score.py", items=list(range(20)),
+                                mini_batch_size=2, retries=0, error_threshold=3)
+    run = ws.experiment("scoring").submit(cfg)
+    with pytest.raises(bai.RunFailed) as err:
+        run.wait_for_completion(timeout=120)
+    assert "exited with code 1" in str(err.value)
+    assert "more than error_threshold=3" in (run.files_dir / "stderr.txt").read_text()
+    assert len(run.failed_batches()) >= 2 and (run.get_details()["parallel"] or {}).get("failed", 0) >= 2
+
+
+def test_datastore_files_per_batch_jsonl(ws, tmp_path) -> None:
+    data = tmp_path / "sensors"
+    data.mkdir()
+    for i in range(7):
+        (data / f"device-{i}.txt").write_text(str(i * 10))
+    ds = ws.get_default_datastore()
+    ds.upload(str(data), target_path="sensors", show_progress=False)
+    folder = tmp_path / "score"
+    folder.mkdir()
+    (folder / "score.py").write_text(textwrap.dedent("""
+        import os
+        def run(mini_batch):
+            return [{"file": os.path.basename(p), "reading": int(open(p).read())} for p in mini_batch]
+    """))
+    cfg = bai.ParallelRunConfig(source_directory=folder, entry_script="score.py",
+                                inputs=ds.path("sensors").as_download(), mini_batch_size=3,
+                                output="per_batch", output_format="jsonl", process_count_per_node=2)
+    run = ws.experiment("scoring").submit(cfg)
+    assert run.wait_for_completion(timeout=120)["status"] == "Completed"
+    names = [n for n in run.get_file_names() if n.startswith("outputs/batches/")]
+    assert names == ["outputs/batches/batch-0.jsonl", "outputs/batches/batch-1.jsonl",
+                     "outputs/batches/batch-2.jsonl"]
+    rows = [json.loads(line) for n in names for line in (run.files_dir / n).read_text().splitlines()]
+    assert sorted((r["file"], r["reading"]) for r in rows) == [(f"device-{i}.txt", i * 10) for i in range(7)]
+
+
+def test_a_stalled_worker_loses_its_lease_and_the_batch_is_committed_once(ws, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BATCHAI_PARALLEL_LEASE_SECONDS", "2")
+    folder = tmp_path / "score"
+    folder.mkdir()
+    marker = tmp_path / "stalled.pid"
+    (folder / "score.py").write_text(textwrap.dedent(f"""
+        import os, time
+        def run(mini_batch):
+            if os.environ["AZ_BATCHAI_TASK_INDEX"] != "0" and not os.path.exists({str(marker)!r}):
+                open({str(marker)!r} + ".tmp", "w").write(str(os.getpid()))
+                os.rename({str(marker)!r} + ".tmp", {str(marker)!r})
+                time.sleep(10)  # stopped here by the test, long past its lease
+            while not os.path.exists({str(marker)!r}):  # rank 0 waits for the other to stall
+                time.sleep(0.05)
+            return [{{"item": i}} for i in mini_batch]
+    """))
+    cfg = bai.ParallelRunConfig(source_directory=folder, entry_script="score.py", items=list(range(16)),
+                                mini_batch_size=2, process_count_per_node=2)
+    run = ws.experiment("scoring").submit(cfg)
+    assert wait_until(marker.exists, 60)
+    pid = int(marker.read_text())
+    os.kill(pid, signal.SIGSTOP)  # no more lease renewals from it
+    try:
+        assert wait_until(lambda: (run.get_details().get("parallel") or {}).get("done") == 8, 60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert run.wait_for_completion(timeout=120)["status"] == "Completed"
+    assert sorted(int(r["item"]) for r in _rows(run)) == list(range(16))  # the stalled batch once, not twice
+
+
+def test_bad_parallel_config_is_a_spec_error(ws, score) -> None:
+    cases = [({"items": [1], "inputs": None, "mini_batch_size": 0}, "mini_batch_size"),
+             ({"items": [1], "output": "rows"}, "output"),
+             ({"items": [1], "output_format": "xml"}, "output_format"),
+             ({}, "inputs"),
+             ({"items": [1], "entry_script": "missing.py"}, "entry_script"),
+             ({"items": "abc"}, "items"),
+             ({"inputs": "sensors/"}, "inputs")]
+    for options, field in cases:
+        kwargs = {"source_directory": score, "entry_script": "score.py", **options}
+        with pytest.raises(bai.SpecError) as err:
+            ws.experiment("scoring").submit(bai.ParallelRunConfig(**kwargs))
+        assert err.value.field == field, options
+    assert ws.runs() == []
