@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench lab setup clean
+.PHONY: demo test test-fast test-binder lint bench lab setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-## setup: system components the tests talk to (sshd, Slurm, Azurite, Chromium, OpenMPI); idempotent
+## setup: system components the tests talk to (sshd, Slurm, Azurite, Chromium, OpenMPI), torch and
+## mpi4py in $(VENV); idempotent, root only where a Debian package is missing
 setup: $(STAMP)
-	@for f in ci/setup-*.sh; do [ -f "$$f" ] || continue; echo "== $$f"; VENV=$(VENV) bash "$$f" || exit 1; done
+	@for f in ci/setup-*.sh; do [ -f "$$f" ] || continue; echo "== $$f"; VENV=$(abspath $(VENV)) bash "$$f" || exit 1; done
 
 ## lint: ruff, mypy and the import contracts (no cycles; node/, compute/, datastores/, view/ stay in their lanes)
 lint: $(STAMP)
@@ -26,14 +27,20 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-## test: everything — lint, unit, end-to-end, real servers, recipes under nbval, benchmarks in quick mode
+## test: everything — lint, unit, end-to-end, real servers, recipes under nbval, benchmarks in quick
+## mode (README.md: what it needs, how long it takes); the binder build is test-binder's
 test: setup lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests recipes --nbval-lax --durations=15
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not binder" tests recipes --nbval-lax --durations=15
 	BENCH_QUICK=1 $(MAKE) --no-print-directory bench
 
+## test-fast: unit and local-cluster tests only (a couple of minutes, no root)
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q tests/test_spec.py tests/test_snapshot.py tests/test_runs.py tests/test_faults.py \
 		tests/test_clusters.py tests/test_cli.py tests/test_extending.py tests/node
+
+## test-binder: binder/ built into a fresh virtualenv, every recipe run there (2-5 minutes; CI runs it)
+test-binder: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m binder tests/test_binder.py
 
 ## bench: the benchmarks (ratios against baselines measured in the same run)
 bench: $(STAMP)

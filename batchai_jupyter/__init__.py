@@ -1,4 +1,4 @@
-"""batchai_jupyter: run jobs from Jupyter on this machine, SSH hosts or Slurm (API.md).
+"""batchai_jupyter: run jobs from Jupyter on this machine, SSH hosts or Slurm (docs/reference/).
 
 Public names load on first use, so the node agent and the jobs it starts (which import
 `batchai_jupyter.node` or `Run`) do not pay for the client's imports.
@@ -11,20 +11,49 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _ERRORS = ("BatchAIError", "SpecError", "SnapshotError", "ClusterError", "ClusterNotFound",
-           "DatastoreError", "RunActive", "RunFailed", "RunNotFound", "WaitTimeout", "FileNotInRun",
-           "WorkspaceError")
+           "ContainerError", "DatastoreError", "RunActive", "RunFailed", "RunNotFound", "WaitTimeout", "FileNotInRun",
+           "WorkspaceError", "ModelNotFound")
 _EXPORTS: dict[str, str] = {
     "Workspace": "workspace", "Experiment": "workspace", "Run": "run",
     "JobSpec": "spec", "Cluster": "cluster", "ClusterStatus": "cluster",
-    "ClusterConfig": "cluster_config", "NodeInfo": "compute.base", "WorkspacePaths": "layout",
-    "RunDetails": "notebook.widget", **{name: "errors" for name in _ERRORS},
+    "ClusterConfig": "cluster_config", "ClusterSpec": "importers.batchai.cluster",
+    "NodeInfo": "compute.base", "WorkspacePaths": "layout",
+    "RunDetails": "notebook.widget", "Model": "models", **{name: "errors" for name in _ERRORS},
+    "Schedule": "schedules.client", "ScheduleFire": "schedules.client", "ParallelRunConfig": "parallel.config",
 }
 
 __all__ = [
-    "BatchAIError", "Cluster", "ClusterConfig", "ClusterError", "ClusterNotFound", "ClusterStatus",
-    "DatastoreError", "Experiment", "FileNotInRun", "JobSpec", "NodeInfo", "Run", "RunActive",
-    "RunDetails", "RunFailed", "RunNotFound", "SnapshotError", "SpecError", "WaitTimeout",
-    "Workspace", "WorkspaceError", "WorkspacePaths", "load_ipython_extension", "unload_ipython_extension",
+    "BatchAIError",
+    "Cluster",
+    "ClusterConfig",
+    "ClusterError",
+    "ClusterNotFound",
+    "ClusterSpec",
+    "ClusterStatus",
+    "ContainerError",
+    "DatastoreError",
+    "Experiment",
+    "FileNotInRun",
+    "JobSpec",
+    "Model",
+    "ModelNotFound",
+    "NodeInfo",
+    "ParallelRunConfig",
+    "Run",
+    "RunActive",
+    "RunDetails",
+    "RunFailed",
+    "RunNotFound",
+    "Schedule",
+    "ScheduleFire",
+    "SnapshotError",
+    "SpecError",
+    "WaitTimeout",
+    "Workspace",
+    "WorkspaceError",
+    "WorkspacePaths",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]
 
 if TYPE_CHECKING:
@@ -35,8 +64,10 @@ if TYPE_CHECKING:
         BatchAIError,
         ClusterError,
         ClusterNotFound,
+        ContainerError,
         DatastoreError,
         FileNotInRun,
+        ModelNotFound,
         RunActive,
         RunFailed,
         RunNotFound,
@@ -45,9 +76,13 @@ if TYPE_CHECKING:
         WaitTimeout,
         WorkspaceError,
     )
+    from .importers.batchai.cluster import ClusterSpec
     from .layout import WorkspacePaths
+    from .models import Model
     from .notebook.widget import RunDetails
+    from .parallel.config import ParallelRunConfig
     from .run import Run
+    from .schedules.client import Schedule, ScheduleFire
     from .spec import JobSpec
     from .workspace import Experiment, Workspace
 

@@ -1,4 +1,4 @@
-"""`batchai`: the command line, mirroring `az batchai` (API.md §5). Thin over the Python API.
+"""`batchai`: the command line, mirroring `az batchai` (docs/reference/cli.md). Thin over the Python API.
 
 Tables are view.table.Table over the view.rows builders the magics use too; submits go
 through submission.submit like every other way a run starts.
@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import cli_schedule
 from .cluster_config import (
     DEALLOCATION_OPTIONS,
     DEFAULT_BACKEND,
@@ -19,8 +21,9 @@ from .cluster_config import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MIN_NODES,
 )
-from .errors import BatchAIError
+from .errors import BatchAIError, SpecError
 from .run import Run
+from .run_stream import print_summary
 from .view.rows import (
     CLI_RUN_COLUMNS,
     FILE_COLUMNS,
@@ -63,14 +66,24 @@ def cluster_cmd(args: argparse.Namespace) -> int:
         _emit(args, cluster_details(ws.cluster(args.name)))
     elif args.action == "create":
         options: dict[str, Any] = {}
+        if getattr(args, "file", None) or getattr(args, "afs_name", None) or getattr(args, "nfs", None) \
+                or getattr(args, "container_name", None):
+            from .importers.batchai.cluster import cli_cluster_options
+            options.update(cli_cluster_options(ws, args))
         if args.hosts:
             options["hosts"] = args.hosts.split(",")
         for key in BACKEND_OPTIONS:
             if getattr(args, key, None):
                 options[key] = getattr(args, key)
-        cluster = ws.create_cluster(args.name, backend=args.backend, min_nodes=args.min_nodes,
-                                    max_nodes=args.max_nodes, gpus_per_node=args.gpus_per_node,
-                                    idle_seconds_before_scaledown=args.idle_seconds, **options)
+        # a cluster.json's scale settings, unless given on the command line (as az batchai did)
+        sizes = {"min_nodes": options.pop("min_nodes", args.min_nodes),
+                 "max_nodes": options.pop("max_nodes", args.max_nodes)}
+        if args.max_nodes is not None:
+            sizes["max_nodes"] = args.max_nodes
+        if args.min_nodes != DEFAULT_MIN_NODES:
+            sizes["min_nodes"] = args.min_nodes
+        cluster = ws.create_cluster(args.name, backend=args.backend, gpus_per_node=args.gpus_per_node,
+                                    idle_seconds_before_scaledown=args.idle_seconds, **sizes, **options)
         _emit(args, cluster_row(cluster))
     elif args.action == "resize":
         ws.cluster(args.name).resize(args.target, node_deallocation_option=args.node_deallocation_option)
@@ -91,13 +104,28 @@ def _run_row(run: Run) -> dict[str, Any]:
     return runs_table_rows([run], CLI_RUN_COLUMNS)[0]
 
 
+def _key_values(items: Sequence[str], option: str) -> dict[str, str]:
+    """K=V options; a value without '=' is a SpecError naming the option."""
+    for item in items:
+        if "=" not in item or not item.split("=", 1)[0]:
+            raise SpecError(option, f"{item!r} is not K=V", "K=V")
+    return dict(item.split("=", 1) for item in items)
+
+
 def job_cmd(args: argparse.Namespace) -> int:
     from .spec import JobSpec
     from .submission import submit
     ws = _ws(args)
     if args.action == "create":
-        spec = JobSpec.from_batchai_json(args.file, source_directory=args.source, workspace=ws)
-        tags = dict(t.split("=", 1) for t in args.tag or [])
+        from .importers.batchai.job import CLI_FLAGS, StorageAccount, spec_from_batchai_json
+        storage = StorageAccount(args.storage_account_name, args.storage_account_key,
+                                 args.storage_account_sas, names=CLI_FLAGS)
+        spec = spec_from_batchai_json(JobSpec, args.file, args.source, ws, storage)
+        if args.image:  # --image runs the job in that image (over the job.json's containerSettings)
+            spec.image = args.image
+        if args.image_pull:
+            spec.image_pull = args.image_pull
+        tags = _key_values(args.tag or [], "--tag")
         if args.name:
             tags["name"] = args.name
         run = Run(ws, submit(ws, args.experiment, spec, cluster=args.cluster, tags=tags))
@@ -115,6 +143,8 @@ def job_cmd(args: argparse.Namespace) -> int:
         print(f"cancel requested for {run.id}")
     elif args.action == "wait":
         details = run.wait_for_completion(show_output=args.stream, raise_on_error=False)
+        if details["status"] != "Completed" and not args.stream:  # why: the failing process's last lines
+            print_summary(run.id, details, sys.stderr)
         print(f"{run.id}: {details['status']}")
         return _exit_code(details)
     elif args.action == "delete":
@@ -147,6 +177,10 @@ def file_cmd(args: argparse.Namespace) -> int:
 
 def datastore_cmd(args: argparse.Namespace) -> int:
     ws = _ws(args)
+    if args.action in ("register", "show"):
+        from .datastores.cli import datastore_register_or_show
+        _emit(args, datastore_register_or_show(ws, args))
+        return 0
     ds = ws.datastore(args.name) if args.name else ws.get_default_datastore()
     if args.action == "list":
         if args.name:
@@ -159,6 +193,23 @@ def datastore_cmd(args: argparse.Namespace) -> int:
     elif args.action == "download":
         count = ds.download(args.target, prefix=args.prefix, overwrite=args.overwrite, show_progress=True)
         print(f"downloaded {count} file(s) to {args.target}")
+    return 0
+
+
+def workspace_cmd(args: argparse.Namespace) -> int:
+    """`workspace prune`: a dry run unless --yes (the same as ws.prune's default)."""
+    ws = _ws(args)
+    result = ws.prune(older_than=args.older_than, keep_last=args.keep_last,
+                      experiments=args.experiment or None, dry_run=not args.yes)
+    if args.output == "json":
+        print(json.dumps({"dry_run": result.dry_run, "runs": [vars(r) for r in result.runs],
+                          "snapshots": result.snapshots, "objects": result.objects,
+                          "bytes_freed": result.bytes_freed}, indent=2))
+        return 0
+    print(Table(result.rows(), ["what", "experiment", "status", "bytes"]).to_text(empty=""))
+    verb = "would free" if result.dry_run else "freed"
+    print(f"{verb} {result.bytes_freed} bytes ({len(result.runs)} run(s))"
+          + (" -- run again with --yes to remove" if result.dry_run else ""))
     return 0
 
 
@@ -178,6 +229,17 @@ def engine_cmd(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------
+def _storage_flags(p: argparse.ArgumentParser) -> None:
+    """az batchai's storage account flags: fill <AZURE_BATCHAI_STORAGE_ACCOUNT> and give volumes
+    without credentials the account's key or SAS."""
+    env = os.environ.get  # az batchai's defaults for the first two
+    p.add_argument("--storage-account-name", default=env("AZURE_BATCHAI_STORAGE_ACCOUNT"),
+                   help="replaces <AZURE_BATCHAI_STORAGE_ACCOUNT> (default: $AZURE_BATCHAI_STORAGE_ACCOUNT)")
+    p.add_argument("--storage-account-key", default=env("AZURE_BATCHAI_STORAGE_KEY"),
+                   help="the account's key, kept in the secrets file only (default: $AZURE_BATCHAI_STORAGE_KEY)")
+    p.add_argument("--storage-account-sas", help="a SAS token instead of the key")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workspace", "-w", help="workspace folder (default: BATCHAI_WORKSPACE, "
@@ -202,6 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE)
     p.add_argument("--idle-seconds", type=int, default=DEFAULT_IDLE_SECONDS)
     p.add_argument("--hosts", help="ssh: comma-separated host[:port] list")
+    p.add_argument("-f", "--file", help="Batch AI cluster.json: scale settings, mount volumes, setup task")
+    p.add_argument("--afs-name", help="an Azure file share of the storage account, mounted on every node")
+    p.add_argument("--afs-mount-path", default="afs", help="its folder below $AZ_BATCHAI_MOUNT_ROOT")
+    p.add_argument("--container-name", help="a blob container of the storage account, mounted on every node")
+    p.add_argument("--container-mount-path", default="bfs", help="its folder below $AZ_BATCHAI_MOUNT_ROOT")
+    p.add_argument("--nfs", help="a local datastore (or a folder path) mounted on every node")
+    p.add_argument("--nfs-mount-path", default="nfs", help="its folder below $AZ_BATCHAI_MOUNT_ROOT")
+    p.add_argument("--setup-task", help="a command run once on every node before its first job")
+    _storage_flags(p)
     for opt in BACKEND_OPTIONS:
         p.add_argument("--" + opt.replace("_", "-"))
     p = cluster.add_parser("resize", parents=[common])
@@ -225,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--experiment", default="default")
     p.add_argument("--source", help="folder to snapshot (default: the job.json's folder)")
     p.add_argument("--tag", action="append", help="K=V")
+    p.add_argument("--image", help="OCI image to run the job in (one container per node)")
+    p.add_argument("--image-pull", choices=["missing", "always", "never"],
+                   help="when a node pulls the image (default: missing)")
+    _storage_flags(p)
     p = job.add_parser("list", parents=[common])
     p.add_argument("-e", "--experiment")
     p.add_argument("--limit", type=int, default=50)
@@ -242,6 +317,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-follow", action="store_true")
 
     store = groups.add_parser("datastore", help="data").add_subparsers(dest="action", required=True)
+    p = store.add_parser("register", parents=[common])
+    p.add_argument("-n", "--name", required=True)
+    p.add_argument("--kind", required=True, choices=["local", "azure_blob", "azure_file"])
+    p.add_argument("--path", help="local: the folder (an NFS mount, ...)")
+    for opt, meaning in (("account-name", "the storage account"),
+                         ("account-key", "its key (kept in the secrets file only; never printed)"),
+                         ("sas", "a SAS token instead of the key"),
+                         ("connection-string", "a connection string instead of the above"),
+                         ("container", "azure_blob: the container"), ("share", "azure_file: the share"),
+                         ("endpoint", "the service URL, when not https://<account>.<blob|file>.core.windows.net")):
+        p.add_argument(f"--{opt}", help=meaning)
+    p.add_argument("--create", action="store_true", help="create the container/share if it does not exist")
+    p = store.add_parser("show", parents=[common])
+    p.add_argument("-n", "--name", required=True)
     p = store.add_parser("list", parents=[common])
     p.add_argument("-n", "--name")
     p.add_argument("--prefix")
@@ -256,11 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix")
     p.add_argument("--overwrite", action="store_true")
 
+    wsg = groups.add_parser("workspace", help="the workspace").add_subparsers(dest="action", required=True)
+    p = wsg.add_parser("prune", parents=[common], help="free finished runs' files and unused snapshots")
+    p.add_argument("--older-than", help="only runs that ended this long ago: seconds, 90m, 12h, 7d, 2w")
+    p.add_argument("--keep-last", type=int, help="keep each experiment's newest N finished runs")
+    p.add_argument("--experiment", action="append", help="only this experiment (repeatable)")
+    p.add_argument("--yes", action="store_true", help="remove (without it: only show what would go)")
+
     engine = groups.add_parser("engine", help="the engine process").add_subparsers(dest="action", required=True)
     p = engine.add_parser("serve", parents=[common])
     p.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (default: never)")
     engine.add_parser("status", parents=[common])
     engine.add_parser("stop", parents=[common])
+    cli_schedule.add_parsers(groups, common, engine)  # `schedule ...`, `engine install-service`
     return parser
 
 
@@ -279,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return job_cmd(args)
         if args.group == "datastore":
             return datastore_cmd(args)
+        if args.group == "workspace":
+            return workspace_cmd(args)
+        if cli_schedule.handles(args):
+            return cli_schedule.run(args, _ws(args))
         return engine_cmd(args)
     except BatchAIError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cluster_config import DEFAULT_DEALLOCATION, ClusterConfig
 from .compute.base import NODE_STATES, NodeInfo
+from .compute.scale_log import ScaleEvent, ScaleLog
 from .engine.control import ensure_engine
 from .errors import ClusterError, SpecError
 from .history import ACTIVE_STATUSES
@@ -26,6 +27,11 @@ class ClusterStatus:
     running_runs: int
     allocation_state: str  # steady | resizing
     errors: list[str] = field(default_factory=list)
+    #: node id -> {"cache_bytes", "run_bytes", "run_folders", "at"}: what the engine last measured
+    node_disk: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: the pool's last node added / given back: when, which node, how long it took (None: never)
+    last_scale_up: ScaleEvent | None = None
+    last_scale_down: ScaleEvent | None = None
 
 
 def backend_names() -> tuple[str, ...]:
@@ -113,12 +119,15 @@ class Cluster:
         for node in nodes:
             counts[node.state] = counts.get(node.state, 0) + 1
         runs = self.workspace.history.run_rows(status=ACTIVE_STATUSES, cluster=self.name)
+        scale = ScaleLog(self.workspace.history)
         queued = sum(1 for r in runs if r["status"] == "Queued")
         usable = len(nodes) - counts["unusable"]
         steady = self.min_nodes <= usable <= self.max_nodes and counts["leaving"] == 0
         return ClusterStatus(counts, len(nodes), queued, len(runs) - queued,
                              "steady" if steady else "resizing",
-                             [f"{n.id}: {n.error}" for n in nodes if n.state == "unusable"])
+                             [f"{n.id}: {n.error}" for n in nodes if n.state == "unusable"],
+                             {n.id: dict(n.info["disk"]) for n in nodes if isinstance(n.info.get("disk"), dict)},
+                             scale.last(self.name, "up"), scale.last(self.name, "down"))
 
     def _save(self, **changes: Any) -> None:
         config = validate_cluster(self.refresh()._settings.replace(**changes))
@@ -139,9 +148,13 @@ class Cluster:
                    node_deallocation_option=node_deallocation_option)
 
     def update(self, min_nodes: int | None = None, max_nodes: int | None = None,
-               idle_seconds_before_scaledown: int | None = None) -> None:
+               idle_seconds_before_scaledown: int | None = None, *,
+               keep_failed_runs: int | None = None, node_cache_bytes: int | None = None) -> None:
+        """Change settings; keep_failed_runs / node_cache_bytes: docs/clusters.md, node disk."""
         changes = {k: v for k, v in (("min_nodes", min_nodes), ("max_nodes", max_nodes),
-                                     ("idle_seconds_before_scaledown", idle_seconds_before_scaledown))
+                                     ("idle_seconds_before_scaledown", idle_seconds_before_scaledown),
+                                     ("keep_failed_runs", keep_failed_runs),
+                                     ("node_cache_bytes", node_cache_bytes))
                    if v is not None}
         self._save(**changes)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
-from .spec import MAX_NODES
+from .spec import CONTAINER_RUNTIMES, DEFAULT_CONTAINER_RUNTIME, IMAGE_FORMS, MAX_NODES, image_problem
 
 DEFAULT_CLUSTER_NAME = "local"
 DEFAULT_BACKEND = "local"
@@ -29,7 +29,14 @@ DEFAULT_IDLE_SECONDS = 120
 DEFAULT_GPUS_PER_NODE = 0
 DEALLOCATION_OPTIONS = ("requeue", "terminate", "waitforjobcompletion")
 DEFAULT_DEALLOCATION = "requeue"
+#: how many of a cluster's latest failed runs keep their folders on the nodes (for debugging)
+DEFAULT_KEEP_FAILED_RUNS = 3
+#: the bound of each node's snapshot cache (objects and trees), in bytes
+DEFAULT_NODE_CACHE_BYTES = 10 << 30
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+#: How a cluster's Azure volumes reach its nodes (datastores/mount_mode.py decides "auto").
+MOUNT_MODES = ("auto", "fuse", "staged")
+_MOUNT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
 #: Fields of the flat stored dict that are ClusterConfig fields (everything else is an option).
 COMMON_FIELDS = ("name", "backend", "min_nodes", "max_nodes", "idle_seconds_before_scaledown",
                  "gpus_per_node", "node_deallocation_option", "deleting")
@@ -37,7 +44,7 @@ COMMON_FIELDS = ("name", "backend", "min_nodes", "max_nodes", "idle_seconds_befo
 
 @dataclass
 class ClusterConfig:
-    """One cluster's settings (API.md §1 "Clusters"); `options` are the backend's own."""
+    """One cluster's settings (docs/clusters.md); `options` are the backend's own."""
 
     name: str
     backend: str = DEFAULT_BACKEND
@@ -137,11 +144,101 @@ class ClusterConfig:
         if self.node_deallocation_option not in DEALLOCATION_OPTIONS:
             raise SpecError("node_deallocation_option",
                             f"unknown value {self.node_deallocation_option!r}", DEALLOCATION_OPTIONS)
+        self._check_container()
+        self._check_node_disk()
+        self._check_mounts()
         return self
 
+    def _check_mounts(self) -> None:
+        """mount_volumes=, setup_task= and mount_mode= (docs/clusters.md, "Mount volumes")."""
+        volumes = self.options.get("mount_volumes")
+        if volumes is not None:
+            self.options["mount_volumes"] = check_mount_volumes(volumes)
+        task = self.options.get("setup_task")
+        if task is not None and (not isinstance(task, str) or not task.strip() or "\0" in task):
+            raise SpecError("setup_task", f"must be a shell command line, got {task!r}",
+                            "e.g. 'apt-get install -y unzip'")
+        mode = self.options.get("mount_mode")
+        if mode is not None and mode not in MOUNT_MODES:
+            raise SpecError("mount_mode", f"unknown value {mode!r}", MOUNT_MODES)
+
+    def _check_node_disk(self) -> None:
+        """keep_failed_runs= and node_cache_bytes= (docs/clusters.md, "Node disk and retention")."""
+        for key in ("keep_failed_runs", "node_cache_bytes"):
+            value = self.options.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise SpecError(key, f"must be an integer >= 0, got {value!r}",
+                                "0 or more" + (" (bytes)" if key == "node_cache_bytes" else ""))
+
+    @property
+    def keep_failed_runs(self) -> int:
+        """How many of the cluster's latest failed runs keep their node folders."""
+        value = self.options.get("keep_failed_runs")
+        return DEFAULT_KEEP_FAILED_RUNS if value is None else int(value)
+
+    @property
+    def node_cache_bytes(self) -> int:
+        """The bound of each node's snapshot cache (objects and trees), in bytes."""
+        value = self.options.get("node_cache_bytes")
+        return DEFAULT_NODE_CACHE_BYTES if value is None else int(value)
+
+    def _check_container(self) -> None:
+        """container_runtime=, image= and container_runtime_args= (docs/containers.md), when given."""
+        runtime = self.options.get("container_runtime")
+        if runtime is not None and runtime not in CONTAINER_RUNTIMES:
+            raise SpecError("container_runtime", f"unknown value {runtime!r}", CONTAINER_RUNTIMES)
+        image = self.options.get("image")
+        if image is not None and (not isinstance(image, str) or image_problem(image)):
+            problem = image_problem(image) if isinstance(image, str) else "is not a string"
+            raise SpecError("image", f"{image!r} {problem}", IMAGE_FORMS)
+        args = self.options.get("container_runtime_args")
+        if args is not None and not (isinstance(args, (list, tuple)) and all(isinstance(a, str) for a in args)):
+            raise SpecError("container_runtime_args", f"must be a list of strings, got {args!r}",
+                            "e.g. ['--runtime', 'runc']")
+
+    @property
+    def container_runtime(self) -> str:
+        """The runtime that runs the cluster's containers (podman unless the cluster names one)."""
+        return str(self.options.get("container_runtime") or DEFAULT_CONTAINER_RUNTIME)
+
+    @property
+    def image(self) -> str | None:
+        """The image of the cluster's jobs that name none (None: such jobs run on the node)."""
+        value = self.options.get("image")
+        return str(value) if value else None
+
     # -- typed accessors --------------------------------------------------------------------------
+    @property
+    def mount_volumes(self) -> list[dict[str, str]]:
+        """The datastores mounted on every node at $AZ_BATCHAI_MOUNT_ROOT/<path>."""
+        return [dict(v) for v in self.options.get("mount_volumes") or []]
+
     @property
     def hosts(self) -> list[str]:
         """The listed hosts of a cluster that has them (ssh), else []."""
         hosts = self.options.get("hosts")
         return [str(h) for h in hosts] if isinstance(hosts, (list, tuple)) else []
+
+
+def check_mount_volumes(volumes: Any) -> list[dict[str, str]]:
+    """A cluster's mount_volumes=[{"datastore": NAME, "path": REL}, ...], checked and normalised
+    (SpecError naming the item); whether each datastore exists is checked by the workspace."""
+    if not isinstance(volumes, (list, tuple)):
+        raise SpecError("mount_volumes", f"must be a list, got {type(volumes).__name__}",
+                        "[{'datastore': 'share', 'path': 'afs'}]")
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for i, v in enumerate(volumes):
+        if not isinstance(v, Mapping) or set(v) - {"datastore", "path"} or not v.get("datastore"):
+            raise SpecError(f"mount_volumes[{i}]", f"{v!r} is not a mount volume",
+                            ["{'datastore': NAME, 'path': 'folder below AZ_BATCHAI_MOUNT_ROOT'}"])
+        path = str(v.get("path") or v["datastore"]).strip("/")
+        if not _MOUNT_PATH.match(path) or any(p in (".", "..") for p in path.split("/")):
+            raise SpecError(f"mount_volumes[{i}].path", f"{path!r} is not a relative folder path",
+                            "letters, digits, '.', '_', '-' and '/', e.g. 'afs'")
+        if path in seen:
+            raise SpecError(f"mount_volumes[{i}].path", f"{path!r} is mounted twice", "one volume per path")
+        seen.add(path)
+        out.append({"datastore": str(v["datastore"]), "path": path})
+    return out
+

@@ -1,4 +1,4 @@
-"""The error family every public call raises (API.md §6).
+"""The error family every public call raises (docs/reference/errors.md).
 
 Each error says what was wrong and how to fix it: a SpecError names the field and the valid
 values, so a notebook user can correct the call without reading our source.
@@ -38,7 +38,8 @@ class ClusterError(BatchAIError):
 
 class NodeRefused(ClusterError):
     """A node refuses us for a reason trying again does not fix (its host key is unknown or
-    changed): a pool that cannot fill a run's nodes without such nodes fails the run."""
+    changed, our key is not accepted): a pool that cannot fill a run's nodes without such nodes
+    fails the run."""
 
 
 class ClusterNotFound(ClusterError, KeyError):
@@ -51,6 +52,15 @@ class ClusterNotFound(ClusterError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise
         return self.args[0]
+
+
+class ContainerError(BatchAIError):
+    """A job's image cannot be used on a node: the runtime is missing, the image is not there
+    (image_pull='never') or the registry refused it; the text names the image and the answer."""
+
+    def __init__(self, image: str, problem: str):
+        self.image = image
+        super().__init__(f"image {image!r}: {problem}")
 
 
 class DatastoreError(BatchAIError):
@@ -83,6 +93,13 @@ class RunFailed(BatchAIError):
         if self.last_lines:
             text += "\n--- last lines ---\n" + "\n".join(self.last_lines)
         super().__init__(text)
+
+
+class ModelNotFound(BatchAIError, KeyError):
+    """No registered model of that name (or version); the message lists what there is."""
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 class WaitTimeout(BatchAIError, TimeoutError):

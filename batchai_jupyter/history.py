@@ -18,11 +18,12 @@ from typing import Any
 
 from .cluster_config import ClusterConfig
 from .errors import WorkspaceError
-from .records import DatastoreRow, EventRow, IntentRow, NodeRow, RunRow
+from .records import DatastoreRow, EventRow, IntentRow, NewRun, NodeRow, RunRow
 from .spec import PRIORITIES
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS experiments(name TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS experiments(name TEXT PRIMARY KEY, created REAL NOT NULL,
+    last_number INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS clusters(name TEXT PRIMARY KEY, backend TEXT NOT NULL,
     config TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS datastores(name TEXT PRIMARY KEY, kind TEXT NOT NULL,
@@ -37,9 +38,13 @@ CREATE TABLE IF NOT EXISTS runs(id TEXT PRIMARY KEY, number INTEGER NOT NULL,
     nodes TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL, started REAL, ended REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
-CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(parent_id);
+DROP INDEX IF EXISTS runs_by_parent;
+CREATE INDEX IF NOT EXISTS runs_of_parent ON runs(parent_id, created);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs(created);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment, created);
 CREATE TABLE IF NOT EXISTS events(run_id TEXT NOT NULL, ts REAL NOT NULL, status TEXT NOT NULL,
     message TEXT);
+CREATE INDEX IF NOT EXISTS events_by_run ON events(run_id, ts);
 CREATE TABLE IF NOT EXISTS metrics(seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
     name TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER, value TEXT NOT NULL, ts REAL NOT NULL,
     attempt INTEGER NOT NULL DEFAULT 0);
@@ -50,6 +55,17 @@ CREATE TABLE IF NOT EXISTS intents(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TE
     target TEXT NOT NULL, payload TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL, done REAL);
 """
 
+#: where a run sits in the newest-first order: (created, rowid), the key of keyset pagination
+RunKey = tuple[float, int]
+#: columns added since the first schema: (table, column, how to add it, how to fill old rows)
+ADDED_COLUMNS: tuple[tuple[str, str, str, str | None], ...] = (
+    # the attempt a metric belongs to (a requeue starts a new one)
+    ("metrics", "attempt", "ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0", None),
+    # the last run number given in the experiment: numbers are never given twice, deletes or not
+    ("experiments", "last_number", "ALTER TABLE experiments ADD COLUMN last_number INTEGER NOT NULL DEFAULT 0",
+     ("UPDATE experiments SET last_number=(SELECT COALESCE(MAX(number), 0) FROM runs "
+      "WHERE experiment=experiments.name)")),
+)
 ACTIVE_STATUSES = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 TERMINAL_STATUSES = ("Completed", "Failed", "Canceled")
 __all__ = ["ACTIVE_STATUSES", "PRIORITIES", "SCHEMA", "TERMINAL_STATUSES", "RunHistory"]
@@ -58,31 +74,40 @@ __all__ = ["ACTIVE_STATUSES", "PRIORITIES", "SCHEMA", "TERMINAL_STATUSES", "RunH
 class _Database:
     """One connection per thread to history.db; the schema is made on first use."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only  # a job reading its workspace: no schema, no WAL switch
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)
-        self._migrate()
+        if not read_only:
+            self._conn().executescript(SCHEMA)
+            self._migrate()
 
     def _migrate(self) -> None:
         """Bring a database made by an earlier version up to SCHEMA (columns added since)."""
-        def missing(db: sqlite3.Connection) -> bool:
-            return "attempt" not in {r["name"] for r in db.execute("PRAGMA table_info(metrics)")}
+        def missing(db: sqlite3.Connection) -> list[tuple[str, str, str, str | None]]:
+            return [c for c in ADDED_COLUMNS
+                    if c[1] not in {r["name"] for r in db.execute(f"PRAGMA table_info({c[0]})")}]
 
         if not missing(self._conn()):
             return
-        with self.tx() as db:  # checked again: another process may have just added it
-            if missing(db):  # the attempt a metric belongs to (a requeue starts a new one)
-                db.execute("ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")
+        with self.tx() as db:  # checked again: another process may have just added them
+            for _table, _column, alter, backfill in missing(db):
+                db.execute(alter)
+                if backfill:
+                    db.execute(backfill)
 
     # -- connection handling -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                if self.read_only:
+                    conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                           isolation_level=None)
+                else:
+                    conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                    conn.execute("PRAGMA journal_mode=WAL")
                 conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
             except sqlite3.OperationalError as exc:  # e.g. WAL on a read-only folder
@@ -130,7 +155,7 @@ class _Registry(_Database):
     # -- registry: experiments, clusters, datastores --------------------------------------
     def ensure_experiment(self, name: str) -> None:
         with self.tx() as db:
-            db.execute("INSERT OR IGNORE INTO experiments VALUES(?, ?)", (name, time.time()))
+            db.execute("INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)", (name, time.time()))
 
     def experiments(self) -> list[str]:
         return [r["name"] for r in self.query("SELECT name FROM experiments ORDER BY created")]
@@ -245,11 +270,12 @@ class _Metrics(_Database):
 
     def last_metric_values(self, run_ids: Sequence[str], name: str,
                            kind: str | None = "scalar") -> dict[str, Any]:
-        """run id -> the last value it logged for metric `name` (runs without one are absent)."""
+        """run id -> the last value it logged for metric `name` in its latest attempt that logged
+        any (a requeued run's earlier attempts do not count); runs without one are absent."""
         if not run_ids:
             return {}
         sql = (f"SELECT run_id, value FROM metrics WHERE run_id IN ({','.join('?' * len(run_ids))}) "
-               "AND name=?")
+               "AND name=? AND attempt=(SELECT MAX(m.attempt) FROM metrics m WHERE m.run_id=metrics.run_id)")
         args: list[Any] = [*run_ids, name]
         if kind is not None:
             sql += " AND kind=?"
@@ -269,15 +295,16 @@ class _Metrics(_Database):
         """Insert metric records and move the tail offset in one transaction: no dup, no loss.
 
         `attempt`: the attempt whose files were tailed (a requeue starts the next one and
-        clears the offsets)."""
+        clears the offsets); a record's own `run_id` (a child run made in the job) wins."""
         with self.tx() as db:
-            for rec in records:
-                db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts, attempt) "
-                           "VALUES(?, ?, ?, ?, ?, ?, ?)",
-                           (run_id, rec["name"], rec.get("kind", "scalar"), rec.get("step"),
-                            json.dumps(rec.get("value")), rec.get("ts", time.time()), attempt))
+            _insert_metrics(db, run_id, records, attempt)
             db.execute("INSERT INTO offsets VALUES(?, ?, ?, ?) ON CONFLICT(run_id, node, path) "
                        "DO UPDATE SET offset=excluded.offset", (run_id, node, path, offset))
+
+    def add_metrics(self, run_id: str, records: list[dict[str, Any]]) -> None:
+        """Insert metric records logged without a job (an interactive run of a notebook)."""
+        with self.tx() as db:
+            _insert_metrics(db, run_id, records, 0)
 
     # -- intents (clients ask, the engine acts) -----------------------------------------------
     def add_intent(self, kind: str, target: str, payload: dict[str, Any] | None = None) -> int:
@@ -310,16 +337,26 @@ class RunHistory(_Registry, _Metrics):
                    snapshot: str | None, tags: dict[str, str], priority: int,
                    parent_id: str | None = None, properties: dict[str, Any] | None = None,
                    status: str = "Queued") -> None:
+        self.insert_runs([NewRun(id=run_id, experiment=experiment, cluster=cluster, spec=spec, snapshot=snapshot,
+                                 tags=tags, priority=priority, parent_id=parent_id,
+                                 properties=properties or {}, status=status)])
+
+    def insert_runs(self, runs: Sequence[NewRun]) -> None:
+        """Insert new runs in one transaction (all or none), numbered in order."""
         now = time.time()
         with self.tx() as db:
-            db.execute("INSERT OR IGNORE INTO experiments VALUES(?, ?)", (experiment, now))
-            number = db.execute("SELECT count(*) FROM runs WHERE experiment=?",
-                                (experiment,)).fetchone()[0] + 1
-            db.execute("INSERT INTO runs(id, number, experiment, cluster, parent_id, status, priority, "
-                       "spec, snapshot, tags, properties, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (run_id, number, experiment, cluster, parent_id, status, priority,
-                        json.dumps(spec), snapshot, json.dumps(tags), json.dumps(properties or {}), now))
-            db.execute("INSERT INTO events VALUES(?, ?, ?, ?)", (run_id, now, status, "submitted"))
+            for run in runs:
+                experiment = run["experiment"]
+                db.execute("INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)", (experiment, now))
+                # one primary-key update, however long the history; a deleted run's number is not reused
+                number = db.execute("UPDATE experiments SET last_number=last_number+1 WHERE name=? "
+                                    "RETURNING last_number", (experiment,)).fetchone()[0]
+                db.execute("INSERT INTO runs(id, number, experiment, cluster, parent_id, status, priority, "
+                           "spec, snapshot, tags, properties, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                           (run["id"], number, experiment, run["cluster"], run["parent_id"], run["status"],
+                            run["priority"], json.dumps(run["spec"]), run["snapshot"], json.dumps(run["tags"]),
+                            json.dumps(run["properties"]), now))
+                db.execute("INSERT INTO events VALUES(?, ?, ?, ?)", (run["id"], now, run["status"], "submitted"))
 
     def run_row(self, run_id: str) -> RunRow | None:
         rows = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
@@ -331,36 +368,33 @@ class RunHistory(_Registry, _Metrics):
                  top_level: bool = False) -> list[RunRow]:
         """Runs, newest first. `tags`: each key must be present, with that value unless None;
         `top_level`: only runs without a parent."""
-        where: list[str] = []
-        args: list[Any] = []
-        if experiment is not None:
-            where.append("experiment=?")
-            args.append(experiment)
-        if parent_id is not None:
-            where.append("parent_id=?")
-            args.append(parent_id)
-        if top_level:
-            where.append("parent_id IS NULL")
-        if cluster is not None:
-            where.append("cluster=?")
-            args.append(cluster)
-        if status:
-            where.append(f"status IN ({','.join('?' * len(status))})")
-            args.extend(status)
-        for key, value in (tags or {}).items():
-            if value is None:
-                where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=?)")
-                args.append(str(key))
-            else:
-                where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=? AND "
-                             "CAST(value AS TEXT)=?)")
-                args.extend((str(key), str(value)))
-        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY created DESC, number DESC"
+        return [row for row, _key in self.run_page(experiment, status, parent_id, cluster, limit, tags=tags,
+                                                   top_level=top_level)]
+
+    def run_page(self, experiment: str | None = None, status: Sequence[str] | None = None,
+                 parent_id: str | None = None, cluster: str | None = None,
+                 limit: int | None = None, *, tags: Mapping[str, str | None] | None = None,
+                 top_level: bool = False, after: RunKey | None = None) -> list[tuple[RunRow, RunKey]]:
+        """One page of run_rows() with each row's key; `after`: the key of the previous page's
+        last row (keyset pagination: each page costs the same, however long the history)."""
+        where, args = _run_filter(experiment, status, parent_id, cluster, tags, top_level)
+        if after is not None:
+            where.append("(created < ? OR (created = ? AND rowid < ?))")
+            args.extend((after[0], after[0], after[1]))
+        sql = "SELECT rowid AS _key, * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created DESC, rowid DESC"
         if limit:
             sql += " LIMIT ?"
             args.append(int(limit))
-        return [_run_dict(r) for r in self.query(sql, tuple(args))]
+        return [(_run_dict(r), (r["created"], r["_key"])) for r in self.query(sql, tuple(args))]
+
+    def count_runs(self, experiment: str | None = None, status: Sequence[str] | None = None,
+                   parent_id: str | None = None, cluster: str | None = None, *,
+                   tags: Mapping[str, str | None] | None = None, top_level: bool = False) -> int:
+        """How many runs run_rows() would return without a limit."""
+        where, args = _run_filter(experiment, status, parent_id, cluster, tags, top_level)
+        sql = "SELECT count(*) FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self.query(sql, tuple(args))[0][0])
 
     def delete_run(self, run_id: str) -> str | None:
         """Remove a run's rows (run, events, metrics, tail offsets) if it has ended.
@@ -414,6 +448,19 @@ class RunHistory(_Registry, _Metrics):
         rows = self.query("SELECT status FROM runs WHERE id=?", (run_id,))
         return str(rows[0]["status"]) if rows else None
 
+    def last_ended(self, cluster: str) -> float | None:
+        """When the cluster's latest run to end ended (node disk upkeep sweeps after it)."""
+        rows = self.query("SELECT MAX(ended) AS ended FROM runs WHERE cluster=?", (cluster,))
+        return float(rows[0]["ended"]) if rows and rows[0]["ended"] is not None else None
+
+
+def _insert_metrics(db: sqlite3.Connection, run_id: str, records: list[dict[str, Any]],
+                    attempt: int) -> None:
+    for rec in records:
+        db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts, attempt) VALUES(?, ?, ?, ?, ?, ?, ?)",
+                   (rec.get("run_id") or run_id, rec["name"], rec.get("kind", "scalar"), rec.get("step"),
+                    json.dumps(rec.get("value")), rec.get("ts", time.time()), attempt))
+
 
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
@@ -435,6 +482,32 @@ def _node_dict(row: sqlite3.Row) -> NodeRow:
 
 def _json(text: str | None, empty: Any) -> Any:
     return json.loads(text) if text else empty
+
+
+def _run_filter(experiment: str | None, status: Sequence[str] | None, parent_id: str | None,
+                cluster: str | None, tags: Mapping[str, str | None] | None,
+                top_level: bool) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (and their arguments) of a run query; each is served by an index."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("experiment", experiment), ("parent_id", parent_id), ("cluster", cluster)):
+        if value is not None:
+            where.append(f"{column}=?")
+            args.append(value)
+    if top_level:
+        where.append("parent_id IS NULL")
+    if status:
+        where.append(f"status IN ({','.join('?' * len(status))})")
+        args.extend(status)
+    for key, value in (tags or {}).items():
+        if value is None:
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=?)")
+            args.append(str(key))
+        else:
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=? AND "
+                         "CAST(value AS TEXT)=?)")
+            args.extend((str(key), str(value)))
+    return where, args
 
 
 def _run_dict(row: sqlite3.Row) -> RunRow:

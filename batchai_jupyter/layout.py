@@ -8,6 +8,7 @@
       runs/<id>/files/      logs, outputs and artifacts of each run (what clients read)
       clusters/<name>/      folders of a cluster's local nodes (nodes/<node>/, shared/)
       datastores/workspacestore/   the default datastore (a local folder)
+      models/<name>/<version>/     registered models' files
       engine.lock, engine.json, engine.log   the engine's lock, its pid file and its log
 
 Standard library only, so every process (client, engine, backend) can use it. Modelled on
@@ -98,6 +99,14 @@ class WorkspacePaths:
     def node_dir(self, cluster: str, node_id: str) -> Path:
         """clusters/<name>/nodes/<node>/: one local node's folder."""
         return self.cluster_dir(cluster) / "nodes" / node_id
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def model_dir(self, name: str, version: int) -> Path:
+        """models/<name>/<version>/: the files of one registered model version."""
+        return self.models / name / str(version)
 
     @property
     def datastores(self) -> Path:

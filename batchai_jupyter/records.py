@@ -24,7 +24,7 @@ class NodeRef(TypedDict, total=False):
 
 
 class RunError(TypedDict, total=False):
-    """Why a run failed or was canceled (API.md: an error with the exit code per process)."""
+    """Why a run failed or was canceled (docs/reference/python-api.md: an error with the exit code per process)."""
 
     message: str
     exit_codes: dict[str, int | None]
@@ -53,6 +53,21 @@ class RunRow(TypedDict):
     started: float | None
     ended: float | None
     cancel_requested: bool
+
+
+class NewRun(TypedDict):
+    """A run as a submit inserts it (RunHistory.insert_runs: many in one transaction)."""
+
+    id: str
+    experiment: str
+    cluster: str | None
+    spec: SpecDict
+    snapshot: str | None
+    tags: dict[str, str]
+    priority: int
+    parent_id: str | None
+    properties: Properties
+    status: str
 
 
 class NodeRow(TypedDict):
@@ -97,5 +112,18 @@ class IntentRow(TypedDict):
     done: float | None
 
 
-__all__ = ["DatastoreRow", "EventRow", "IntentRow", "NodeRef", "NodeRow", "Properties", "RunError",
+class ModelRow(TypedDict):
+    """One registered model version (its files are under models/<name>/<version>/)."""
+
+    name: str
+    version: int
+    run_id: str | None
+    path: str
+    tags: dict[str, str]
+    properties: dict[str, str]
+    description: str | None
+    created: float
+
+
+__all__ = ["DatastoreRow", "EventRow", "IntentRow", "ModelRow", "NodeRef", "NodeRow", "Properties", "RunError",
            "RunRow", "SpecDict"]

@@ -20,6 +20,7 @@ from .engine.control import ensure_engine
 from .errors import FileNotInRun, RunActive, RunFailed, RunNotFound, WaitTimeout
 from .history import ACTIVE_STATUSES, TERMINAL_STATUSES
 from .records import RunRow
+from .run_aml import AzureMLRunNames
 from .run_context import JobRun
 from .run_stream import POLL_SECONDS, follow_lines, print_summary
 from .view.metrics import summarize_metrics
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Run"]
 
-class Run:
+class Run(AzureMLRunNames):
+    """A run of the workspace, by id (docs/reference/python-api.md; Azure ML v1's names)."""
+
     def __init__(self, workspace: Workspace, run_id: str):
         self.workspace = workspace
         self.id = run_id
@@ -55,10 +58,7 @@ class Run:
     @staticmethod
     def get_context(allow_offline: bool = True) -> JobRun:
         """The current run inside a job; outside one an offline run that prints (or an error)."""
-        ctx = JobRun.from_environment()
-        if ctx.offline and not allow_offline:
-            raise RuntimeError("not inside a batchai job (BATCHAI_RUN_ID is not set)")
-        return ctx
+        return JobRun.get_context(allow_offline)
 
     # -- state ---------------------------------------------------------------------------------------
     def row(self) -> RunRow:
@@ -72,7 +72,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self._revive(str(self._row()["status"]))
+        row = self._row()  # a run with no cluster (start_logging, a job's child) needs no engine
+        return self._revive(str(row["status"])) if row["cluster"] is not None else str(row["status"])
 
     def _revive(self, status: str | None) -> str:
         """A run that is still active needs an engine: start one if it died (rate-limited), so
@@ -145,6 +146,9 @@ class Run:
         }
         if row["error"]:
             details["error"] = row["error"]
+        from .parallel.client import is_parallel, progress
+        if is_parallel(spec):  # a ParallelRunConfig's run: its progress row
+            details["parallel"] = progress(self.get_metrics("parallel"))
         return details
 
     # -- waiting and streaming -------------------------------------------------------------------
@@ -191,7 +195,7 @@ class Run:
         if raise_on_error and details["status"] in ("Failed", "Canceled"):
             error = details.get("error") or {}
             raise RunFailed(self, f"run {self.id} {details['status']}: {error.get('message', '')}",
-                            error.get("last_lines", []))
+                            error.get("last_lines", [])) from None
         return details
 
     def _wait_timeout(self, timeout: float | None) -> WaitTimeout:
@@ -258,7 +262,11 @@ class Run:
     # -- control ---------------------------------------------------------------------------------------
     def cancel(self) -> None:
         """Ask the engine to stop the run (TERM, grace period, KILL); returns at once."""
-        if self.status in TERMINAL_STATUSES:
+        row = self._row()
+        if row["status"] in TERMINAL_STATUSES:
+            return
+        if row["cluster"] is None:  # logged from a notebook or a job: no process to stop
+            self.workspace.history.set_status(self.id, "Canceled", "canceled", error={"message": "canceled"})
             return
         self.workspace.history.add_intent("cancel", self.id)
         ensure_engine(self.workspace.path)
@@ -274,6 +282,37 @@ class Run:
                         cluster=cluster or row["cluster"] or "local", tags=tags, parent_id=self.id,
                         extra_files=extra_files, max_snapshot_bytes=max_snapshot_bytes,
                         max_snapshot_files=max_snapshot_files, progress=progress)
+        return Run(self.workspace, run_id)
+
+    def submit_children(self, specs: list[JobSpec], tags: dict[str, str] | None = None,
+                        cluster: str | None = None) -> list[Run]:
+        """Submit many runs filed under this one at once (docs/schedules.md).
+
+        Parameters
+        ----------
+        specs: the children's JobSpecs; every one is checked before any is stored, one snapshot
+            is taken per source folder, and all rows are inserted in one transaction.
+        tags: tags of every child; cluster: where they run (default: this run's cluster).
+        """
+        from .submission import submit_many
+        row = self._row()
+        ids = submit_many(self.workspace, row["experiment"], specs, cluster=cluster or row["cluster"] or "local",
+                          tags=tags, parent_id=self.id)
+        return [Run(self.workspace, run_id) for run_id in ids]
+
+    def failed_batches(self) -> list[dict[str, Any]]:
+        """A parallel run's mini-batches that failed for good: batch, items, attempts, error."""
+        from .parallel.client import failed_batches
+        return failed_batches(self.files_dir)
+
+    def retry_failed(self, cluster: str | None = None) -> Run:
+        """A new parallel run over the items of this one's failed mini-batches (same experiment)."""
+        from .parallel.client import retry_spec
+        from .submission import submit
+        row = self._row()
+        spec, extra = retry_spec(row["spec"], self.failed_batches())
+        run_id = submit(self.workspace, row["experiment"], spec, cluster=cluster or row["cluster"] or "local",
+                        tags={**row["tags"], "retry_of": self.id}, extra_files=extra)
         return Run(self.workspace, run_id)
 
     def get_children(self, recursive: bool = False) -> list[Run]:

@@ -106,6 +106,13 @@ def print_summary(run_id: str, details: dict[str, Any], out: TextIO) -> None:
     print(f"Status: {details['status']}", file=out)
     if details.get("duration") is not None:
         print(f"Duration: {_dt.timedelta(seconds=round(details['duration']))}", file=out)
-    if details.get("error"):
-        print(f"Error: {details['error'].get('message')}", file=out)
+    error = details.get("error") or {}
+    if error:
+        print(f"Error: {error.get('message')}", file=out)
+        lines = error.get("last_lines") or []
+        if lines:
+            name = error.get("failed_process")
+            print(f"Last {len(lines)} lines of the failing process{f' {name}' if name else ''}:", file=out)
+            for line in lines:
+                print(f"    {line}", file=out)
     print(file=out, flush=True)

@@ -60,6 +60,12 @@ class SecretStore:
             if data.get(section, {}).pop(key, None) is not None:
                 self._write(data)
 
+    # -- container registries (docs/containers.md): one entry per registry host ---------------
+    def set_registry(self, registry: str, username: str, password: str) -> None:
+        """Credentials for pulling images from `registry` (a host, e.g. myreg.azurecr.io)."""
+        from .node.container_config import REGISTRY_SECRETS
+        self.put(REGISTRY_SECRETS, registry, {"username": username, "password": password})
+
     def values(self) -> list[str]:
         """Every secret string held (tests scan the workspace for them)."""
         out: list[str] = []

@@ -21,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
+from .images import (
+    IMAGE_FORMS,
+    image_problem,
+    image_registry,  # noqa: F401 -- re-exported: node/ reads images through spec
+)
 
 #: The version `to_dict()` writes; `from_dict()` reads this and every older one.
 SPEC_VERSION = 1
@@ -40,8 +45,12 @@ MAX_NODES = 10_000
 MAX_PROCESSES_PER_NODE = 1024
 MAX_TF_TASKS = 10_000
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_OPTIONAL_TEXT = ("script", "job_preparation", "python_interpreter", "communication_backend",
-                  "std_out_err_path_prefix")
+CONTAINER_RUNTIMES = ("podman", "docker", "apptainer")
+DEFAULT_CONTAINER_RUNTIME = "podman"
+IMAGE_PULL_POLICIES = ("missing", "always", "never")
+DEFAULT_IMAGE_PULL = "missing"
+_SHM_SIZE = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
+_OPTIONAL_TEXT = ("script", "job_preparation", "python_interpreter", "communication_backend")
 
 #: A data reference as a JobSpec holds it: a DataReference (ds.path(...).as_download()), a
 #: Datastore (mounts only) or the stored dict {"datastore", "path", "mode", ...}.
@@ -50,7 +59,7 @@ DataRef = Any
 
 @dataclass
 class JobSpec:
-    """A job as API.md §1 describes it; field names are the public contract."""
+    """A job as docs/reference/python-api.md describes it; field names are the public contract."""
 
     source_directory: str | os.PathLike[str] = DEFAULT_SOURCE_DIRECTORY
     command: str | None = None
@@ -75,7 +84,20 @@ class JobSpec:
     communication_backend: str | None = None
     tensorflow_arguments: dict[str, list[str]] = field(default_factory=dict)
     master_only: bool = False
-    std_out_err_path_prefix: str | None = None
+    #: Batch AI's stdOutErrPathPrefix: a DataReference (ds.path("logs")) or a folder path on the
+    #: nodes; std out/err are also copied there, in Batch AI's layout, when the run ends.
+    std_out_err_path_prefix: DataRef | None = None
+    # Containers (docs/containers.md): the job's processes run in this OCI image, one per node.
+    image: str | None = None
+    image_pull: str = DEFAULT_IMAGE_PULL
+    shm_size: str | None = None
+    container_options: list[str] = field(default_factory=list)
+    # Node disk: keep this run's folder on its nodes once it ended (for debugging), whatever its status.
+    keep_node_files: bool = False
+    #: A parent that follows its children: Running while any child run is active, then ending
+    #: with their outcome (Failed if one failed, else Canceled if one was canceled, else its own).
+    #: Without command= or script= the run has no process of its own and never takes a node.
+    wait_for_children: bool = False
 
     def __repr__(self) -> str:
         """The dataclass repr with secret values masked (str() is the same)."""
@@ -91,7 +113,8 @@ class JobSpec:
     def validate(self, check_files: bool = True) -> JobSpec:
         """Raise SpecError naming the first bad field; return self so calls chain."""
         self._check_types()
-        if (self.command is None) == (self.script is None):
+        if self.command is not None and self.script is not None or \
+                self.command is None and self.script is None and not self.wait_for_children:
             raise SpecError("command", "give exactly one of command= or script=",
                             "command='python train.py' or script='train.py'")
         if self.command is not None and not str(self.command).strip():
@@ -136,6 +159,7 @@ class JobSpec:
             if not re.match(r"^[A-Za-z0-9_.-]+$", str(name)) or name in (".", ".."):
                 raise SpecError("mounts", f"mount name {name!r} is not a plain folder name",
                                 "letters, digits, '.', '_' and '-'")
+        self._check_container()
         if check_files:
             src = Path(self.source_directory).expanduser()
             if not src.is_dir():
@@ -183,8 +207,38 @@ class JobSpec:
         for kind in ("inputs", "outputs", "mounts", "tensorflow_arguments"):
             if not isinstance(getattr(self, kind), Mapping):
                 raise SpecError(kind, f"must be a dict, got {type(getattr(self, kind)).__name__}")
+        prefix = self.std_out_err_path_prefix
+        if prefix is not None and not isinstance(prefix, (str, Mapping)) and not hasattr(prefix, "to_dict"):
+            raise SpecError("std_out_err_path_prefix", f"a {type(prefix).__name__} is not a place for std "
+                            "out/err", "ds.path('logs') or a folder path on the nodes")
+        if isinstance(prefix, str):
+            _check_text("std_out_err_path_prefix", prefix)
         if not isinstance(self.master_only, bool):
             raise SpecError("master_only", f"must be True or False, got {self.master_only!r}", [True, False])
+        if not isinstance(self.keep_node_files, bool):
+            raise SpecError("keep_node_files", f"must be True or False, got {self.keep_node_files!r}",
+                            [True, False])
+        if not isinstance(self.wait_for_children, bool):
+            raise SpecError("wait_for_children", f"must be True or False, got {self.wait_for_children!r}",
+                            [True, False])
+
+    def _check_container(self) -> None:
+        """image=, image_pull=, shm_size= and container_options= (SpecError naming the field)."""
+        if self.image is not None:
+            _check_text("image", self.image)
+            problem = image_problem(self.image)
+            if problem:
+                raise SpecError("image", f"{self.image!r} {problem}", IMAGE_FORMS)
+        if self.image_pull not in IMAGE_PULL_POLICIES:
+            raise SpecError("image_pull", f"unknown value {self.image_pull!r}", IMAGE_PULL_POLICIES)
+        if self.shm_size is not None and not (isinstance(self.shm_size, str)
+                                              and _SHM_SIZE.match(self.shm_size)):
+            raise SpecError("shm_size", f"{self.shm_size!r} is not a size",
+                            "a number with an optional unit b, k, m or g, e.g. '8g'")
+        if not isinstance(self.container_options, (list, tuple)) or \
+                not all(isinstance(o, str) and "\0" not in o for o in self.container_options):
+            raise SpecError("container_options", f"must be a list of strings, got {self.container_options!r}",
+                            "e.g. ['--cap-add', 'SYS_PTRACE']")
 
     # ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -197,6 +251,8 @@ class JobSpec:
         d["arguments"] = [str(a) for a in self.arguments]
         for kind in ("inputs", "outputs", "mounts"):
             d[kind] = {k: _ref_dict(v) for k, v in getattr(self, kind).items()}
+        if self.std_out_err_path_prefix is not None and not isinstance(self.std_out_err_path_prefix, str):
+            d["std_out_err_path_prefix"] = _ref_dict(self.std_out_err_path_prefix)
         return d
 
     @classmethod
@@ -256,6 +312,11 @@ class JobSpec:
         return sorted(self.secrets)
 
     @property
+    def has_process(self) -> bool:
+        """False for a parent with no command of its own (wait_for_children=True, no command/script)."""
+        return self.command is not None or self.script is not None
+
+    @property
     def entry(self) -> str:
         """What the job runs, for display: its command line, or the script and arguments."""
         if self.command is not None:
@@ -264,11 +325,25 @@ class JobSpec:
 
     @classmethod
     def from_batchai_json(cls, path_or_dict: str | os.PathLike[str] | Mapping[str, Any],
+                          workspace: Any = None,
                           source_directory: str | os.PathLike[str] | None = None,
-                          workspace: Any = None) -> JobSpec:
-        """Import a 2018-05-01 Batch AI job.json (the {"properties": ...} wrapper is accepted)."""
-        from .importers.batchai.job import spec_from_batchai_json
-        return spec_from_batchai_json(cls, path_or_dict, source_directory, workspace)
+                          storage_account: str | None = None, storage_key: str | None = None,
+                          storage_sas: str | None = None) -> JobSpec:
+        """Import a Batch AI job.json (2018-05-01 or 2018-03-01; the {"properties": ...} wrapper
+        is accepted).
+
+        Parameters
+        ----------
+        path_or_dict: the job.json file, or its content as a dict.
+        workspace: where its shares and containers become datastores (None: Workspace.from_config()).
+        source_directory: snapshotted for the job (None: the job.json's folder, else the cwd).
+        storage_account, storage_key, storage_sas: replace <AZURE_BATCHAI_STORAGE_ACCOUNT> (and
+            <AZURE_BATCHAI_STORAGE_KEY>) and give the volumes without credentials their key or SAS,
+            as `az batchai job create --storage-account-name/--storage-account-key` did.
+        """
+        from .importers.batchai.job import StorageAccount, spec_from_batchai_json
+        return spec_from_batchai_json(cls, path_or_dict, source_directory, workspace,
+                                      StorageAccount(storage_account, storage_key, storage_sas))
 
 
 def _has_default(f: dataclasses.Field[Any]) -> bool:

@@ -2,7 +2,7 @@
 
     python bench/bench_distributed.py [--quick]
 
-Two real sshd hosts in network namespaces (10.200.8.x; needs root, iproute2, openssh-server):
+Two real sshd hosts in network namespaces (a free 10.200.x subnet; needs root, iproute2, openssh-server):
 1. 2-node DDP training: median step time (best of N runs, interleaved) through batchai vs the
    same script started by hand with torchrun on the same two hosts (target <= 1.05).
 2. Submit -> first log line over ssh on a warm pool vs a bare `ssh host python -c 'print(1)'`
@@ -135,7 +135,7 @@ def main() -> int:
     steps = 5 if args.quick else 60
     repeats = 1 if args.quick else 5
     with tempfile.TemporaryDirectory(prefix="bench-dist-") as tmp:
-        hosts = SSHHosts(Path(tmp) / "hosts", count=2, prefix="baibench", subnet="10.200.8").start()
+        hosts = SSHHosts(Path(tmp) / "hosts", count=2).start()
         try:
             folder = Path(tmp) / "job"
             folder.mkdir()

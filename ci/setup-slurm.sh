@@ -1,15 +1,22 @@
 #!/bin/sh
 # Slurm (slurmctld, slurmd, client commands) and munge for the slurm backend's tests.
-# Idempotent: returns at once when both are installed. Daemons are started by the tests.
+# Idempotent: returns at once when they are installed and a munge key exists. Root only to
+# install them or to make the key; the tests start their own daemons (no system service).
 set -eu
-if command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 \
-        && command -v sbatch >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 \
-        && [ -s /etc/munge/munge.key ]; then
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+# -e, not -s: without root the key (mode 0400, owner munge) exists but cannot be read
+if have slurmctld && have slurmd && have sbatch && have munged && [ -e /etc/munge/munge.key ]; then
     exit 0
 fi
 . "$(dirname "$0")/apt.sh"
-apt_get update -qq || true
-apt_get install -y -qq --no-install-recommends slurm-wlm munge
+if have slurmctld && have slurmd && have sbatch && have munged; then
+    :
+else
+    apt_install "the slurm backend's tests" slurm-wlm munge
+fi
+if [ "$(id -u)" != 0 ] || ! have munged; then
+    exit 0  # apt_install said what is missing
+fi
 # the packages' services are not used (no systemd): the tests start the daemons themselves
 mkdir -p /run/munge /var/log/munge /var/lib/munge /etc/munge
 chown munge:munge /run/munge /var/log/munge /var/lib/munge /etc/munge 2>/dev/null || true
@@ -18,3 +25,4 @@ if [ ! -s /etc/munge/munge.key ]; then
     chown munge:munge /etc/munge/munge.key
     chmod 400 /etc/munge/munge.key
 fi
+exit 0

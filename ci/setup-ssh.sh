@@ -1,25 +1,46 @@
 #!/bin/sh
-# OpenSSH server, OpenMPI and iproute2 for the ssh backend and the distributed tests, plus
-# torch (CPU wheel) and mpi4py in the project's virtualenv. Idempotent: fast when present.
+# OpenSSH server, OpenMPI's runtime and iproute2 for the ssh backend and the distributed tests,
+# plus torch (CPU wheel) and mpi4py in the project's virtualenv: VENV (the Makefile's, relative
+# to the current folder) or BATCHAI_VENV_PYTHON, else .venv. Idempotent: fast when present;
+# root only when a Debian package is missing. mpi4py installs as a wheel (no compiler, no
+# libopenmpi-dev). BATCHAI_TORCH_INDEX_URL: where torch comes from (default: PyTorch's CPU-only
+# index, so no CUDA build of several GB is downloaded; "" uses pip's own configuration).
 set -eu
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-PY=${BATCHAI_VENV_PYTHON:-$HERE/.venv/bin/python}
+if [ -n "${BATCHAI_VENV_PYTHON:-}" ]; then
+    PY=$BATCHAI_VENV_PYTHON
+elif [ -n "${VENV:-}" ]; then
+    PY=$VENV/bin/python
+else
+    PY=$HERE/.venv/bin/python
+fi
+TORCH_INDEX=${BATCHAI_TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
 need_apt=""
 [ -x /usr/sbin/sshd ] || need_apt="$need_apt openssh-server"
 command -v mpirun >/dev/null 2>&1 || need_apt="$need_apt openmpi-bin"
-[ -e /usr/include/x86_64-linux-gnu/openmpi ] || [ -e /usr/lib/x86_64-linux-gnu/openmpi/include ] \
-    || need_apt="$need_apt libopenmpi-dev"
 command -v ip >/dev/null 2>&1 || need_apt="$need_apt iproute2"
-if [ -n "$need_apt" ]; then
-    . "$(dirname "$0")/apt.sh"
-    apt_get update -qq || true
-    # shellcheck disable=SC2086
-    apt_get install -y -qq --no-install-recommends $need_apt
+. "$(dirname "$0")/apt.sh"
+# shellcheck disable=SC2086
+apt_install "the ssh backend's and the MPI tests" $need_apt
+if [ ! -x "$PY" ]; then
+    echo "no virtualenv python at $PY: torch and mpi4py not installed" >&2
+    exit 1
 fi
-mkdir -p /run/sshd && chmod 755 /run/sshd
-if [ -x "$PY" ]; then
-    has() { "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)"; }
-    has torch || "$PY" -m pip install -q "torch==2.13.0" numpy
-    has mpi4py || "$PY" -m pip install -q mpi4py
+has() { "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)"; }
+if ! has torch; then
+    if [ -n "$TORCH_INDEX" ] && ! "$PY" -c 'import socket, sys, urllib.parse as u
+socket.create_connection((u.urlparse(sys.argv[1]).hostname, 443), 5)' "$TORCH_INDEX" 2>/dev/null; then
+        echo "$TORCH_INDEX is not reachable: torch comes from pip's own sources (on PyPI, the CUDA build)" >&2
+        TORCH_INDEX=""
+    fi
+    if [ -n "$TORCH_INDEX" ]; then
+        # the CPU-only index in place of PyPI's (whose Linux wheel is the CUDA build); pip's
+        # configured find-links and extra indexes still count
+        "$PY" -m pip install -q --index-url "$TORCH_INDEX" "torch==2.13.0"
+    else
+        "$PY" -m pip install -q "torch==2.13.0"
+    fi
 fi
+has numpy || "$PY" -m pip install -q numpy
+has mpi4py || "$PY" -m pip install -q --only-binary mpi4py mpi4py
 exit 0

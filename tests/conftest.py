@@ -1,9 +1,14 @@
-"""Shared fixtures: a fresh workspace per test, its engine stopped and its processes reaped."""
+"""Shared fixtures: a fresh workspace per test, its engine stopped and its processes reaped;
+the session's temp files kept in a folder of its own (see the hooks at the end)."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import re
+import shutil
 import signal
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +17,7 @@ import pytest
 
 import batchai_jupyter as bai
 from batchai_jupyter.engine.control import forget, stop_engine
+from batchai_jupyter.node.tree import unmount_below
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,6 +60,7 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[bai.Workspac
                 os.killpg(int(pgid), signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+    unmount_below(str(workspace.path))  # run views (overlays) of agents killed above
 
 
 @pytest.fixture
@@ -78,3 +85,49 @@ def src(tmp_path: Path) -> Path:
         print("done", file=sys.stderr)
     """))
     return folder
+
+
+# -- temp files ------------------------------------------------------------------------------------
+# The whole session (pytest's tmp_path, the engines, agents, jobs, kernels and sshd sessions it
+# starts) writes temp files under one folder of its own, removed when the process exits; what
+# still appears in the machine's temp folder during the session is reported. With
+# BATCHAI_TEST_TMP_STRICT=1 (CI, one run per machine) names a test process makes (tempfile's
+# tmpXXXXXXXX, torchelastic_*) fail the session; elsewhere another program may have made them.
+_SESSION_TMP = pytest.StashKey[dict]()
+_OURS = re.compile(r"^(tmp[a-z0-9_]{8}|torchelastic_.*)$")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    system = tempfile.gettempdir()
+    folder = tempfile.mkdtemp(prefix="batchai-tests-", dir=system)
+    atexit.register(shutil.rmtree, folder, True)  # after the atexit stops of daemons started later
+    config.stash[_SESSION_TMP] = {"system": system, "folder": folder, "before": set(os.listdir(system))}
+    os.environ["TMPDIR"] = folder
+    tempfile.tempdir = folder
+    # jobs of local clusters run as the engine's user here, so tests can hand them files under
+    # their 0700 tmp_path (gates, data); tests/test_isolation.py covers the default (run_as="auto")
+    os.environ.setdefault("BATCHAI_LOCAL_RUN_AS", "engine")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_SESSION_TMP, None)
+    if state is None:
+        return
+    new = sorted(set(os.listdir(state["system"])) - state["before"])
+    new = [name for name in new if not name.startswith("batchai-tests-")]  # other sessions' own
+    ours = [name for name in new if _OURS.match(name)]
+    kept = sorted(n for n in os.listdir(state["folder"]) if not n.startswith("pytest-of-"))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    reporter.write("\n")
+    if kept:
+        reporter.write_line(f"temp entries the session left (removed with {state['folder']}): "
+                            f"{', '.join(kept)}")
+    if new:
+        reporter.write_line(f"new in {state['system']} during the session: {', '.join(new)}",
+                            red=bool(ours))
+    if ours and os.environ.get("BATCHAI_TEST_TMP_STRICT") == "1":
+        reporter.write_line("a test process wrote to the machine's temp folder instead of $TMPDIR",
+                            red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

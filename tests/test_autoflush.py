@@ -73,5 +73,5 @@ def test_the_flush_timer_can_be_turned_off(ws: bai.Workspace, tmp_path: Path) ->
     on = ws.experiment("flush").submit(JobSpec(source_directory=src, script="job.py"))
     off = ws.experiment("flush").submit(JobSpec(source_directory=src, script="job.py",
                                                 environment_variables={"BATCHAI_FLUSH_SECONDS": "0"}))
-    assert "batchai-autoflush" in list(on.stream())[0]
+    assert "batchai-autoflush" in next(iter(on.stream()))
     assert list(off.stream()) == ["0 ['MainThread']"]

@@ -131,3 +131,139 @@ def test_numbers_as_arguments_and_env_values_are_accepted_as_strings(tmp_path: P
                  environment_variables={"SEED": 1}).validate()
     assert spec.to_dict()["arguments"] == ["1", "2.5", "x"]
     assert check_experiment_name("a" * 200) == "a" * 200
+
+
+# -- job.json: keys and types inside its objects ------------------------------------------------------
+_PT = {"pythonScriptFilePath": "train.py"}
+JOB_JSON_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"pyTorchSettings": {**_PT, "commandLineArguments": "--epochs 2"}}, "pyTorchSettings.commandLineArguments"),
+    ({"pyTorchSettings": {**_PT, "processCount": "2"}}, "pyTorchSettings.processCount"),
+    ({"pyTorchSettings": "train.py"}, "pyTorchSettings"),
+    ({"pyTorchSettings": _PT, "constraints": [{"maxWallClockTime": "PT1H"}]}, "constraints"),
+    ({"pyTorchSettings": _PT, "constraints": {"maxWallclockTime": "PT1H"}}, "constraints.maxWallclockTime"),
+    ({"pyTorchSettings": _PT, "jobPreparation": {"commandline": "pip install x"}}, "jobPreparation.commandline"),
+    ({"pyTorchSettings": _PT, "jobPreparation": "pip install x"}, "jobPreparation"),
+    ({"pyTorchSettings": _PT, "environmentVariables": {"SEED": "1"}}, "environmentVariables"),
+    ({"pyTorchSettings": _PT, "environmentVariables": [{"name": "SEED", "valeu": "1"}]},
+     "environmentVariables[0].valeu"),
+    ({"pyTorchSettings": _PT, "inputDirectories": [{"id": "D", "path": 3}]}, "inputDirectories[0].path"),
+    ({"pyTorchSettings": _PT, "outputDirectories": [{"id": "M", "pathPrefx": "x"}]},
+     "outputDirectories[0].pathPrefx"),
+    ({"pyTorchSettings": _PT, "mountVolumes": {"azureFileShares": {"accountName": "a"}}},
+     "mountVolumes.azureFileShares"),
+    ({"pyTorchSettings": _PT, "mountVolumes": {"azureFileShares": [{"relativeMountPath": "afs",
+                                                                     "azureFileUrl": "x", "acountName": "a"}]}},
+     "mountVolumes.azureFileShares[0].acountName"),
+    ({"pyTorchSettings": _PT, "containerSettings": {"imageSourceRegistry": {"imgae": "x"}}},
+     "containerSettings.imageSourceRegistry.imgae"),
+    ({"tensorFlowSettings": {**_PT, "workerCount": [2]}}, "tensorFlowSettings.workerCount"),
+    ({"customToolkitSettings": {"commandLine": ["echo", "hi"]}}, "customToolkitSettings.commandLine"),
+    ({"customMpiSettings": {"commandLine": "x", "processCount": True}}, "customMpiSettings.processCount"),
+    ({"nodeCount": "2", "customToolkitSettings": {"commandLine": "x"}}, "nodeCount"),
+    ({"cluster": "gpus", "customToolkitSettings": {"commandLine": "x"}}, "cluster"),
+]
+
+
+def _write_job_json(folder: Path, props: dict[str, Any], bom: bool = False) -> Path:
+    import json
+    path = folder / "job.json"
+    text = json.dumps({"properties": {"nodeCount": 1, **props}})
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    (folder / "train.py").write_text("print('hi')\n")
+    return path
+
+
+@pytest.mark.parametrize(("props", "field"), JOB_JSON_CASES, ids=_ids(JOB_JSON_CASES))
+def test_job_json_objects_are_checked_key_by_key(tmp_path: Path, props: dict[str, Any], field: str) -> None:
+    with pytest.raises(SpecError) as err:
+        JobSpec.from_batchai_json(_write_job_json(tmp_path, props))
+    assert err.value.field == field
+
+
+def test_a_misspelled_job_json_key_is_named_with_its_closest_match(tmp_path: Path) -> None:
+    path = _write_job_json(tmp_path, {"pyTorchSettings": {**_PT, "commandLineArguments": "--epochs 2"}})
+    with pytest.raises(SpecError) as err:
+        JobSpec.from_batchai_json(path)
+    assert "did you mean 'commandLineArgs'" in str(err.value)
+    assert "pythonScriptFilePath" in str(err.value)  # the keys pyTorchSettings takes
+
+
+def test_a_job_json_with_a_utf8_bom_imports(tmp_path: Path) -> None:
+    spec = JobSpec.from_batchai_json(_write_job_json(tmp_path, {"pyTorchSettings": {
+        **_PT, "commandLineArgs": "--epochs 2"}}, bom=True))
+    assert spec.script == "train.py" and spec.arguments == ["--epochs", "2"]
+
+
+# -- the CLI: typed errors, exit code 2, no traceback ---------------------------------------------------
+CLI_CASES: list[tuple[list[str], str]] = [
+    (["cluster", "create", "-n", "bad name", "--max-nodes", "2"], "name:"),
+    (["cluster", "create", "-n", "big", "--max-nodes", "1000000000"], "max_nodes:"),
+    (["cluster", "create", "-n", "neg", "--min-nodes", "3", "--max-nodes", "2"], "min_nodes:"),
+    (["cluster", "resize", "-n", "local", "-t", "1000000000"], "max_nodes"),
+    (["cluster", "show", "-n", "nosuch"], "nosuch"),
+    (["job", "create", "-c", "local", "-f", "{tmp}/missing.json"], "job.json:"),
+    (["job", "create", "-c", "local", "-f", "{tmp}/job.json", "-e", ".."], "experiment:"),
+    (["job", "create", "-c", "nosuch", "-f", "{tmp}/job.json"], "nosuch"),
+    (["job", "create", "-c", "local", "-f", "{tmp}/job.json", "--tag", "lr"], "tag"),
+    (["job", "create", "-c", "local", "-f", "{tmp}/typo.json"], "pyTorchSettings.commandLineArguments:"),
+    (["job", "show", "-j", "no_such_run"], "no_such_run"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expect"), CLI_CASES, ids=[f"{' '.join(a[:2])}-{i}" for i, (a, _e) in
+                                                            enumerate(CLI_CASES)])
+def test_cli_bad_input_is_one_typed_line_and_exit_code_2(ws: bai.Workspace, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         argv: list[str], expect: str) -> None:
+    from batchai_jupyter import cli
+    _write_job_json(tmp_path, {"pyTorchSettings": _PT})
+    (tmp_path / "typo.json").write_text((tmp_path / "job.json").read_text().replace(
+        '"pythonScriptFilePath"', '"commandLineArguments": "x", "pythonScriptFilePath"'))
+    code = cli.main([a.format(tmp=tmp_path) for a in argv] + ["-w", str(ws.path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and expect in err and "Traceback" not in err
+    assert ws.history.run_rows() == []
+    assert [c.name for c in ws.clusters()] == ["local"]
+
+
+# -- a source file nobody may read ----------------------------------------------------------------------
+def test_an_unreadable_file_in_the_source_is_a_snapshot_error_naming_it(tmp_path: Path) -> None:
+    """Root reads any file, so the client runs as `nobody` there (as a user's notebook would)."""
+    import os
+    import pwd
+    import subprocess
+    import sys
+    import tempfile
+    import textwrap
+    base = Path(tempfile.mkdtemp(prefix="bai-unreadable-", dir="/tmp"))  # traversable by nobody
+    try:
+        base.chmod(0o777)
+        src = base / "src"
+        src.mkdir()
+        (src / "train.py").write_text("print('hi')\n")
+        (src / "private.key").write_text("not for the snapshot\n")
+        (src / "private.key").chmod(0)
+        code = textwrap.dedent(f"""
+            from batchai_jupyter.errors import SnapshotError
+            from batchai_jupyter.snapshot import SnapshotStore
+            try:
+                SnapshotStore({str(base / 'store')!r}).take({str(src)!r})
+            except SnapshotError as exc:
+                print("SnapshotError:", exc)
+        """)
+        user: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("nobody")
+            except KeyError:
+                pytest.skip(reason="running as root and no 'nobody' user to drop to")
+            user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        out = subprocess.run([*user, sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60, check=False, cwd=base)
+        assert out.returncode == 0, out.stderr
+        assert "SnapshotError:" in out.stdout and "private.key" in out.stdout and ".amlignore" in out.stdout
+        assert "PermissionError" not in out.stdout + out.stderr
+    finally:
+        import shutil
+        shutil.rmtree(base, ignore_errors=True)

@@ -80,7 +80,7 @@ def test_a_second_agent_for_the_same_run_exits_at_once(ws: bai.Workspace, tmp_pa
     gate = tmp_path / "gate"
     gate.write_text("go")
     src = _counter_job(tmp_path / "src", gate, lines=8)
-    run = ws.experiment("e").submit(JobSpec(source_directory=src, script="count.py"))
+    run = ws.experiment("e").submit(JobSpec(source_directory=src, script="count.py", keep_node_files=True))
     assert run.wait_for_completion()["status"] == "Completed"
     node_root = ws.paths.node_dir("local", run.get_details()["nodes"][0])
     run_dir = node_root / "runs" / run.id

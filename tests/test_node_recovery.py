@@ -164,7 +164,7 @@ def test_an_unusable_node_is_tried_again_with_backoff(ws: bai.Workspace, monkeyp
 @pytest.fixture(scope="module")
 def one_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
     """One real ssh host of its own (namespace and subnet apart from tests/compute's hosts)."""
-    yield from running_hosts(tmp_path_factory.mktemp("reprobe"), count=1, prefix="bairprobe", subnet="10.200.9")
+    yield from running_hosts(tmp_path_factory.mktemp("reprobe"), count=1)
 
 
 def test_an_ssh_host_that_failed_its_probe_is_probed_again_and_runs(

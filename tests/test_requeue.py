@@ -116,3 +116,38 @@ def test_an_old_history_db_gets_the_attempt_column(tmp_path: Path) -> None:
     again = RunHistory(path)  # opened again: nothing to migrate
     assert [r["attempt"] for r in again.metric_rows(["r1"])] == [0, 1]
     again.close()
+
+
+def test_the_widget_follows_the_new_attempt_and_charts_its_metrics_only(
+        ws: bai.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchai_jupyter.notebook.widget import RunDetails
+    monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "2")
+    gate = tmp_path / "gate"
+    run = ws.experiment("rq").submit(JobSpec(source_directory=_counter_job(tmp_path / "src", gate),
+                                             script="count.py"))
+    view = RunDetails(run, poll_seconds=0.05)
+    try:
+        assert wait_until(lambda: view.log_text.count("\n") >= 6, 60), view.log_text
+        node = run.get_details()["nodes"][0]
+        run_dir = Path(ws.path, "clusters", "local", "nodes", node, "runs", run.id)
+        agent = int((run_dir / "agent.started").read_text())
+        os.kill(agent, signal.SIGKILL)
+        assert wait_until(lambda: view.log_text.startswith("--- attempt 2 (requeued: "), 30), view.log_text
+        gate.write_text("go")
+        assert view.wait(120)
+        lines = view.log_text.splitlines()
+        assert lines[1:] == [f"line {i}" for i in range(40)], lines[:8]  # no line of attempt 1 mixed in
+        steps = [value for _step, value in view._metrics.series["i"]]
+        assert steps == list(range(40))                                   # one attempt's series
+    finally:
+        view.stop()
+
+
+def test_children_are_compared_by_their_final_attempt(tmp_path: Path) -> None:
+    history = RunHistory(tmp_path / "history.db")
+    for run_id in ("a", "b"):
+        history.insert_run(run_id, "e", "local", {}, None, {}, 1)
+    for run_id, attempt, value in (("a", 0, 0.99), ("a", 1, 0.10), ("b", 0, 0.50)):
+        history.record_metrics(run_id, "node-0", f"metrics-{attempt}.jsonl", 1,
+                               [{"name": "acc", "kind": "scalar", "value": value, "step": 0}], attempt=attempt)
+    assert history.last_metric_values(["a", "b"], "acc") == {"a": 0.10, "b": 0.50}

@@ -61,7 +61,7 @@ def test_a_submit_that_fails_after_the_secrets_step_leaves_no_secret(ws: bai.Wor
     def locked(*_args: object, **_kwargs: object) -> None:
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(ws.history, "insert_run", locked)  # the insert after the secrets step fails
+    monkeypatch.setattr(ws.history, "insert_runs", locked)  # the insert after the secrets step fails
     with pytest.raises(sqlite3.OperationalError):
         ws.experiment("s").submit(JobSpec(source_directory=src, script="train.py", secrets={"API_KEY": VALUE}))
     assert VALUE not in _secrets_text(ws)

@@ -1,4 +1,4 @@
-"""Snapshot rules (API.md §4): ignore files, pruning, limits, content addressing, the cache."""
+"""Snapshot rules (docs/reference/snapshots.md): ignore files, pruning, limits, content addressing, the cache."""
 from __future__ import annotations
 
 import os

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
     """Two real ssh hosts of their own (namespace and subnet apart from the other tests' hosts)."""
-    yield from running_hosts(tmp_path_factory.mktemp("why"), count=2, prefix="bairwhy", subnet="10.200.10")
+    yield from running_hosts(tmp_path_factory.mktemp("why"), count=2)
 
 
 def _hello(tmp_path: Path) -> Path:

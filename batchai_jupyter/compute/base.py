@@ -12,6 +12,7 @@ release with sbatch.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import shlex
@@ -24,9 +25,12 @@ from typing import Any, ClassVar
 from ..cluster_config import DEALLOCATION_OPTIONS, ClusterConfig
 from ..errors import ClusterError, NodeRefused
 from ..history import RunHistory
+from ..node.cache import DiskReport, DiskRequest
+from ..node.manifest import JobUser
 from ..records import NodeRow, RunRow
 from ..snapshot import SnapshotStore
 from .outcomes import Allocation, Evict, Granted, Pending, Refused
+from .scale_log import ScaleLog
 from .transport import Transport
 
 NODE_STATES = ("idle", "preparing", "running", "leaving", "unusable")
@@ -38,9 +42,19 @@ RETRY_MAX_SECONDS = 300.0
 UNUSABLE_SHOWN = 5  # a waiting run's reason names the errors of this many unusable nodes
 
 
+@dataclass(frozen=True)
+class DiskTarget:
+    """Where the engine looks after node disk: run this on `node`, for these node roots."""
+
+    node: NodeInfo
+    roots: list[str]
+    objects_dir: str | None  # the node's own object cache (None: it is not the node's, e.g. local)
+    nodes: list[NodeInfo] = field(default_factory=list)  # the nodes whose figures the report has
+
+
 @dataclass
 class NodeInfo:
-    """One node as clients see it (API.md: id, address, state, gpus, current run, last error)."""
+    """One node as clients see it (docs/reference/python-api.md: id, address, state, gpus, current run, last error)."""
 
     id: str
     address: str | None
@@ -74,6 +88,9 @@ class Compute(ABC):
     #: Run properties that describe the run's live allocation (e.g. the Slurm job state); the
     #: engine drops them when the run lets go of its nodes.
     live_properties: ClassVar[tuple[str, ...]] = ()
+    #: True when node roots belong to this workspace alone (local folders inside it): run folders
+    #: of runs the workspace no longer knows (deleted ones) are removed there too.
+    owns_node_roots: ClassVar[bool] = False
 
     def __init__(self, config: dict[str, Any], workspace_path: Path, history: RunHistory):
         self.config = config
@@ -130,6 +147,10 @@ class Compute(ABC):
     def python(self, node: NodeInfo | None = None) -> str:
         """The Python that runs the node agent on the node."""
         return str(self.config.get("python") or "python3")
+
+    def job_user(self) -> JobUser | None:
+        """The account the agent (as root) starts the job's processes as; None: its own."""
+        return None
 
     def gpus_per_node(self) -> int:
         return self.settings.gpus_per_node
@@ -194,6 +215,26 @@ class Compute(ABC):
         self.history.put_node(self.name, node.id, state, node.address, run_id, node.error,
                               node.gpus, node.info)
 
+    # -- node disk ---------------------------------------------------------------------------
+    def disk_targets(self) -> list[DiskTarget]:
+        """The nodes whose disk the engine looks after now (one target per node by default)."""
+        out = []
+        for node in self.nodes():
+            if node.state == "unusable" or (node.state == "preparing" and not node.run_id):
+                continue
+            root = self.node_root(node)
+            out.append(DiskTarget(node, [root], self.objects_dir(node), [node]))
+        return out
+
+    def node_disk(self, target: DiskTarget, request: DiskRequest) -> DiskReport:
+        """Carry out a disk request on the target's node (node/cache.py), through its transport."""
+        code, out, err = self.transport(target.node).run(
+            [self.python(target.node), "-m", "batchai_jupyter.node.cache", json.dumps(request)], timeout=120)
+        if code != 0:
+            raise OSError(f"node {target.node.id}: disk upkeep failed: {(err or out).strip()[-300:]}")
+        report: DiskReport = json.loads(out.strip().splitlines()[-1])
+        return report
+
     # -- upkeep ------------------------------------------------------------------------------
     def reclaim_nodes(self, active_run_ids: set[str]) -> None:
         """After an engine restart: nodes held by runs that are no longer active go back to idle."""
@@ -249,15 +290,18 @@ class NodePool(Compute):
         return min(self.settings.max_nodes, len(self._slots()))
 
     def _add_node(self, node_id: str) -> NodeInfo | None:
+        started = time.time()
         self.history.put_node(self.name, node_id, "preparing")
         try:
             got = self._provision(node_id)
         except Exception as exc:  # noqa: BLE001 — any setup failure makes the node unusable
             self._unusable(node_id, exc)
+            ScaleLog(self.history).record(self.name, "up", node_id, started, ok=False)
             return None
         node = NodeInfo(id=node_id, address=got.get("address"), state="idle",
                         gpus=int(got.get("gpus", 0)), info=got.get("info", {}))
         self.history.put_node(self.name, node_id, "idle", node.address, None, None, node.gpus, node.info)
+        ScaleLog(self.history).record(self.name, "up", node_id, started)
         return node
 
     def _unusable(self, node_id: str, exc: BaseException) -> None:
@@ -320,10 +364,12 @@ class NodePool(Compute):
                     self.set_node_state(node, "idle", None)
 
     def _remove(self, node: NodeInfo) -> None:
+        started = time.time()
         try:
             self._deprovision(node)
         finally:
             self.history.delete_node(self.name, node.id)
+            ScaleLog(self.history).record(self.name, "down", node.id, started)
 
     def delete(self) -> None:
         for node in self.nodes():
@@ -392,5 +438,5 @@ def require(config: dict[str, Any], key: str, backend: str) -> Any:
     return config[key]
 
 
-__all__ = ["DEALLOCATION_OPTIONS", "NODE_STATES", "Allocation", "Compute", "Evict", "Granted",
+__all__ = ["DEALLOCATION_OPTIONS", "NODE_STATES", "Allocation", "Compute", "DiskTarget", "Evict", "Granted",
            "NodeInfo", "NodePool", "Pending", "Refused"]

@@ -5,6 +5,7 @@ The engine only ever talks to nodes through this interface, so a backend that ca
 """
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import shutil
@@ -39,6 +40,11 @@ class Transport(ABC):
     @abstractmethod
     def get_file(self, path: str, local_path: Path) -> None:
         """Copy a node file to this machine."""
+
+    def take_file(self, path: str, local_path: Path) -> None:
+        """Bring a node file the node no longer needs (a finished run's output) to this machine:
+        moved where the node's folder and this one share a filesystem, else copied."""
+        self.get_file(path, local_path)
 
     @abstractmethod
     def put_file(self, local_path: Path, path: str, mode: int = 0o644) -> None:
@@ -115,6 +121,16 @@ class LocalTransport(Transport):
     def get_file(self, path: str, local_path: Path) -> None:
         local_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, local_path)
+
+    def take_file(self, path: str, local_path: Path) -> None:
+        """A rename where both sides are on one filesystem (no bytes move), else a copy."""
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(path, local_path)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:  # another filesystem: copy; anything else is an error
+                raise
+            shutil.copyfile(path, local_path)
 
     def put_file(self, local_path: Path, path: str, mode: int = 0o644) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)

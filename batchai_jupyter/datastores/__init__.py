@@ -1,4 +1,4 @@
-"""Datastores: where jobs read inputs and write outputs (API.md "Datastores and data references").
+"""Datastores: where jobs read inputs and write outputs (docs/datastores.md).
 
 Kinds are registered by module path and imported on first use, so a missing Azure SDK only
 matters to someone who uses an Azure kind, and then says how to install it.

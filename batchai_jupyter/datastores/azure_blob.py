@@ -113,7 +113,7 @@ class AzureBlobDatastore(Datastore):
         perms = {"read": blob.ContainerSasPermissions(read=True, list=True),
                  "write": blob.ContainerSasPermissions(write=True, add=True, create=True),
                  "mount": blob.ContainerSasPermissions(read=True, list=True, write=True, add=True,
-                                                       create=True)}[access]
+                                                       create=True, delete=True)}[access]
         sas = blob.generate_container_sas(self.config["account_name"], self.config["container"],
                                           account_key=key, permission=perms,
                                           expiry=sas_expiry(expiry_seconds), start=sas_start())

@@ -16,7 +16,7 @@ from .base import Datastore
 from .reference import output_destination
 
 STAGING_MARGIN_SECONDS = 3600  # queueing on the node, downloads before and uploads after the job
-ACCESS = {"inputs": "read", "outputs": "write", "mounts": "mount"}
+ACCESS = {"inputs": "read", "outputs": "write", "mounts": "mount", "cluster_mounts": "mount"}
 
 
 def node_data_config(workspace: Any, run: RunRow) -> dict[str, Any]:
@@ -40,6 +40,21 @@ def node_data_config(workspace: Any, run: RunRow) -> dict[str, Any]:
                 entry["destination"] = output_destination(ref, run["id"])
             entries[key] = entry
         data[field] = entries
+    std = spec.get("stdouterr")
+    if std:  # stdOutErrPathPrefix: where the node copies its stdouterr/ when the run ends
+        from .paths import join
+        from .reference import fill_segment
+        segment = fill_segment(std["segment"], run["id"], run["experiment"])
+        if std.get("local_path"):
+            data["stdouterr"] = {"local_path": std["local_path"], "destination": join(segment, "stdouterr")}
+        else:
+            name = std["datastore"]
+            if name not in rows:
+                raise DatastoreError(f"std_out_err_path_prefix: datastore {name!r} no longer exists")
+            ds = cache.setdefault(name, datastore_from_record(workspace, rows[name]))
+            data["stdouterr"] = dict(std, name=name, kind=ds.kind, config=ds.node_config(),
+                                     credential=ds.node_credential("write", lifetime),
+                                     destination=join(std.get("path", ""), segment, "stdouterr"))
     return data
 
 

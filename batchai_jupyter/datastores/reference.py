@@ -131,3 +131,93 @@ def check_job_data(ws: Any, spec: Any) -> dict[str, dict[str, Any]]:
             resolved[key] = out
         result[field] = resolved
     return result
+
+
+# -- what a submit adds: cluster volumes, the stdouterr copy, how Azure volumes reach the nodes --
+_VOLUME_FIELDS = ("mounts", "cluster_mounts")
+
+
+def resolve_job_data(ws: Any, spec: Any, cluster: Any = None) -> dict[str, Any] | None:
+    """check_job_data plus the cluster's mount volumes, the stdOutErrPathPrefix target and the
+    mount mode (fuse | staged) of every Azure volume; None when the run uses no datastore.
+
+    `cluster` is the run's ClusterConfig (or None). A "properties" key carries what the run's
+    properties say about it (mount_mode, mount_mode_reason, job_output_directory_path_segment).
+    """
+    import os
+    import sys
+
+    from .mount_mode import MOUNT_MODES, choose_mode
+    refs: dict[str, Any] = check_job_data(ws, spec) if spec.has_data else {}
+    options = getattr(cluster, "options", None) or {}
+    volumes = options.get("mount_volumes") or []
+    known = {r["name"]: r for r in ws.history.datastore_rows()}
+    if volumes:
+        refs["cluster_mounts"] = {}
+        for v in volumes:
+            if v["datastore"] not in known:
+                raise DatastoreError(f"cluster {cluster.name!r}: mount volume {v['path']!r} names datastore "
+                                     f"{v['datastore']!r}, which no longer exists")
+            refs["cluster_mounts"][v["path"]] = {"datastore": v["datastore"], "path": v.get("sub", ""),
+                                                 "mode": "mount"}
+    properties: dict[str, Any] = {}
+    prefix = getattr(spec, "std_out_err_path_prefix", None)
+    if prefix:
+        segment = stdouterr_segment(ws)
+        refs["stdouterr"] = _stdouterr_ref(prefix, known, segment)
+        properties["job_output_directory_path_segment"] = segment
+    if not refs:
+        return None
+    azure = [ref for f in _VOLUME_FIELDS for ref in (refs.get(f) or {}).values()] + \
+        [ref for ref in (refs.get("inputs") or {}).values() if ref.get("mode") == "mount"]
+    azure = [ref for ref in azure if known.get(ref["datastore"], {}).get("kind") in ("azure_blob", "azure_file")]
+    if azure:
+        requested = os.environ.get("BATCHAI_MOUNT_MODE") or options.get("mount_mode") or "auto"
+        if requested not in MOUNT_MODES:
+            raise SpecError("mount_mode", f"unknown value {requested!r}", MOUNT_MODES)
+        # nodes put their interpreter's folder first on PATH, where pip installed rclone
+        mode, why = choose_mode(requested, os.pathsep.join([os.path.dirname(sys.executable),
+                                                            os.environ.get("PATH", "")]))
+        for ref in azure:
+            ref["mount_via"] = mode
+        properties.update(mount_mode=mode, mount_mode_reason=why)
+    if properties:
+        refs["properties"] = properties
+    return refs
+
+
+def stdouterr_segment(ws: Any) -> str:
+    """Batch AI's jobOutputDirectoryPathSegment, with {experiment} and {run_id} still to fill in
+    (run_properties and the node's data config do): there is no subscription or resource group
+    here, so "local/batchai" stands for them; the workspace is named by its folder's parent."""
+    name = ws.path.resolve().parent.name or "workspace"
+    return join("local", "batchai", "workspaces", name, "experiments", "{experiment}", "jobs", "{run_id}")
+
+
+def fill_segment(segment: str, run_id: str, experiment: str) -> str:
+    return segment.replace("{experiment}", experiment).replace("{run_id}", run_id)
+
+
+def run_properties(refs: Mapping[str, Any] | None, run_id: str, experiment: str) -> dict[str, Any]:
+    """What a submit records in the run's properties about its data (see resolve_job_data)."""
+    props = dict((refs or {}).get("properties") or {})
+    if "job_output_directory_path_segment" in props:
+        props["job_output_directory_path_segment"] = fill_segment(
+            props["job_output_directory_path_segment"], run_id, experiment)
+    return props
+
+
+def _stdouterr_ref(prefix: Any, known: Mapping[str, Any], segment: str) -> dict[str, Any]:
+    if isinstance(prefix, str):
+        if ":" in prefix and not prefix.startswith(("/", "$", "~")):
+            value: Any = prefix
+        else:
+            return {"local_path": prefix, "segment": segment}
+    else:
+        value = prefix
+    ref = _as_dict(value, "std_out_err_path_prefix", "datastore")
+    if ref.get("datastore") not in known:
+        raise DatastoreError(f"std_out_err_path_prefix: datastore {ref.get('datastore')!r} not found "
+                             f"(known datastores: {', '.join(known) or 'none'})")
+    return {"datastore": ref["datastore"], "path": clean_path(ref.get("path"), "std_out_err_path_prefix"),
+            "mode": "upload", "segment": segment}

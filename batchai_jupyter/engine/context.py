@@ -20,6 +20,7 @@ from ..history import RunHistory
 from ..layout import WorkspacePaths
 from ..node.manifest import ManifestExtras
 from ..records import RunRow
+from ..schedules.clock import now as schedule_clock
 from ..secrets_store import SecretStore
 from ..snapshot import SnapshotStore
 
@@ -79,6 +80,8 @@ class EngineContext:
     computes: Computes
     launch_extras: LaunchExtras
     log: logging.Logger = field(default=log)
+    #: what time it is for schedules: time.time() unless BATCHAI_CLOCK_FILE moves it (tests)
+    clock: Callable[[], float] = field(default=schedule_clock)
 
     @property
     def path(self) -> Path:

@@ -22,7 +22,9 @@ from ..node.paths import RunPaths, run_key
 from ..node.process import main_log_name
 from ..records import RunRow
 from .context import EngineContext
+from .job_records import settle
 from .outcome import Status, exit_codes, failed, run_outcome
+from .parent_rules import hold
 from .scrub import scrub_manifests
 from .tail import DISK_FULL, RunTail
 
@@ -275,10 +277,14 @@ class RunDriver:
 
     def finish(self, status: str, error: dict[str, Any] | None, statuses: list[Any]) -> None:
         """The run ends with this status: free its nodes, drop its secrets, record the result."""
+        status, error = settle(self.history, self.id, status, error)  # fail() asked, child runs
         props = self._release()
         self.ctx.secrets.delete("runs", self.id)
         props["exit_codes"] = exit_codes(statuses)
         props.pop("waiting", None)
+        if hold(self.history, self.run, status, error, props):  # a parent waits for its children
+            log.info("run %s ended its processes (%s); waits for its children", self.id, status)
+            return
         self.history.set_status(self.id, status, (error or {}).get("message"), error=error,
                                 properties=props)
         log.info("run %s %s", self.id, status)

@@ -5,8 +5,10 @@
 The loop runs its steps in turn (steps.py, maintenance.py): apply intents (cancel, cluster
 delete) -> schedule queued runs onto nodes (gang, by priority then age) -> step each run's
 driver (launch, tail logs and metrics, finalize) -> maintain clusters (scale pools, advance
-deletions). Each step answers a Wait; the loop sleeps until the earliest and exits once every
-step has had nothing to do for `idle_exit` seconds. It holds engine.lock while alive; started on
+deletions); schedules fire their due slots before the queue, and waiting parents are followed
+after the drivers (an enabled schedule always has a next slot, so it keeps the engine up).
+Each step answers a Wait; the loop sleeps until the earliest and exits once every step has had
+nothing to do for `idle_exit` seconds. It holds engine.lock while alive; started on
 demand by clients. On start it reconciles (reconcile.py): active runs are picked up from
 history.db and the nodes' files.
 """
@@ -33,9 +35,10 @@ from ..snapshot import SnapshotStore
 from .context import TICK, Computes, EngineContext, Step, Wait
 from .control import info_path, lock_path
 from .maintenance import Deletions, MaintenanceStep
+from .parents import ParentStep
 from .reconcile import reconcile
 from .runs import Drivers
-from .steps import DriverStep, IntentStep, QueueStep
+from .steps import DriverStep, IntentStep, QueueStep, ScheduleStep
 
 log = logging.getLogger("batchai_jupyter.engine")
 MIN_SLEEP = 0.005  # the loop never spins: it sleeps at least this long between passes
@@ -60,8 +63,10 @@ class Engine:
         self.drivers: Drivers = {}
         self.deletions = Deletions()
         self.steps: list[Step] = [IntentStep(self.drivers, self.deletions),
+                                  ScheduleStep(),  # an enabled schedule keeps the engine up
                                   QueueStep(self.drivers, self.deletions),
                                   DriverStep(self.drivers),
+                                  ParentStep(self.drivers),
                                   MaintenanceStep(self.drivers, self.deletions)]
         self._stop = False
         self._lock_fd: int | None = None
@@ -123,9 +128,15 @@ class Engine:
         grace = float(os.environ.get("BATCHAI_KILL_GRACE", str(DEFAULT_KILL_GRACE_SECONDS)))
         extras: ManifestExtras = {"kill_grace_seconds": grace}
         spec = run["spec"]
-        if spec.get("inputs") or spec.get("outputs") or spec.get("mounts"):
+        from ..node.container_config import REGISTRY_SECRETS, run_container
+        extras["container"] = run_container(spec, compute.settings.options,
+                                            lambda host: self.ctx.secrets.get(REGISTRY_SECRETS, host))
+        if any(spec.get(k) for k in ("inputs", "outputs", "mounts", "cluster_mounts", "stdouterr")):
             from ..datastores.credentials import node_data_config
             extras["data"] = data_config(node_data_config(self.workspace, run))
+        extras["job_user"] = compute.job_user()  # jobs as an unprivileged account (local run_as)
+        if compute.config.get("setup_task"):  # a cluster's node setup (cluster.json nodeSetup)
+            extras["setup_task"] = str(compute.config["setup_task"])
         return extras
 
 

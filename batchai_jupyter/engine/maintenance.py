@@ -1,4 +1,5 @@
-"""Upkeep: each cluster's maintain() once a second, and cluster deletions, a step each tick.
+"""Upkeep: each cluster's maintain() once a second, node disk (node_disk.py), and cluster
+deletions, a step each tick.
 
 Deleting a cluster never blocks the loop. A deletion (asked by a delete_cluster intent, or
 found as a cluster row marked `deleting` after an engine restart) advances every tick: cancel
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..history import ACTIVE_STATUSES
 from .context import TICK, EngineContext, Wait
+from .node_disk import NodeDisk
 from .runs import Drivers, cancel_run
 
 log = logging.getLogger("batchai_jupyter.engine")
@@ -57,6 +59,7 @@ class MaintenanceStep:
     def __init__(self, drivers: Drivers, deletions: Deletions):
         self.drivers = drivers
         self.deletions = deletions
+        self.disk = NodeDisk()
         self._last = 0.0
 
     def step(self, ctx: EngineContext) -> Wait:
@@ -88,6 +91,7 @@ class MaintenanceStep:
                 driver = self.drivers.get(action.run_id)
                 if driver is not None:
                     driver.evict(action.requeue)
+        self.disk.upkeep(ctx)
 
     @staticmethod
     def _nodes_to_scale_down(ctx: EngineContext) -> bool:

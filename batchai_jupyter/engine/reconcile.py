@@ -14,6 +14,7 @@ from ..history import ACTIVE_STATUSES
 from ..records import RunRow
 from .context import EngineContext
 from .driver import RunDriver
+from .parent_rules import waits_for_children
 from .runs import Drivers, fail_run
 
 log = logging.getLogger("batchai_jupyter.engine")
@@ -23,6 +24,8 @@ def reconcile(ctx: EngineContext, drivers: Drivers) -> None:
     """Drivers for the active runs of history.db; nodes held by other runs go back to idle."""
     for run in ctx.history.run_rows(status=tuple(s for s in ACTIVE_STATUSES if s != "Queued")):
         compute: Compute | None = None
+        if run["cluster"] is None or waits_for_children(run):  # no process of its own (a notebook's
+            continue  # or a job's run, a parent waiting for its children: parents.py)
         try:
             compute = ctx.compute(run["cluster"] or "")
             if compute is None:

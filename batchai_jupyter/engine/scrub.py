@@ -23,7 +23,7 @@ def scrub_manifests(compute: Compute, nodes: Sequence[NodeInfo], paths: Sequence
         try:
             transport = compute.transport(node)
             raw = transport.read_bytes(run_paths.manifest)
-            if not raw or (b'"secrets"' not in raw and b'"data"' not in raw):
+            if not raw or not any(key in raw for key in (b'"secrets"', b'"data"', b'"auth"')):
                 continue
             try:
                 clean = RunManifest.from_json(raw).without_secrets().to_json().encode()

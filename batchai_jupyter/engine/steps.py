@@ -12,6 +12,7 @@ from ..compute.base import Compute
 from ..compute.outcomes import Granted, Pending, Refused
 from ..errors import BatchAIError
 from ..records import RunRow
+from ..schedules.runner import ScheduleRunner
 from ..spec import JobSpec
 from .context import TICK, EngineContext, Wait
 from .driver import RunDriver
@@ -144,3 +145,17 @@ class DriverStep:
             except Exception:  # one bad run must not stop the others
                 log.exception("run %s: step failed", run_id)
         return Wait.within(TICK) if self.drivers else Wait.idle()
+
+
+class ScheduleStep:
+    """The workspace's schedules (schedules/runner.py): fire what is due, wake for the next slot."""
+
+    name = "schedules"
+
+    def __init__(self) -> None:
+        self.runner: ScheduleRunner | None = None
+
+    def step(self, ctx: EngineContext) -> Wait:
+        if self.runner is None:
+            self.runner = ScheduleRunner(ctx.history, ctx.clock)
+        return Wait(self.runner.tick(ctx))

@@ -7,7 +7,8 @@ got shorter than what was copied, e.g. runs/<id> deleted mid-run, is made anew f
 a full workspace disk stops the copies where it stopped them until space returns (`full`
 says why); metrics.jsonl is read
 from the offset stored with the metrics it covers, in one transaction, so a restarted engine
-neither drops nor repeats a record. The agent's own temporary files (`<name>.tmp<pid>`, renamed
+neither drops nor repeats a record (its other records, engine/job_records.py, are idempotent).
+The agent's own temporary files (`<name>.tmp<pid>`, renamed
 into place when complete) are not copied; any other name is, `.tmp` in it or not.
 """
 from __future__ import annotations
@@ -22,7 +23,9 @@ from ..compute.base import NodeInfo
 from ..compute.transport import Transport
 from ..errors import DISK_FULL_ERRNOS, WorkspaceError
 from ..history import RunHistory
+from ..layout import WorkspacePaths
 from ..node.paths import RunPaths
+from .job_records import JobRecords
 
 _AGENT_TMP = re.compile(r"\.tmp\d+$")  # an atomic write in progress (node/agent.py, transports)
 HEAD_BYTES = 64           # a ./logs copy whose start differs from the node file's is copied anew
@@ -42,6 +45,8 @@ class RunTail:
         self.heads: dict[str, tuple[bytes, float]] = {}  # ./logs copy -> (its first bytes, checked at)
         self.metric_offsets = history.offsets(run_id)
         self.full: str | None = None  # why the last copies stopped (the workspace disk is full)
+        # the job's other records (tags, statuses, child runs, models); history.db is at the root
+        self.records = JobRecords(history, WorkspacePaths(history.path.parent), run_id)
 
     def tail(self, transport: Transport, index: int, node: NodeInfo, paths: RunPaths) -> None:
         """Copy what is new of node `index`'s logs, artifacts and metrics.
@@ -131,21 +136,28 @@ class RunTail:
         if end < 0:
             return
         records: list[dict[str, Any]] = []
+        ops: list[dict[str, Any]] = []
         for line in data[:end].splitlines():
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(rec, dict) and "name" in rec:
+            if isinstance(rec, dict) and "op" in rec:
+                ops.append(rec)
+            elif isinstance(rec, dict) and "name" in rec:
                 records.append(rec)
+        if ops:  # each is idempotent: applied again if the offset below does not land
+            self.records.apply(ops, transport, paths)
+        records = [r for r in records if self.records.allowed(r.get("run_id"))]  # child runs made above
         offset += end + 1
         self.history.record_metrics(self.run_id, node.id, paths.metrics, offset, records, self.attempt)
         self.metric_offsets[key] = offset
 
     def collect_outputs(self, transport: Transport, paths: RunPaths) -> None:
-        """Copy a node's ./outputs into the workspace (later calls win a clash)."""
+        """Bring a node's ./outputs into the workspace (later calls win a clash): the run has ended
+        on that node, so a node that shares the workspace's filesystem hands them over by rename."""
         for rel in transport.list_files(paths.outputs):
-            transport.get_file(f"{paths.outputs}/{rel}", self.files / "outputs" / rel)
+            transport.take_file(f"{paths.outputs}/{rel}", self.files / "outputs" / rel)
 
 
 def _head(path: Path) -> bytes:

@@ -21,17 +21,21 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..compat import with_shim
 from ..errors import SpecError
 from ..spec import DEFAULT_WALL_CLOCK, DISTRIBUTIONS
-from . import reap
+from . import job_user, reap, tree
 from .manifest import ManifestError, RunManifest
-from .paths import RunPaths, objects_path
+from .paths import RunPaths
 from .plan_mpi import hostfile_text, plan_mpi
 from .plan_pytorch import plan_per_process
 from .plan_tensorflow import plan_tensorflow
 from .process import NodePlan, PlanInputs, ProcessPlan, job_env, job_prep_plan
+
+if TYPE_CHECKING:
+    from .container import NodeContainer
 
 POLL_SECONDS = 0.05
 HEARTBEAT_SECONDS = 1.0
@@ -81,29 +85,6 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def copy_file(src: str, dst: str, mode: int) -> None:
-    """A real copy (copy_file_range: the kernel reflinks where it can), never a hard link."""
-    with open(src, "rb") as fin:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode | 0o200)
-        try:
-            size = os.fstat(fin.fileno()).st_size
-            done = 0
-            try:
-                while done < size:
-                    n = os.copy_file_range(fin.fileno(), fd, size - done)
-                    if n == 0:
-                        break
-                    done += n
-            except OSError:
-                fin.seek(done)
-                os.lseek(fd, done, os.SEEK_SET)
-                with os.fdopen(os.dup(fd), "wb") as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-        finally:
-            os.close(fd)
-    os.chmod(dst, mode)
-
-
 class Agent:
     """One run on one node; see the module docstring for the order of things."""
 
@@ -122,6 +103,7 @@ class Agent:
         self.canceled = False
         self.timed_out = False
         self._done = threading.Event()
+        self.container: NodeContainer | None = None  # when the run names an image (container.py)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -138,11 +120,21 @@ class Agent:
                 self.manifest.nodes, self.spec.process_count_per_node).encode(), 0o666)
             self._materialise()
             env = job_env(self.manifest, os.environ)
-            if self.spec.inputs or self.spec.outputs or self.spec.mounts:
+            # `from azureml.core import Run` works in the job unless a real azureml is there
+            env = with_shim(env, self.spec.python_interpreter or self.manifest.python)
+            if self.manifest.job_user is not None:
+                env = job_user.user_env(self.manifest.job_user, env, self.paths.temp)
+            if self.spec.inputs or self.spec.outputs or self.spec.mounts or self.manifest.data:
                 from . import staging  # datastores: only on runs that use them
                 stage = staging.Stager(self.manifest, self.paths, env)
                 stage.stage_in()
-            if self.spec.job_preparation:
+            if self.manifest.job_user is not None:  # what staging brought in is the job's too
+                self._hand_over([] if stage is None else [v.target for v in stage.volumes.volumes if v.read_only])
+            if self.manifest.setup_task and self.stop_reason is None:
+                self._setup_task(env)
+            if self.manifest.container is not None:
+                self._start_container(env)
+            if self.spec.job_preparation and self.stop_reason is None:
                 self._job_preparation(env)
             if self.stop_reason is None:
                 phase = "running"
@@ -162,6 +154,12 @@ class Agent:
                     stage.stage_out()
                 except Exception as out_exc:  # noqa: BLE001 -- reported with the first error
                     status["error"]["message"] += f"; {type(out_exc).__name__}: {out_exc}"
+        if self.container is not None:  # no container outlives its run
+            self.container.remove()
+        try:  # an overlay view is unmounted; the run's own files stay in wd
+            tree.close_view(self.paths)
+        except OSError as exc:
+            print(f"[agent] cannot close the view of the snapshot: {exc}", flush=True)
         status.update(exit_codes=self.exit_codes, files=self.files, reason=self.stop_reason,
                       canceled=self.canceled, timed_out=self.timed_out, ended=time.time())
         self._done.set()
@@ -185,19 +183,35 @@ class Agent:
             os.makedirs(d, exist_ok=True)
 
     def _materialise(self) -> None:
-        snap = self.manifest.snapshot
-        objects = self.manifest.objects_dir
-        for rel, (digest, _size, mode) in snap.files.items():
-            dst = os.path.join(self.paths.wd, rel)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            copy_file(objects_path(objects, digest), dst, mode)
-        for rel, target in snap.links.items():
-            dst = os.path.join(self.paths.wd, rel)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            if not os.path.lexists(dst):
-                os.symlink(target, dst)
+        """wd: a writable view of the snapshot's one read-only tree on this node (tree.py)."""
+        snap, m = self.manifest.snapshot, self.manifest
+        built = tree.build_tree(m.node_root, m.objects_dir, snap.files, snap.links)
+        modes = tree.wanted_modes(self.paths, m.shared_dir, os.environ)
+        if m.job_user is not None:  # the job's account owns its wd: a copy it can write anywhere in
+            modes = [mode for mode in modes if mode != "overlay"]
+        tree.open_view(self.paths, built, snap.files, snap.links, modes)
 
-    # -- job preparation -------------------------------------------------------------------------
+    def _hand_over(self, read_only: list[str]) -> None:
+        """The folders the job writes become its account's (job_user.py); staged read-only
+        volumes stay the agent's, so the job can read them and not write them."""
+        user, p = self.manifest.job_user, self.paths
+        assert user is not None
+        shared_temp = p.shared_temp(self.manifest.shared_dir, self.manifest.run_id)
+        job_user.hand_over(user, [p.wd, p.outputs, p.logs, p.temp, p.artifacts, p.mounts, shared_temp],
+                           files=[p.metrics], keep=read_only)
+
+    # -- the cluster's node setup task, then job preparation ----------------------------------------
+    def _setup_task(self, env: dict[str, str]) -> None:
+        from . import setup_task
+
+        def run(plan: ProcessPlan) -> int | None:
+            self._start(plan)
+            self._wait()
+            return self.exit_codes.get(plan.name)
+        code = setup_task.run_once(self.manifest, run, env)
+        if code not in (None, 0) and self.stop_reason is None:
+            self.stop_reason = f"the cluster's node setup task exited with code {code}"
+
     def _job_preparation(self, env: dict[str, str]) -> None:
         self._start(job_prep_plan(self.manifest, env))
         self._wait()
@@ -210,7 +224,8 @@ class Agent:
         if os.path.exists(self.paths.cancel):  # canceled while preparing: start nothing
             self.canceled, self.stop_reason = True, "canceled"
             return
-        plan = plan_node(plan_inputs(self.manifest, env))
+        inputs = plan_inputs(self.manifest, env)
+        plan = plan_node(inputs if self.container is None else self.container.plan_inputs(inputs))
         for planned in plan.files:  # hostfile, the MPI rank environment (its presence: "ready")
             write_atomic(planned.path, planned.text.encode(), planned.mode)
         for process in plan.processes:
@@ -274,15 +289,32 @@ class Agent:
         for pid in rank_markers(self.paths.ranks)[1]:
             _signal_pid(pid, signal.SIGKILL)
 
+    def _start_container(self, env: dict[str, str]) -> None:
+        """Pull the image and start the node's container (its own log, stdout-container.txt)."""
+        from .container import NodeContainer
+        self.container = NodeContainer(self.manifest, env)
+        self.files["container"] = list(self.container.log_names)
+        stopped = self.container.prepare(self.paths.cancel, self.deadline)
+        if stopped == "canceled":
+            self.canceled, self.stop_reason = True, "canceled"
+        elif stopped:
+            self.timed_out = True
+            self.stop_reason = f"exceeded max_wall_clock_seconds={self.spec.max_wall_clock_seconds}"
+
     def _start(self, plan: ProcessPlan) -> None:
+        if self.container is not None:
+            plan = self.container.wrap(plan)
         with ExitStack() as files:
             out = files.enter_context(open(os.path.join(self.paths.stdouterr, plan.stdout), "ab"))
             err = out if plan.stderr == plan.stdout else \
                 files.enter_context(open(os.path.join(self.paths.stdouterr, plan.stderr), "ab"))
             try:
+                # the cluster's setup task runs as the agent (it sets the node up); the job's
+                # processes as its account, if it has one
+                as_user = job_user.popen_kwargs(None if plan.name == "setup_task" else self.manifest.job_user)
                 proc = subprocess.Popen(plan.argv, cwd=self.paths.wd, env=plan.env,
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                        start_new_session=True)
+                                        start_new_session=True, **as_user)
             except OSError as exc:
                 err.write(f"cannot start {plan.argv[0]}: {exc}\n".encode())
                 self.exit_codes[plan.name] = 127

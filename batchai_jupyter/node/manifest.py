@@ -32,6 +32,8 @@ class DataConfig(TypedDict, total=False):
     inputs: dict[str, DataEntry]
     outputs: dict[str, DataEntry]
     mounts: dict[str, DataEntry]
+    cluster_mounts: dict[str, DataEntry]   # the cluster's mount volumes: path below AZ_BATCHAI_MOUNT_ROOT
+    stdouterr: DataEntry                   # stdOutErrPathPrefix: a datastore entry or {local_path}
 
 
 def data_config(value: Mapping[str, Any]) -> DataConfig:
@@ -40,16 +42,52 @@ def data_config(value: Mapping[str, Any]) -> DataConfig:
         return {str(k): dict(v) for k, v in (value.get(kind) or {}).items()}
     out: DataConfig = {"inputs": entries("inputs"), "outputs": entries("outputs"),
                        "mounts": entries("mounts")}
+    if value.get("cluster_mounts"):
+        out["cluster_mounts"] = entries("cluster_mounts")
+    if value.get("stdouterr"):
+        out["stdouterr"] = dict(value["stdouterr"])
     if value.get("run_id") is not None:
         out["run_id"] = str(value["run_id"])
     return out
+
+
+class ContainerConfig(TypedDict, total=False):
+    """The container the run's processes run in on each node (node/container.py reads it):
+    the image (the spec's, else the cluster's), the cluster's runtime and its extra arguments,
+    and the registry credentials for the image (only in memory once the agent read it)."""
+
+    runtime: str
+    image: str
+    runtime_args: list[str] | None   # None: the node decides (podman: --runtime runc where found)
+    auth: dict[str, str]             # {"registry", "username", "password"}
+
+
+class JobUser(TypedDict):
+    """The unprivileged account a node's agent (running as root) starts the job's processes as."""
+
+    name: str
+    uid: int
+    gid: int
 
 
 class ManifestExtras(TypedDict, total=False):
     """The RunManifest fields the engine adds per run besides the run's own (Engine.launch_extras)."""
 
     kill_grace_seconds: float
+    job_user: JobUser | None
     data: DataConfig | None
+    setup_task: str | None
+    container: ContainerConfig | None
+
+
+def container_config(value: Mapping[str, Any]) -> ContainerConfig:
+    """The typed container section from its JSON-shaped value."""
+    out = ContainerConfig(runtime=str(value["runtime"]), image=str(value["image"]))
+    args = value.get("runtime_args")
+    out["runtime_args"] = None if args is None else [str(a) for a in args]
+    if value.get("auth"):
+        out["auth"] = {str(k): str(v) for k, v in value["auth"].items()}
+    return out
 
 
 class ManifestError(BatchAIError, ValueError):
@@ -114,6 +152,9 @@ class RunManifest:
     secrets: dict[str, str] = field(default_factory=dict)  # only in memory once the agent read it
     kill_grace_seconds: float = DEFAULT_KILL_GRACE_SECONDS
     data: DataConfig | None = None  # None when the run uses no datastore
+    setup_task: str | None = None   # the cluster's node setup command: once per node, before its first job
+    container: ContainerConfig | None = None  # None when the run uses no image
+    job_user: JobUser | None = None  # None: the job runs as the agent's own user
 
     # -- derived -------------------------------------------------------------------------------
     @property
@@ -134,7 +175,9 @@ class RunManifest:
 
     def without_secrets(self) -> RunManifest:
         """What stays on disk once the agent started: no secrets, no datastore credentials."""
-        return dataclasses.replace(self, secrets={}, data=None)
+        container = None if self.container is None else \
+            ContainerConfig(**{k: v for k, v in self.container.items() if k != "auth"})  # type: ignore[typeddict-item]
+        return dataclasses.replace(self, secrets={}, data=None, container=container)
 
     # -- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +193,12 @@ class RunManifest:
             d["secrets"] = dict(self.secrets)
         if self.data is not None:
             d["data"] = self.data
+        if self.setup_task:
+            d["setup_task"] = self.setup_task
+        if self.container is not None:
+            d["container"] = dict(self.container)
+        if self.job_user is not None:
+            d["job_user"] = dict(self.job_user)
         return d
 
     def to_json(self) -> str:
@@ -178,6 +227,11 @@ class RunManifest:
                 secrets={str(k): str(v) for k, v in (data.get("secrets") or {}).items()},
                 kill_grace_seconds=float(data.get("kill_grace_seconds", DEFAULT_KILL_GRACE_SECONDS)),
                 data=None if data.get("data") is None else data_config(data["data"]),
+                setup_task=str(data["setup_task"]) if data.get("setup_task") else None,
+                container=None if data.get("container") is None else container_config(data["container"]),
+                job_user=None if not data.get("job_user") else JobUser(
+                    name=str(data["job_user"]["name"]), uid=int(data["job_user"]["uid"]),
+                    gid=int(data["job_user"]["gid"])),
             )
         except KeyError as exc:
             raise ManifestError(f"run manifest: field {exc.args[0]!r} is missing") from None

@@ -8,11 +8,25 @@ MANIFEST_FILE = "run.json"
 MCA_FILE = "mpi-mca.json"       # in node_root: the cluster's mpi_mca= settings, written by the backend
 RANK_ENV_FILE = "mpi-rank.json"  # in the run folder: what an MPI rank on this node runs
 HOSTFILE = "hostfile"           # in the run folder: the OpenMPI hostfile (AZ_BATCHAI_MPI_HOST_FILE)
+TREES = "trees"                 # in node_root: one read-only materialised tree per snapshot
 
 
 def run_key(run_id: str, attempt: int = 0) -> str:
     """The name of a run's folder on a node: its id, or "<id>.<attempt>" after a requeue."""
     return run_id if attempt == 0 else f"{run_id}.{attempt}"
+
+
+def trees_path(node_root: str) -> str:
+    """Where a node keeps its materialised snapshot trees (node/tree.py)."""
+    return str(PurePosixPath(node_root, TREES))
+
+
+def parse_run_key(key: str) -> tuple[str, int]:
+    """run_key's inverse: "<id>" -> (id, 0), "<id>.<n>" -> (id, n)."""
+    head, _, tail = key.rpartition(".")
+    if head and tail.isdigit():
+        return head, int(tail)
+    return key, 0
 
 
 def mca_path(node_root: str) -> str:
@@ -54,6 +68,14 @@ class RunPaths:
     @property
     def wd(self) -> str:             # the materialised snapshot: the job's working directory
         return self._p("wd")
+
+    @property
+    def view(self) -> str:           # the writable layer of the run's view of its snapshot tree
+        return self._p("view")
+
+    @property
+    def view_mode(self) -> str:      # how wd was made: overlay | reflink | copy
+        return self._p("view.mode")
 
     @property
     def outputs(self) -> str:

@@ -4,21 +4,25 @@ The node talks to storage itself with the narrowed credential from its run manif
 passes through the client or the engine.
 
     inputs   download -> <run>/inputs/<ID> (or <wd>/<path_on_compute>), AZ_BATCHAI_INPUT_<ID>
-             mount    -> the folder itself (local/NFS) or a blobfuse2 mount, AZ_BATCHAI_INPUT_<ID>
+             mount    -> the folder itself (local/NFS) or a read-only Azure volume, AZ_BATCHAI_INPUT_<ID>
     outputs  AZ_BATCHAI_OUTPUT_<ID> = <run>/output-dirs/<ID>; uploaded to <path>/<run id>/<suffix>
-    mounts   $AZ_BATCHAI_JOB_MOUNT_ROOT/<name>: a link to the folder, or a blobfuse2 mount
+    mounts   $AZ_BATCHAI_JOB_MOUNT_ROOT/<name>: a link to the folder, or an Azure volume
+    cluster volumes  $AZ_BATCHAI_MOUNT_ROOT/<path>: the same, for the cluster's mount_volumes
+    stdouterr        stdOutErrPathPrefix: std out/err copied there when the job ended
+Azure volumes are FUSE mounts through rclone or staged copies (node/mounts.py).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from typing import TYPE_CHECKING, cast
 
 from ..errors import DatastoreError
 from .manifest import DataConfig, DataEntry, RunManifest
+from .mounts import Volumes
 from .paths import RunPaths
+from .process import expand, main_log_name
 
 if TYPE_CHECKING:
     from ..datastores.base import Datastore
@@ -33,11 +37,20 @@ class Stager:
         self.paths = paths
         self.env = env  # gets AZ_BATCHAI_INPUT_<ID> / AZ_BATCHAI_OUTPUT_<ID>
         self.node_index = manifest.node_index
-        self.fuse_mounts: list[str] = []
+        self.main_log = main_log_name(manifest.spec)
+        self.volumes = Volumes(paths.run_dir, env, self._notice)
         self.staged_out = False
 
     def _log(self, text: str) -> None:
         print(f"[staging] {text}", flush=True)  # the agent's stdout is its log file
+
+    def _notice(self, text: str) -> None:
+        """A line the user sees in the run's stream too (how each volume reached the node)."""
+        self._log(text)
+        if self.node_index == 0:
+            os.makedirs(self.paths.stdouterr, exist_ok=True)
+            with open(os.path.join(self.paths.stdouterr, self.main_log), "a") as fh:
+                fh.write(f"batchai: {text}\n")
 
     def _datastore(self, entry: DataEntry) -> Datastore:
         from ..datastores.credentials import datastore_for_node
@@ -52,6 +65,8 @@ class Stager:
             self.env[f"AZ_BATCHAI_OUTPUT_{oid}"] = folder
         for name, entry in self.data.get("mounts", {}).items():
             self._mount(entry, os.path.join(self.paths.mounts, name), f"mount {name!r}")
+        for path, entry in self.data.get("cluster_mounts", {}).items():
+            self._mount(entry, os.path.join(self.paths.mount_root, path), f"cluster volume {path!r}")
         for iid, entry in self.data.get("inputs", {}).items():
             start = time.time()
             if entry.get("mode") == "mount":
@@ -84,35 +99,10 @@ class Stager:
             if not os.path.lexists(target):
                 os.symlink(source, target)
             return target
-        if entry["kind"] == "azure_blob" and shutil.which("blobfuse2"):
-            self._blobfuse(ds, entry, target)
-            return os.path.join(target, sub) if sub else target
-        tool = "blobfuse2" if entry["kind"] == "azure_blob" else "an SMB (cifs) mount"
-        raise DatastoreError(f"{what}: mounting datastore {ds.name!r} ({entry['kind']}) needs {tool} "
-                             "on the node, which is not available here; use "
-                             f"ds.path({sub!r}).as_download() instead (usually faster for training data)")
-
-    def _blobfuse(self, ds: Datastore, entry: DataEntry, target: str) -> None:
-        os.makedirs(target, exist_ok=True)
-        cache = os.path.join(self.paths.temp, f"blobfuse-{os.path.basename(target)}")
-        os.makedirs(cache, exist_ok=True)
-        config = os.path.join(self.paths.temp, f"blobfuse-{os.path.basename(target)}.yaml")
-        endpoint = entry["config"]["endpoint"]
-        lines = ["components: [libfuse, file_cache, attr_cache, azstorage]",
-                 f"file_cache:\n  path: {cache}",
-                 "azstorage:", "  type: block", f"  account-name: {entry['config']['account_name']}",
-                 f"  container: {entry['config']['container']}", f"  endpoint: {endpoint}",
-                 "  mode: sas", f"  sas: \"?{entry['credential'].get('sas_token', '')}\""]
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        proc = subprocess.run(["blobfuse2", "mount", target, f"--config-file={config}"],
-                              capture_output=True, text=True, timeout=120, check=False)
-        os.unlink(config)  # the SAS stays in memory of blobfuse2 only
-        if proc.returncode != 0:
-            raise DatastoreError(f"blobfuse2 could not mount {ds.name!r}: "
-                                 f"{ds.scrub(proc.stderr.strip()[-300:])}")
-        self.fuse_mounts.append(target)
+        if entry["kind"] in ("azure_blob", "azure_file"):
+            return self.volumes.attach(ds, entry, target, what, read_only=what.startswith("input"))
+        raise DatastoreError(f"{what}: datastore {ds.name!r} of kind {entry['kind']!r} cannot be mounted; "
+                             f"use ds.path({sub!r}).as_download() instead")
 
     # -- after the job ----------------------------------------------------------------------------
     def stage_out(self) -> None:
@@ -130,7 +120,29 @@ class Stager:
                           f"({time.time() - start:.2f}s)")
             except Exception as exc:  # noqa: BLE001 -- one failed output does not stop the others
                 errors.append(f"output {oid}: {exc}")
-        for target in reversed(self.fuse_mounts):
-            subprocess.run(["blobfuse2", "unmount", target], capture_output=True, timeout=60, check=False)
+        if self.data.get("stdouterr"):
+            try:
+                self._copy_stdouterr(self.data["stdouterr"])
+            except Exception as exc:  # noqa: BLE001 -- the volumes are released all the same
+                errors.append(f"stdOutErrPathPrefix: {exc}")
+        errors += self.volumes.release()  # after the copy: a prefix on a cluster volume is in it
         if errors:
             raise DatastoreError("; ".join(errors))
+
+    def _copy_stdouterr(self, entry: DataEntry) -> None:
+        """std out/err (and job preparation's) to stdOutErrPathPrefix, in Batch AI's layout."""
+        start = time.time()
+        if entry.get("local_path"):
+            dest = os.path.join(expand(str(entry["local_path"]), self.env), str(entry["destination"]))
+            os.makedirs(dest, exist_ok=True)
+            count = 0
+            for name in sorted(os.listdir(self.paths.stdouterr)):
+                src = os.path.join(self.paths.stdouterr, name)
+                if os.path.isfile(src):
+                    shutil.copyfile(src, os.path.join(dest, name))
+                    count += 1
+            where = dest
+        else:
+            count = self._datastore(entry).push_tree(self.paths.stdouterr, entry["destination"])
+            where = f"{entry['datastore']}:{entry['destination']}"
+        self._log(f"stdouterr: {count} files copied to {where} ({time.time() - start:.2f}s)")

@@ -12,7 +12,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the magics, and RunDetails as the display of Run objects."""
     from .display import register_display
     from .magics import register
+    from .schedule_magics import ScheduleMagics
     register(ipython)
+    ipython.register_magics(ScheduleMagics)
     register_display(ipython)
 
 

@@ -115,3 +115,14 @@ def parse_data_options(values: Iterable[str] | None, output: bool = False) -> li
             raise UsageError(f"{'--output' if output else '--input'} id {item.id!r} is given twice")
         seen.add(item.id)
     return parsed
+
+
+def parse_image(value: str | None) -> str | None:
+    """--image IMAGE: an OCI reference (or a .sif path / URI for apptainer), checked before submit."""
+    if value is None:
+        return None
+    from ..spec import IMAGE_FORMS, image_problem
+    problem = image_problem(value)
+    if problem:
+        raise UsageError(f"--image {value!r} {problem} (valid: {'; '.join(IMAGE_FORMS)})")
+    return value

@@ -22,10 +22,17 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def _live(run: Run) -> bool:
+    """A run worth a live view: it or one of its children has not ended yet."""
+    from ..view.reader import all_ended
+    return not all_ended(run.workspace.history, run.id)
+
+
 def run_mimebundle(run: Run) -> dict[str, Any]:
-    """Widget view + static HTML summary + text: each front end picks what it can render."""
+    """Widget view + static HTML summary + text while the run goes on; the static summary alone
+    once it ended (a saved notebook then never holds a widget view a new kernel lacks)."""
     from ..view.summary import run_summary_html
-    if in_kernel():
+    if in_kernel() and _live(run):
         from .widget import RunDetails
         bundle: dict[str, Any] = RunDetails(run)._repr_mimebundle_()
         return bundle
@@ -33,9 +40,11 @@ def run_mimebundle(run: Run) -> dict[str, Any]:
 
 
 def display_run(run: Run) -> None:
-    """A Run as a cell's result: the live widget in a kernel, the static summary elsewhere."""
+    """A Run as a cell's result: the live widget in a kernel while it runs (it becomes the
+    static summary when the run ends), the static summary otherwise. `RunDetails(run)` shows
+    the interactive view of a finished run."""
     from IPython.display import display
-    if in_kernel():
+    if in_kernel() and _live(run):
         from .widget import RunDetails
         RunDetails(run).show()
     else:

@@ -20,6 +20,7 @@ from IPython.core.magic_arguments import (
 
 from ..errors import RunNotFound
 from ..spec import DISTRIBUTIONS as _SPEC_DISTRIBUTIONS
+from ..spec import IMAGE_PULL_POLICIES
 from ..view.rows import FILE_COLUMNS, MAGIC_RUN_COLUMNS, file_rows, runs_table_rows
 from ..view.table import Table
 from .args import int_at_least
@@ -33,16 +34,34 @@ def option_names(parser: Any) -> list[str]:
     return [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
 
 
+def split_script_arguments(words: list[str]) -> tuple[list[str], list[str]]:
+    """(options, script arguments): the script's arguments are what follows the first `--`."""
+    if "--" in words:
+        cut = words.index("--")
+        return words[:cut], words[cut + 1:]
+    return words, []
+
+
 def parse_or_explain(func: Callable[..., Any], line: str) -> Any:
-    """Shell-like splitting (quotes removed), with the valid options added to an error."""
+    """Shell-like splitting (quotes removed), with the valid options added to an error; a word
+    before `--` that belongs to no option is refused (it is not passed to the script)."""
     parser = cast(Any, func).parser  # set by @magic_arguments
+    options, script_args = split_script_arguments(arg_split(line, posix=True))
     try:
-        return parser.parse_args(arg_split(line, posix=True))
+        args = parser.parse_args(options)
     except UsageError as exc:
         text = str(exc)
         if "unrecognized arguments" in text or "expected one argument" in text:
             text += f"\nvalid options: {', '.join(option_names(parser))}"
         raise UsageError(f"%%{func.__name__}: {text}") from None
+    stray = getattr(args, "arguments", None)
+    if stray:
+        raise UsageError(f"%%{func.__name__}: {stray[0]!r} is not an option; arguments of the "
+                         f"script go after -- (for example: %%{func.__name__} [options] -- "
+                         f"{' '.join(stray)})")
+    if hasattr(args, "arguments"):
+        args.arguments = script_args
+    return args
 
 
 def job_line_parser() -> MagicArgumentParser:
@@ -62,7 +81,7 @@ def job_line_parser() -> MagicArgumentParser:
 
 @magics_class
 class BatchAIMagics(Magics):
-    """The magics `%load_ext batchai_jupyter` registers (API.md §3)."""
+    """The magics `%load_ext batchai_jupyter` registers (docs/reference/magics.md)."""
 
     def workspace(self) -> Any:
         from ..workspace import Workspace
@@ -106,6 +125,10 @@ class BatchAIMagics(Magics):
               help="folder $AZ_BATCHAI_OUTPUT_<ID> uploaded to the datastore when the job ends")
     @argument("--env", action="append", metavar="K=V", help="environment variable of the job")
     @argument("--gpus-per-process", type=int_at_least(0), default=0, help="GPUs per process")
+    @argument("--image", help="OCI image the job runs in, one container per node "
+              "(e.g. docker.io/library/python:3.11); default: the cluster's image, else none")
+    @argument("--image-pull", choices=IMAGE_PULL_POLICIES, default="missing",
+              help="when a node pulls the image: missing (default), always or never")
     @argument("--tag", action="append", metavar="K=V", help="tag of the run")
     @argument("--wait", action="store_true", help="stream the output and return when the run "
               "ends (raises RunFailed if it fails)")
@@ -121,6 +144,24 @@ class BatchAIMagics(Magics):
         Line form: %batchai_job --command CMD [options] submits a job with no cell body.
         %batchai_job list [--experiment E] [--limit N]
         %batchai_job show RUN | stream RUN [-f FILE] | cancel RUN | files RUN
+
+        Arguments of the script come after `--`; a word before it that is no option is an
+        error. Options, cluster names, experiments, distributions and run ids tab-complete.
+
+        Examples::
+
+            %%batchai_job --cluster local --experiment mnist -- --epochs 3 --lr 0.1
+            import sys; print("training with", sys.argv[1:])
+
+            %%batchai_job --cluster gpu --nodes 2 --processes-per-node 2 --distribution pytorch
+            import torch.distributed as dist; dist.init_process_group("gloo")
+
+            %%batchai_job --input DATA=workspacestore:mnist:download --output MODEL=workspacestore:models
+            import os; print(os.listdir(os.environ["AZ_BATCHAI_INPUT_DATA"]))
+
+            %batchai_job --command "nvidia-smi" --cluster gpu --wait
+            %batchai_job list --experiment mnist
+            %batchai_job stream mnist_1700000000_ab12cd34 -f stderr.txt
         """
         from .submit import submit_cell
         if cell is None and not line.lstrip().startswith("-"):
@@ -166,4 +207,7 @@ def find_run(ws: Any, run_id: str) -> Any:
 def register(ip: Any) -> None:
     """Called by `%load_ext batchai_jupyter`."""
     ip.register_magics(BatchAIMagics)
+    from .completion import register_completion
+    register_completion(ip, option_names(cast(Any, BatchAIMagics.batchai_job).parser),
+                        list(DISTRIBUTIONS))
 

@@ -12,7 +12,7 @@ from ..errors import ClusterNotFound, SpecError
 from ..run import Run
 from ..spec import JobSpec
 from ..submission import submit
-from .args import parse_data_options, parse_pairs
+from .args import parse_data_options, parse_image, parse_pairs
 from .progress import SnapshotProgress
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ def build_spec(ws: Workspace, args: argparse.Namespace,
     spec.inputs, spec.outputs = refs_in, refs_out
     spec.environment_variables = env
     spec.gpus_per_process = args.gpus_per_process
+    spec.image = parse_image(getattr(args, "image", None))
+    spec.image_pull = getattr(args, "image_pull", None) or spec.image_pull
     extra = {script: body.encode()} if body.strip() else {}
     return spec, extra, tags
 

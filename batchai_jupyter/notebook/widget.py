@@ -1,8 +1,10 @@
-"""RunDetails: a live view of one run built from stock ipywidgets 8 (no custom front end).
+"""RunDetails: the live view of one run; stock ipywidgets for the controls, one anywidget log
+pane fed with deltas (log_pane.py) and the child runs' table (children_view.py).
 
-A background thread reads the workspace (never a node) a few times a second, pushes what
-changed into the widgets' traits, and stops when the run and its child runs have ended. The
-kernel is never blocked, and RunDetails(ws.get_run(id)) rebuilds the view after a restart.
+A background thread reads the workspace (never a node) a few times a second, sends only what
+changed, and stops when the run and its child runs have ended. Then every display it was shown
+in becomes the static summary (charts as images), so a saved notebook reopens with it, with or
+without a kernel. RunDetails(ws.get_run(id)) brings the live view back after a restart.
 """
 from __future__ import annotations
 
@@ -17,29 +19,49 @@ from traitlets import Bool, Unicode
 from ..history import TERMINAL_STATUSES
 from ..records import RunRow
 from ..view import render
-from ..view.reader import (
-    LogTail,
-    MetricsTail,
-    all_ended,
-    children_rows,
-    log_file_names,
-    sort_children,
-)
+from ..view.children import check_goal
+from ..view.reader import MetricsTail, all_ended, log_file_names
 from ..view.summary import run_summary_html
+from ..view.terminal import screen_text
+from .children_view import ChildrenView
+from .handles import FinalDisplays
+from .log_pane import LogPane
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1          # log and status reads: lines show up well under half a second
 SLOW_POLL_SECONDS = 1.0     # file list, child runs and the duration clock
-ORDERS = ("descending", "ascending")
+WRAP = W.Layout(display="flex", flex_flow="row wrap", align_items="center", width="100%")
 
 
 class RunGone(RuntimeError):
     """The run was deleted from the workspace while the widget showed it."""
 
 
+def stderr_of(names: list[str], process: str | None) -> str | None:
+    """The stderr file of a failing process (stderr.txt for a single process)."""
+    errs = [n for n in names if n.startswith("stderr") and "job_prep" not in n]
+    if process:
+        tag = process.replace(":", "-")
+        exact = [n for n in errs if n.endswith(f"-{tag}.txt") or f"-{tag}" in n]
+        if exact:
+            return exact[0]
+        if process == "job_prep":
+            return next((n for n in names if n.startswith("stderr-job_prep")), None)
+    return errs[0] if errs else None
+
+
 class RunDetails(W.VBox):
-    """The live view of a run: status, properties, logs, metrics, child runs and a cancel button.
+    """The live view of a run: a one-line header (status, name, duration, cluster, nodes,
+    Cancel), folded properties, the log pane with a file picker, metric charts and child runs.
+
+    Parameters
+    ----------
+    run: the Run to show.
+    poll_seconds: how often the log and status are read.
+    start: start the background updates at once (tests start them later).
+    primary_metric: the metric child runs are compared by (default: one every child logs).
+    goal: "maximize" or "minimize" the primary metric (default: minimize losses and errors).
 
     `status` and `log_text` mirror what is shown (plain traits, not sent to the front end).
     """
@@ -48,7 +70,10 @@ class RunDetails(W.VBox):
     log_text = Unicode("")
     running = Bool(False)
 
-    def __init__(self, run: Any, poll_seconds: float = POLL_SECONDS, start: bool = True, **kwargs: Any):
+    def __init__(self, run: Any, poll_seconds: float = POLL_SECONDS, start: bool = True,
+                 primary_metric: str | None = None, goal: str | None = None, **kwargs: Any):
+        if goal is not None:
+            check_goal(goal, primary_metric)
         self.run = run
         self.poll_seconds = poll_seconds
         self._history = run.workspace.history
@@ -56,43 +81,46 @@ class RunDetails(W.VBox):
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        main = run.main_log()
-        self._tail = LogTail(self._files / main)
         self._metrics = MetricsTail(self._history, run.id)
+        self._attempt = 0  # a requeue starts a new attempt: new log files, new metrics
         self._row: RunRow | None = None
-        self._child_metric: str | None = None
         self._last_slow = 0.0
-        self._handles: list[Any] = []  # displays whose static summary is refreshed at the end
+        self._failure_shown = False
+        self._progress = ""  # the children's progress shown in the badge
+        self._displays = FinalDisplays(self.static_bundle, f"RunDetails {run.id}")
 
-        self.badge = W.HTML(layout=W.Layout(width="auto"))
+        main = run.main_log()
+        self.badge = W.HTML()
         self.title = W.HTML(f"<b>{render.esc(run.id)}</b>")
+        self.facts = W.HTML()
         self.cancel_button = W.Button(description="Cancel run", button_style="danger", icon="stop",
-                                      tooltip="Ask the engine to stop this run")
+                                      tooltip="Ask the engine to stop this run",
+                                      layout=W.Layout(width="auto"))
         self.cancel_button.on_click(self._on_cancel)
         self.message = W.HTML()
-        self.properties = W.HTML(layout=W.Layout(width="38%", min_width="260px"))
+        self.failure = W.HTML(layout=W.Layout(display="none"))
+        self.properties = W.HTML()
         self.log_picker = W.Dropdown(options=[main], value=main, description="Log file:",
                                      layout=W.Layout(width="auto"))
         self.log_picker.observe(self._on_pick, names="value")
-        self.log_view = W.HTML(render.log_pre(""), layout=W.Layout(width="100%"))
+        self.pane = LogPane(self._files / main, layout=W.Layout(width="100%"))
+        self.pane.listeners.append(self._on_text)
         self.metrics = W.HTML(layout=W.Layout(display="none"))
-        self.child_sort = W.Dropdown(options=[], description="Sort by:", layout=W.Layout(width="auto"))
-        self.child_order = W.Dropdown(options=ORDERS, value="descending", layout=W.Layout(width="140px"))
-        self.child_sort.observe(self._on_sort, names="value")
-        self.child_order.observe(self._on_sort, names="value")
-        self.children_table = W.HTML()
-        self.children_box = W.VBox([W.HTML("<b>Child runs</b>"),
-                                    W.HBox([self.child_sort, self.child_order]), self.children_table],
-                                   layout=W.Layout(display="none"))
-        header = W.HBox([self.badge, self.title, self.cancel_button, self.message],
-                        layout=W.Layout(align_items="center", justify_content="flex-start"))
-        logs = W.VBox([self.log_picker, self.log_view], layout=W.Layout(width="62%"))
-        super().__init__([header, W.HBox([self.properties, logs]), self.metrics, self.children_box],
-                         **kwargs)
+        self.children_view = ChildrenView(run.id, self._history, self._child_details,
+                                          primary_metric, goal)
+        header = W.Box([self.badge, self.title, self.facts, self.cancel_button, self.message],
+                       layout=WRAP)
+        header.add_class("bai-header")
+        super().__init__([header, self.failure, self.properties, self.log_picker, self.pane,
+                          self.metrics, self.children_view], layout=W.Layout(width="100%"), **kwargs)
         self.add_class("bai-run-details")
+        self.log_text = self.pane.text
         self._tick(force=True)
         if start:
             self.start()
+
+    def _child_details(self, run_id: str) -> RunDetails:
+        return RunDetails(self.run.workspace.get_run(run_id), self.poll_seconds)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -108,6 +136,8 @@ class RunDetails(W.VBox):
         self._thread.start()
 
     def stop(self, timeout: float | None = 5) -> None:
+        if not hasattr(self, "_stop"):  # refused in the constructor: nothing was started
+            return
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -115,15 +145,21 @@ class RunDetails(W.VBox):
 
     def close(self) -> None:
         self.stop()
+        if hasattr(self, "children_view"):
+            self.children_view.close_child()
         super().close()
 
     def show(self) -> None:
-        """Display the widget; when the run ends its saved HTML summary is brought up to date."""
+        """Display the widget; when the run ends that display becomes the static summary. The
+        view of a run that had already ended stays interactive until the next cell runs."""
         from IPython.display import display
         with self._lock:
             handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
-            if handle is not None and self.running:
-                self._handles.append(handle)
+            if handle is None:
+                return
+            self._displays.add(handle)
+            if not self.running:
+                self._displays.finish_at_next_cell(lambda: not self.running)
 
     def _ipython_display_(self) -> None:
         self.show()
@@ -156,19 +192,9 @@ class RunDetails(W.VBox):
         finally:
             with self._lock:
                 self.running = False
-                self._refresh_displays()
+                if not self._stop.is_set():
+                    self._displays.finish()
             self._history.close()  # this thread's own SQLite connection
-
-    def _refresh_displays(self) -> None:
-        """Re-send the bundle of every display of this widget: a saved notebook keeps the
-        final summary as text/html next to the widget view."""
-        for handle in self._handles:
-            try:
-                handle.update(self._repr_mimebundle_(), raw=True)
-            except Exception as exc:  # the front end went away: nothing to update
-                log.warning("RunDetails %s: display update failed: %s", self.run.id, exc,
-                            exc_info=True)
-        self._handles.clear()
 
     # -- one round of reads -------------------------------------------------------------------------
     def _tick(self, force: bool = False) -> bool:
@@ -181,30 +207,67 @@ class RunDetails(W.VBox):
         final = row["status"] in TERMINAL_STATUSES
         status_changed = self._row is None or row["status"] != self._row["status"]
         self._row = row
-        if status_changed or slow or final:
-            self._show_status(row)
+        attempt = int(row["properties"].get("attempt") or 0)
+        if attempt != self._attempt:
+            self._new_attempt(attempt)
         with self._lock:
             if slow or final or status_changed:
                 self._refresh_files()
-            if self._tail.read() or (final and self._tail.flush()):
-                self._show_log()
+            self.pane.poll()
         if self._metrics.read():
-            self.metrics.value = render.metrics_html(self._metrics.series, self._metrics.others)
+            html = render.metrics_html(self._metrics.series, self._metrics.others)
+            if html != self.metrics.value:
+                self.metrics.value = html
             self.metrics.layout.display = None
         ended = False
         if slow or final:
             self._last_slow = now
-            ended = self._refresh_children(final)
+            sweep = self.children_view.refresh()
+            self._progress = sweep.progress()
+            ended = final and all(r["status"] in TERMINAL_STATUSES for r in sweep.rows)
+        if status_changed or slow or final:
+            self._show_status(row, self._progress)
+        if final and row.get("error") and not self._failure_shown:
+            self._show_failure(row)
         return ended
 
-    def _show_status(self, row: RunRow) -> None:
+    def _new_attempt(self, attempt: int) -> None:
+        """The run was requeued: follow the new attempt's files from their start, said in the pane
+        (the same line run.stream() yields)."""
+        reasons = [e["message"] for e in self._history.events(self.run.id)
+                   if e["status"] == "Queued" and (e["message"] or "").startswith("requeued")]
+        why = reasons[attempt - 1] if 0 < attempt <= len(reasons) else "requeued"
+        with self._lock:
+            self._attempt = attempt
+            self.pane.switch(self._files / self.log_picker.value,
+                             f"--- attempt {attempt + 1} ({why}) ---\n")
+            self.log_text = self.pane.text
+            self._metrics = MetricsTail(self._history, self.run.id, attempt)
+
+    def _show_status(self, row: RunRow, progress: str = "") -> None:
         self.status = row["status"]
-        self.badge.value = render.badge(row["status"])
-        self.title.value = (f'<b>{render.esc(row["experiment"])}</b> · run {row["number"]} · '
-                            f'<code>{render.esc(row["id"])}</code>')
-        self.properties.value = render.kv_table(render.run_properties(row))
+        _set(self.badge, render.badge(row["status"], progress))
+        _set(self.title, f'<b>{render.esc(row["experiment"])}</b> · run {row["number"]} · '
+                         f'<code>{render.esc(row["id"])}</code>')
+        _set(self.facts, f'<span style="font-size:12px">{render.facts_html(row)}</span>')
+        _set(self.properties, render.properties_html(render.run_properties(row)))
         final = row["status"] in TERMINAL_STATUSES or row["status"] == "CancelRequested"
         self.cancel_button.disabled = final
+
+    def _show_failure(self, row: RunRow) -> None:
+        """Say why the run failed and switch the log to the failing process's stderr."""
+        error = row.get("error") or {}
+        if row["status"] != "Failed":
+            return
+        self._failure_shown = True
+        names = log_file_names(self._files)
+        stderr = stderr_of(names, error.get("failed_process") if isinstance(error, dict) else None)
+        self.failure.value = render.failure_html(error if isinstance(error, dict) else
+                                                 {"message": str(error)}, stderr)
+        self.failure.layout.display = None
+        if stderr and stderr != self.log_picker.value:
+            self._refresh_files()
+            self.log_picker.value = stderr
 
     def _refresh_files(self) -> None:
         names = log_file_names(self._files)
@@ -216,36 +279,16 @@ class RunDetails(W.VBox):
             if self.log_picker.value != current:
                 self.log_picker.value = current
 
-    def _show_log(self) -> None:
-        self.log_text = self._tail.text
-        self.log_view.value = render.log_pre(self._tail.text)
-
-    def _refresh_children(self, final: bool) -> bool:
-        rows, names = children_rows(self._history, self.run.id, self.child_sort.value or None)
-        if rows:
-            if list(self.child_sort.options) != names:
-                keep = self.child_sort.value
-                self.child_sort.options = names
-                self.child_sort.value = keep if keep in names else (names[0] if names else None)
-            metric = self.child_sort.value
-            self.children_table.value = render.children_html(
-                sort_children(rows, self.child_order.value == "descending"), metric)
-            self.children_box.layout.display = None
-        return final and all(r["status"] in TERMINAL_STATUSES for r in rows)
+    def _on_text(self, _text: str) -> None:
+        self.log_text = self.pane.text
 
     # -- user actions (run in the kernel's thread) -----------------------------------------------
     def _on_pick(self, change: dict[str, Any]) -> None:
         if not change["new"]:
             return
         with self._lock:
-            self._tail = LogTail(self._files / change["new"])
-            self._tail.read()
-            if self._row is not None and self._row["status"] in TERMINAL_STATUSES:
-                self._tail.flush()
-            self._show_log()
-
-    def _on_sort(self, change: dict[str, Any]) -> None:
-        self._refresh_children(False)
+            self.pane.switch(self._files / change["new"])
+            self.log_text = self.pane.text
 
     def _on_cancel(self, button: Any) -> None:
         button.disabled = True
@@ -253,6 +296,10 @@ class RunDetails(W.VBox):
         self.message.value = "cancel requested"
 
     # -- what a saved notebook keeps -----------------------------------------------------------------
+    def static_bundle(self) -> dict[str, Any]:
+        """The final display: the summary as HTML (charts as images) and the run as text."""
+        return {"text/html": self._repr_html_(), "text/plain": repr(self.run)}
+
     def _repr_html_(self) -> str:
         return run_summary_html(self.run)
 
@@ -262,5 +309,15 @@ class RunDetails(W.VBox):
         bundle["text/plain"] = repr(self.run)
         return bundle
 
+    @property
+    def plain_log(self) -> str:
+        """The pane's text as a terminal shows it (no escapes, progress bars redrawn)."""
+        return screen_text(self.log_text)
+
     def __repr__(self) -> str:
         return f"RunDetails({self.run!r})"
+
+
+def _set(widget: W.HTML, value: str) -> None:
+    if widget.value != value:
+        widget.value = value

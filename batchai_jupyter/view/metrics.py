@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+#: JSON-valued metrics of a named kind (run_context/channel.py: log_confusion_matrix, ...)
+SCHEMA_KINDS = ("confusion_matrix", "accuracy_table", "predictions", "residuals")
 Point = tuple[float, float]
 Series = dict[str, list[Point]]
 
@@ -17,7 +19,8 @@ def is_number(value: Any) -> bool:
 
 
 def summarize_metrics(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Azure ML's shape: one value, a list of values, a table of columns, or an image path."""
+    """Azure ML's shape: one value, a list of values, a table of columns, an image path, or
+    the JSON of a confusion matrix, accuracy table, predictions or residuals."""
     out: dict[str, Any] = {}
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -39,6 +42,8 @@ def summarize_metrics(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "image":
             paths = [r["value"] for r in items]
             out[name] = paths[0] if len(paths) == 1 else paths
+        elif kind in SCHEMA_KINDS:  # Azure ML's {schema_type, schema_version, data}: the last one
+            out[name] = items[-1]["value"]
     return out
 
 

@@ -83,7 +83,7 @@ def runs_table_rows(runs: Iterable[Run], columns: Mapping[str, str]) -> list[dic
 # -- clusters and nodes ----------------------------------------------------------------------------
 CLUSTER_COLUMNS = ["name", "backend", "min_nodes", "max_nodes", "nodes", "idle", "running",
                    "unusable", "queued_runs", "allocation_state"]
-NODE_COLUMNS = ["id", "address", "state", "gpus", "run_id", "error"]
+NODE_COLUMNS = ["id", "address", "state", "gpus", "run_id", "cache_bytes", "run_bytes", "error"]
 
 
 def cluster_row(cluster: Cluster) -> dict[str, Any]:
@@ -105,8 +105,12 @@ def cluster_details(cluster: Cluster) -> dict[str, Any]:
 
 
 def node_row(node: NodeInfo) -> dict[str, Any]:
+    """One node; cache_bytes and run_bytes as the engine last measured them (None: not yet)."""
+    got = node.info.get("disk")
+    disk: dict[str, Any] = got if isinstance(got, dict) else {}
     return {"id": node.id, "address": node.address, "state": node.state, "gpus": node.gpus,
-            "run_id": node.run_id, "error": node.error}
+            "run_id": node.run_id, "cache_bytes": disk.get("cache_bytes"),
+            "run_bytes": disk.get("run_bytes"), "error": node.error}
 
 
 # -- files -----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ run = Run.get_context()
 print(f"rank {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')}, "
       f"master {os.environ.get('MASTER_ADDR')}", flush=True)
 print(f"DATASET_NAME={os.environ.get('DATASET_NAME')}", flush=True)
+# podman leaves /run/.containerenv in every container it starts
+print("in a container" if os.path.exists("/run/.containerenv") else "on the host", flush=True)
 for epoch in range(args.epochs):
     loss = round(1.0 / (epoch + 1), 3)
     print(f"epoch {epoch} batch_size {args.batch_size} loss {loss}", flush=True)

@@ -1,12 +1,19 @@
-"""Real OpenSSH hosts for the tests: one sshd per network namespace, 10.200.7.x addresses.
+"""Real OpenSSH hosts for the tests: one sshd per network namespace on a 10.200.<x>.0/24 bridge.
 
 Each host is a network namespace with its own address, hostname (unshare --uts), hosts file and
 an empty resolv.conf, joined by a bridge. The filesystem is shared, so every host runs the same
 virtualenv; each node gets its own node_root through the `{host}` placeholder.
+
+Several test runs (two clones on one machine, a benchmark next to the tests) must not meet: each
+set of hosts claims a free subnet octet <x> with a file created O_EXCL under CLAIMS, and every
+name it makes (namespaces, bridge, veths, /etc/netns folders) carries <x>. A set removes only
+what it made; a claim whose owner process is gone is cleaned up by the next run that meets it.
 """
 from __future__ import annotations
 
+import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,8 +27,9 @@ from typing import Any
 
 import pytest
 
-SUBNET = "10.200.7"
-PREFIX = "baissh"
+CLAIMS = Path("/run/batchai-test-net")   # one file per claimed 10.200.<x>.0/24
+OCTETS = range(16, 250)
+MAX_HOSTS = 9                             # names stay within Linux's 15-character interface limit
 
 
 def missing_tools() -> str | None:
@@ -33,12 +41,88 @@ def missing_tools() -> str | None:
         return "iproute2/unshare are not installed"
     if os.geteuid() != 0:
         return "network namespaces need root"
-    probe = subprocess.run(["ip", "netns", "add", f"{PREFIX}probe"], capture_output=True, text=True,
+    probe_name = f"baiprobe{os.getpid()}"
+    probe = subprocess.run(["ip", "netns", "add", probe_name], capture_output=True, text=True,
                            check=False)
     if probe.returncode != 0:
         return f"cannot create a network namespace: {probe.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", f"{PREFIX}probe"], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "del", probe_name], capture_output=True, check=False)
     return None
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (field 22 of /proc/<pid>/stat): pid + start time
+    names one process even after its pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _names(octet: int) -> tuple[str, list[str], list[str]]:
+    """(bridge, namespaces, host-side veths) of the hosts on 10.200.<octet>."""
+    hosts = range(1, MAX_HOSTS + 1)
+    return (f"bai{octet}br", [f"bai{octet}n{i}" for i in hosts], [f"bai{octet}v{i}h" for i in hosts])
+
+
+def _owner_alive(claim: Path) -> bool:
+    try:
+        owner = json.loads(claim.read_text())
+        return _start_time(int(owner["pid"])) == owner["start"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # a claim cut short by a kill counts as stale
+
+
+def _octets_in_use() -> set[int]:
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True,
+                         check=False).stdout
+    return {int(word.split(".")[2]) for word in out.split() if word.startswith("10.200.")}
+
+
+def _remove_names(octet: int) -> None:
+    bridge, namespaces, veths = _names(octet)
+    present = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                 check=False).stdout.split())
+    for netns, veth in zip(namespaces, veths):
+        if netns in present:
+            _ip("netns", "del", netns, check=False)
+        shutil.rmtree(Path("/etc/netns") / netns, ignore_errors=True)
+        if Path(f"/sys/class/net/{veth}").exists():
+            _ip("link", "del", veth, check=False)
+    if Path(f"/sys/class/net/{bridge}").exists():
+        _ip("link", "del", bridge, check=False)
+
+
+def _sweep_stale_claims() -> None:
+    """Remove what runs that were killed left (their claim's owner process is gone)."""
+    for claim in CLAIMS.iterdir():
+        if claim.name.isdigit() and not _owner_alive(claim):
+            _remove_names(int(claim.name))
+            claim.unlink(missing_ok=True)
+
+
+def claim_subnet() -> int:
+    """A 10.200.<x> octet no other live run holds and no interface here uses.
+
+    The claim is written to a private file first and then hard-linked into place: the link
+    fails when the name exists, so a claim is never seen half written."""
+    CLAIMS.mkdir(parents=True, exist_ok=True)
+    _sweep_stale_claims()
+    candidates = [o for o in OCTETS if o not in _octets_in_use()]
+    random.shuffle(candidates)
+    draft = CLAIMS / f".draft-{os.getpid()}-{random.getrandbits(32):08x}"
+    draft.write_text(json.dumps({"pid": os.getpid(), "start": _start_time(os.getpid())}))
+    try:
+        for octet in candidates:
+            try:
+                os.link(draft, CLAIMS / str(octet))
+            except FileExistsError:
+                continue
+            return octet
+    finally:
+        draft.unlink()
+    raise RuntimeError(f"no free 10.200.x subnet for test ssh hosts (claims in {CLAIMS})")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -62,16 +146,27 @@ class SSHHosts:
 
     folder: Path
     count: int = 3
-    prefix: str = PREFIX      # namespace names; a bench uses its own so it never meets the tests
-    subnet: str = SUBNET
     hosts: list[Host] = field(default_factory=list)
+    octet: int | None = None  # claimed by start(): the x of 10.200.x, in every name made
+
+    @property
+    def subnet(self) -> str:
+        """The hosts' /24 without its last part, e.g. "10.200.37" (claimed by start())."""
+        if self.octet is None:
+            raise RuntimeError("the hosts are not started: no subnet is claimed yet")
+        return f"10.200.{self.octet}"
 
     @property
     def bridge(self) -> str:
-        return f"br-{self.prefix}"[:15]
+        return _names(self.octet or 0)[0]
 
     def _veth(self, i: int, side: str) -> str:
-        return f"v{self.prefix[-3:]}{i + 1}{side}"
+        return f"bai{self.octet}v{i + 1}{side}"
+
+    @property
+    def temp_dir(self) -> Path:
+        """TMPDIR of every ssh session on the hosts (torch's torchelastic_* folders land here)."""
+        return self.folder / "tmp"
 
     @property
     def key_file(self) -> str:
@@ -87,8 +182,11 @@ class SSHHosts:
                 f"-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5")
 
     def start(self) -> SSHHosts:
+        if not 1 <= self.count <= MAX_HOSTS:
+            raise ValueError(f"count: {self.count} hosts asked, 1 to {MAX_HOSTS} can be made")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.stop_network()  # leftovers of an earlier, killed session
+        self.temp_dir.mkdir(exist_ok=True)
+        self.octet = claim_subnet()
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key_file],
                        check=True, input="y\n", text=True, capture_output=True)
         shutil.copy(self.key_file + ".pub", self.folder / "authorized_keys")
@@ -97,7 +195,7 @@ class SSHHosts:
         _ip("link", "set", self.bridge, "up")
         names = "".join(f"{self.subnet}.{i + 2} node{i + 1}\n" for i in range(self.count))
         for i in range(self.count):
-            host = Host(i, f"{self.prefix}{i + 1}", f"{self.subnet}.{i + 2}", f"node{i + 1}",
+            host = Host(i, _names(self.octet)[1][i], f"{self.subnet}.{i + 2}", f"node{i + 1}",
                         self.folder / f"host{i + 1}")
             host.folder.mkdir(exist_ok=True)
             self.hosts.append(host)
@@ -125,7 +223,8 @@ class SSHHosts:
                 f"PidFile {host.folder}/sshd.pid\nAuthorizedKeysFile {self.folder}/authorized_keys\n"
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
                 "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nMaxSessions 50\n"
-                "MaxStartups 50\nSubsystem sftp internal-sftp\n")
+                "MaxStartups 50\nSubsystem sftp internal-sftp\n"
+                f"SetEnv TMPDIR={self.temp_dir}\n")  # sessions' temp files stay in our folder
         Path(self.known_hosts).write_text("".join(h.host_key_line + "\n" for h in self.hosts))
         for host in self.hosts:
             self.start_sshd(host)
@@ -187,11 +286,12 @@ class SSHHosts:
         self.stop_network()
 
     def stop_network(self) -> None:
-        for i in range(max(self.count, 3)):
-            _ip("netns", "del", f"{self.prefix}{i + 1}", check=False)
-            shutil.rmtree(Path("/etc/netns") / f"{self.prefix}{i + 1}", ignore_errors=True)
-            _ip("link", "del", self._veth(i, "h"), check=False)
-        _ip("link", "del", self.bridge, check=False)
+        """Remove what start() made (only that: other runs' hosts stay) and free the subnet."""
+        if self.octet is None:
+            return
+        _remove_names(self.octet)
+        (CLAIMS / str(self.octet)).unlink(missing_ok=True)
+        self.octet = None
 
 
 def running_hosts(folder: Path, **options: Any) -> Iterator[SSHHosts]:

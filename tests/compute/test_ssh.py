@@ -43,7 +43,7 @@ def _submit_probe(ws: bai.Workspace, cluster: str, tmp_path: Path) -> bai.Run:
 def test_bad_cluster_options_name_the_field(ws: bai.Workspace, ssh_hosts: SSHHosts, tmp_path: Path) -> None:
     good = {"user": "root", "key_file": ssh_hosts.key_file, "known_hosts": ssh_hosts.known_hosts}
     cases = [({"hosts": []}, "hosts"), ({"hosts": ["bad host!"]}, "hosts"),
-             ({"hosts": ["10.200.7.2:99999"]}, "hosts"), ({"hosts": ["a", "a:22"]}, "hosts"),
+             ({"hosts": [f"{ssh_hosts.subnet}.2:99999"]}, "hosts"), ({"hosts": ["a", "a:22"]}, "hosts"),
              ({"hosts": ["a"], "key_file": str(tmp_path / "nope")}, "key_file"),
              ({"hosts": ["a"], "known_hosts": str(tmp_path / "nope")}, "known_hosts"),
              ({"hosts": ["a"], "max_nodes": 2}, "max_nodes"),
@@ -93,16 +93,19 @@ def test_wrong_key_unreachable_host_and_missing_package_make_nodes_unusable(
     make_ssh_cluster(ws, ssh_hosts, name="wrongkey", count=1, key_file=str(wrong))
     make_ssh_cluster(ws, ssh_hosts, name="nopkg", count=1, python="/usr/bin/python3")
     known = tmp_path / "kh"
-    known.write_text("10.200.7.99 " + ssh_hosts.hosts[0].host_key_line.split(" ", 1)[1] + "\n")
-    ws.create_cluster("gone", backend="ssh", hosts=["10.200.7.99"], user="root",
+    gone = f"{ssh_hosts.subnet}.99"  # no host there
+    known.write_text(f"{gone} " + ssh_hosts.hosts[0].host_key_line.split(" ", 1)[1] + "\n")
+    ws.create_cluster("gone", backend="ssh", hosts=[gone], user="root",
                       key_file=ssh_hosts.key_file, known_hosts=str(known))
     runs = [_submit_probe(ws, name, tmp_path) for name in ("wrongkey", "nopkg", "gone")]
     wrong_error = _unusable_error(ws, "wrongkey")
     assert ssh_hosts.hosts[0].address in wrong_error and "authentication failed" in wrong_error
     pkg_error = _unusable_error(ws, "nopkg")
     assert ssh_hosts.hosts[0].address in pkg_error and "batchai_jupyter" in pkg_error
+    details = runs[0].wait_for_completion(raise_on_error=False, timeout=60)  # a key refused for good
+    assert details["status"] == "Failed" and "authentication failed" in details["error"]["message"]
     gone_error = _unusable_error(ws, "gone")
-    assert "10.200.7.99" in gone_error and "unreachable" in gone_error
+    assert gone in gone_error and "unreachable" in gone_error
     assert "unusable" in str(ws.cluster("gone").get_status().node_state_counts) or \
         ws.cluster("gone").get_status().node_state_counts["unusable"] == 1
     for run in runs:
@@ -198,7 +201,7 @@ def test_killed_agent_fails_the_run_and_leaves_nothing(ws: bai.Workspace, ssh_ho
     _other_run_completes(ws, src)
     assert run.wait_for_completion(show_output=False, raise_on_error=False, timeout=60)["status"] == "Failed"
     error = ws.history.run_row(run.id)["error"]["message"]
-    assert "10.200.7.3 lost" in error and "heartbeat" in error
+    assert f"{host.address} lost" in error and "heartbeat" in error
     assert wait_until(lambda: _no_leftovers(ssh_hosts, 0, 1), 30), \
         [ssh_hosts.job_pids(h) for h in ssh_hosts.hosts]
 
@@ -215,7 +218,7 @@ def test_killed_sshd_fails_the_run_then_the_node_is_cleaned(ws: bai.Workspace, s
         _other_run_completes(ws, src)  # the engine does not wait for the dead host
         assert run.wait_for_completion(show_output=False, raise_on_error=False, timeout=60)["status"] == "Failed"
         error = ws.history.run_row(run.id)["error"]["message"]
-        assert "10.200.7.3 lost: unreachable" in error
+        assert f"{host.address} lost: unreachable" in error
         assert ws.cluster("fs").get_status().node_state_counts["unusable"] == 1
     finally:
         ssh_hosts.start_sshd(host)

@@ -3,7 +3,8 @@
 Azurite has no File service and no public Azure Files emulator exists, so the datastore tests
 run the official azure-storage-file-share SDK over real HTTP against this server. It implements
 only the subset the SDK uses for our datastore — create/get share, create/list/delete
-directories, create file, Put Range, Get File (ranges), Get File Properties, Rename File, Delete
+directories, create file, Put Range, Get File (ranges), Get File Properties, Set File
+Properties (size and last-write time, which rclone's azurefiles backend sets), Rename File, Delete
 File — stores files as plain files under --root, and checks authentication the way the service
 does: Shared Key signatures, and service SAS tokens (signature, start/expiry, permissions,
 share scope). It is not Azure Files: no leases, SMB properties, snapshots or quotas.
@@ -185,6 +186,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._put_range(path, body)
         if method == "PUT" and comp == "rename":
             return self._rename(path, share_dir)
+        if method == "PUT" and comp == "properties":
+            return self._set_properties(path)
         if method == "PUT" and comp is None and self.headers.get("x-ms-type", "").lower() == "file":
             return self._create_file(path)
         if method in ("GET", "HEAD") and comp is None:
@@ -312,6 +315,20 @@ class Handler(BaseHTTPRequestHandler):
         if os.path.exists(path) and not replace:
             raise Refused(409, "ResourceAlreadyExists", "The specified resource already exists.")
         os.replace(source, path)
+        self._send(200, headers=self._props(path))
+
+    def _set_properties(self, path: str) -> None:
+        """Set File Properties: the size (x-ms-content-length) and last-write time; the rest is
+        accepted and not kept (rclone's azurefiles backend sets them after each upload)."""
+        if not os.path.isfile(path):
+            raise Refused(404, "ResourceNotFound", "The specified resource does not exist.")
+        if self.headers.get("x-ms-content-length") is not None:
+            with open(path, "r+b") as fh:
+                fh.truncate(int(self.headers["x-ms-content-length"]))
+        written = self.headers.get("x-ms-file-last-write-time", "")
+        if written and written.lower() not in ("now", "preserve"):
+            when = _when(written)
+            os.utime(path, (when, when))
         self._send(200, headers=self._props(path))
 
     def _get_file(self, method: str, path: str) -> None:

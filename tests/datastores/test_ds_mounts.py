@@ -1,14 +1,20 @@
-"""Mounts at $AZ_BATCHAI_JOB_MOUNT_ROOT/<name>, and staging failures that fail the run clearly."""
+"""Mounts at $AZ_BATCHAI_JOB_MOUNT_ROOT/<name> (folders, rclone FUSE mounts, staged volumes), and
+staging failures that fail the run clearly."""
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 import batchai_jupyter as bai
+from batchai_jupyter.datastores.mount_mode import fuse_available
 
-from .conftest import KEY, register
+from .conftest import register
+
+PYTHON_BIN = os.path.dirname(sys.executable)
 
 
 def _script(tmp_path: Path, body: str) -> Path:
@@ -39,19 +45,107 @@ def test_local_datastore_is_linked_under_the_mount_root(ws, tmp_path: Path) -> N
     assert (share / "written-by-job.txt").read_text() == "hello"  # a mount writes through
 
 
-@pytest.mark.skipif(shutil.which("blobfuse2") is not None, reason="blobfuse2 is installed here")
-@pytest.mark.parametrize("kind", ["azure_blob", "azure_file"])
-def test_azure_mount_without_fuse_fails_the_run_suggesting_as_download(ws, request, tmp_path: Path,
-                                                                       kind: str) -> None:
+_WRITER = (
+    "import os, sys\n"
+    "root = os.path.join(os.environ['AZ_BATCHAI_JOB_MOUNT_ROOT'], 'data')\n"
+    "print('read:', open(os.path.join(root, 'seen.txt')).read())\n"
+    "os.makedirs(os.path.join(root, 'made'), exist_ok=True)\n"
+    "open(os.path.join(root, 'made', 'by-job.txt'), 'w').write('written through the volume')\n"
+    "open(os.path.join(root, 'seen.txt'), 'w').write('changed by the job')\n"
+    "ro = os.environ['AZ_BATCHAI_INPUT_RO']\n"
+    "try:\n"
+    "    open(os.path.join(ro, 'nope.txt'), 'w').write('x')\n"
+    "    print('read-only input took a write')\n"
+    "except OSError:\n"
+    "    print('read-only input refused a write')\n")
+
+
+def _mount_job(ws, request, tmp_path: Path, kind: str):
     store = register(ws, kind, request, tmp_path)
-    src = _script(tmp_path, "print('never runs')\n")
-    run = ws.experiment("mnt").submit(bai.JobSpec(source_directory=src, script="main.py",
-                                                  mounts={"data": store}))
-    run.wait_for_completion(show_output=False, timeout=120, raise_on_error=False)
-    assert run.status == "Failed"
-    message = run.get_details()["error"]["message"]
-    assert "as_download()" in message and store.name in message and KEY not in message
-    assert "never runs" not in "".join(run.stream(follow=False))
+    (tmp_path / "seed").mkdir()
+    (tmp_path / "seed" / "seen.txt").write_text("there before")
+    (tmp_path / "seed" / "ro").mkdir()
+    (tmp_path / "seed" / "ro" / "x.txt").write_text("input")
+    store.upload(tmp_path / "seed", show_progress=False)
+    src = _script(tmp_path, _WRITER)
+    spec = bai.JobSpec(source_directory=src, script="main.py", mounts={"data": store},
+                       inputs={"RO": store.path("ro").as_mount()})
+    return store, spec
+
+
+@pytest.mark.skipif(fuse_available(os.pathsep.join([PYTHON_BIN, os.environ.get("PATH", "")])) is not None,
+                    reason="no FUSE mounts here (/dev/fuse, fusermount3 or rclone missing)")
+@pytest.mark.parametrize("kind", ["azure_blob", "azure_file"])
+def test_azure_volume_is_a_real_fuse_mount_and_writes_are_in_storage_when_final(
+        ws, request, tmp_path: Path, kind: str) -> None:
+    """Azure Blob on Azurite, Azure Files on the EMULATOR (its Set File Properties, Rename and
+    Put Range carry rclone's writes; leases and SMB metadata are not emulated)."""
+    store, spec = _mount_job(ws, request, tmp_path, kind)
+    run = ws.experiment("mnt").submit(spec)
+    run.wait_for_completion(show_output=False, timeout=120)
+    assert run.get_details()["properties"]["mount_mode"] == "fuse"
+    out = "".join(run.stream(follow=False))
+    assert "read: there before" in out and "read-only input refused a write" in out
+    assert "mounted with FUSE (rclone" in out  # said in the run's stream
+    # final means flushed: no wait for rclone's write-back here
+    assert set(store.list()) >= {"made/by-job.txt", "seen.txt"}
+    got = tmp_path / "got"
+    store.download(got, show_progress=False)
+    assert (got / "made" / "by-job.txt").read_text() == "written through the volume"
+    assert (got / "seen.txt").read_text() == "changed by the job"
+    assert not (got / "ro" / "nope.txt").exists()
+    # unmounted, rclone gone, its config (the SAS) deleted
+    mounts = Path("/proc/mounts").read_text()
+    assert str(ws.path) not in mounts
+    assert not list(ws.path.glob(f"clusters/local/nodes/*/runs/{run.id}/rclone/*.conf"))
+    assert not [pid for pid in _pids_named("rclone") if str(ws.path) in _cmdline(pid)]
+
+
+@pytest.mark.parametrize("kind", ["azure_blob", "azure_file"])
+def test_staged_volume_downloads_before_and_uploads_changes_after(ws, request, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  kind: str) -> None:
+    monkeypatch.setenv("BATCHAI_MOUNT_MODE", "staged")  # what a node without FUSE gets
+    store, spec = _mount_job(ws, request, tmp_path, kind)
+    run = ws.experiment("mnt").submit(spec)
+    run.wait_for_completion(show_output=False, timeout=120)
+    props = run.get_details()["properties"]
+    assert props["mount_mode"] == "staged" and "staged" in props["mount_mode_reason"]
+    out = "".join(run.stream(follow=False))
+    assert "read: there before" in out and "changes are uploaded after the job" in out
+    got = tmp_path / "got"
+    store.download(got, show_progress=False)
+    assert (got / "made" / "by-job.txt").read_text() == "written through the volume"
+    assert (got / "seen.txt").read_text() == "changed by the job"
+    # a read-only (input) volume is only downloaded: what the job wrote there stays on the node
+    assert not (got / "ro" / "nope.txt").exists()
+
+
+def test_mount_mode_refuses_an_unknown_value(ws, request, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BATCHAI_MOUNT_MODE", "nfs")
+    _store, spec = _mount_job(ws, request, tmp_path, "azure_blob")
+    with pytest.raises(bai.SpecError) as err:
+        ws.experiment("mnt").submit(spec)
+    assert "mount_mode" in str(err.value) and "staged" in str(err.value)
+
+
+def _pids_named(name: str) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def test_missing_input_fails_the_run_and_outputs_are_still_uploaded(ws, tmp_path: Path) -> None:
@@ -79,3 +173,70 @@ def test_every_node_uploads_its_outputs(ws, tmp_path: Path) -> None:
                                                   outputs={"OUT": ds.path("multi").as_upload()}))
     run.wait_for_completion(show_output=False, timeout=120)
     assert ds.list("multi/") == [f"multi/{run.id}/node-0.txt", f"multi/{run.id}/node-1.txt"]
+
+
+@pytest.mark.skipif(fuse_available(os.pathsep.join([PYTHON_BIN, os.environ.get("PATH", "")])) is not None,
+                    reason="no FUSE mounts here (/dev/fuse, fusermount3 or rclone missing)")
+@pytest.mark.parametrize("end", ["cancel", "failure"])
+def test_fuse_volume_is_flushed_and_unmounted_on_cancel_and_failure(ws, request, tmp_path: Path,
+                                                                    end: str) -> None:
+    from tests.support import wait_until
+    store = register(ws, "azure_blob", request, tmp_path)
+    body = ("import os, sys, time\n"
+            "root = os.path.join(os.environ['AZ_BATCHAI_JOB_MOUNT_ROOT'], 'data')\n"
+            "open(os.path.join(root, 'partial.txt'), 'w').write('kept')\n"
+            "print('wrote', flush=True)\n"
+            + ("time.sleep(300)\n" if end == "cancel" else "sys.exit(3)\n"))
+    run = ws.experiment("mnt").submit(bai.JobSpec(source_directory=_script(tmp_path, body), script="main.py",
+                                                  mounts={"data": store}))
+    if end == "cancel":
+        assert wait_until(lambda: "wrote" in "".join(run.stream(follow=False)), timeout=60)
+        rclone = [pid for pid in _pids_named("rclone") if str(ws.path) in _cmdline(pid)]
+        assert rclone and not any("sig=" in _cmdline(pid) for pid in rclone)  # the SAS is not in argv
+        assert not list(ws.path.glob("clusters/*/nodes/*/runs/*/rclone/*.conf"))  # read, then deleted
+        run.cancel()
+    run.wait_for_completion(show_output=False, timeout=120, raise_on_error=False)
+    assert run.status == ("Canceled" if end == "cancel" else "Failed")
+    assert store.list() == ["partial.txt"]  # what the job wrote before it ended is in storage
+    assert str(ws.path) not in Path("/proc/mounts").read_text()
+    assert not [pid for pid in _pids_named("rclone") if str(ws.path) in _cmdline(pid)]
+    leaked = [p for p in ws.path.rglob("*") if p.is_file() and p.name != "secrets.json"
+              and b"sig=" in p.read_bytes()]
+    assert leaked == []  # no log, manifest or config left on disk holds a SAS
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None,
+                    reason="needs root and useradd: only a root engine runs jobs as their own account")
+@pytest.mark.skipif(fuse_available(os.pathsep.join([PYTHON_BIN, os.environ.get("PATH", "")])) is not None,
+                    reason="no FUSE mounts here (/dev/fuse, fusermount3 or rclone missing)")
+def test_a_job_running_as_its_clusters_account_reads_and_writes_its_fuse_volume(
+        ws, request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """local run_as="auto" under a root engine: the volume is mounted for the job's account."""
+    import pwd
+    import subprocess
+
+    from tests.support import reachable_python_venv
+    monkeypatch.delenv("BATCHAI_LOCAL_RUN_AS", raising=False)
+    store, spec = _mount_job(ws, request, tmp_path, "azure_blob")
+    with reachable_python_venv() as python:
+        ws.create_cluster("isomnt", backend="local", max_nodes=1, python=python)
+        try:
+            run = ws.experiment("mnt").submit(spec, cluster="isomnt")
+            details = run.wait_for_completion(show_output=False, timeout=120, raise_on_error=False)
+            assert details["status"] == "Completed", (details.get("error"), run.get_file_names())
+            assert ws.cluster("isomnt").nodes()[0].info["run_as"] == "batchai-isomnt"
+            out = "".join(run.stream(follow=False))
+            assert "read: there before" in out and "read-only input refused a write" in out
+            got = tmp_path / "got"
+            store.download(got, show_progress=False)
+            assert (got / "made" / "by-job.txt").read_text() == "written through the volume"
+        finally:
+            from batchai_jupyter.compute.local.accounts import isolated_root
+            from batchai_jupyter.engine.control import stop_engine
+            stop_engine(ws.path)
+            shutil.rmtree(isolated_root(ws.path, "isomnt").parent, ignore_errors=True)
+            try:
+                pwd.getpwnam("batchai-isomnt")
+                subprocess.run(["userdel", "batchai-isomnt"], check=False, capture_output=True)
+            except KeyError:
+                pass

@@ -1,5 +1,5 @@
 """node/ runs on bare GPU nodes: it imports only the standard library, spec.py, errors.py,
-node/* and the datastore kinds, and its modules import each other without a cycle."""
+node/*, the datastore kinds and compat/ (the azureml shim), and its modules import each other without a cycle."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +10,7 @@ import batchai_jupyter.node
 
 NODE = Path(batchai_jupyter.node.__file__).parent
 ALLOWED = ("batchai_jupyter.node", "batchai_jupyter.spec", "batchai_jupyter.errors",
-           "batchai_jupyter.datastores")
+           "batchai_jupyter.datastores", "batchai_jupyter.compat")  # compat: the azureml shim's path
 
 
 def _imports(path: Path) -> set[str]:

@@ -5,6 +5,7 @@ import pytest
 
 from batchai_jupyter.errors import SpecError
 from batchai_jupyter.node.process import (
+    AUTOFLUSH_DIR,
     ProcessPlan,
     expand,
     gpu_split,
@@ -25,7 +26,8 @@ def test_job_env_is_the_node_env_plus_the_batch_ai_variables() -> None:
                       shared_dir="/shared")
     env = job_env(m, {"HOME": "/root", "PATH": "/usr/bin", "BATCHAI_RUN_ID": "stale"})
     assert env == {
-        "HOME": "/root", "SEED": "3", "TOKEN": "s3cret", "PYTHONUNBUFFERED": "1",
+        "HOME": "/root", "SEED": "3", "TOKEN": "s3cret",
+        "PYTHONPATH": AUTOFLUSH_DIR, "BATCHAI_FLUSH_SECONDS": "0.05",
         "PATH": "/venv/bin:/opt/bin",  # the spec's PATH, behind the node's interpreter
         "BATCHAI_RUN_ID": "r1", "BATCHAI_EXPERIMENT": "exp", "BATCHAI_NODE_INDEX": "1",
         "BATCHAI_METRICS_FILE": "/nodes/n1/runs/r1/metrics.jsonl",

@@ -88,6 +88,8 @@ def test_wait_raises_when_the_job_fails(ip) -> None:
     ("--command ''", "\n", "--command is empty"),
     ("--source /no/such/folder", SCRIPT, "not a folder"),
     ("--script ../up.py", SCRIPT, "inside the snapshot"),
+    ("--cluster local epochs=3", SCRIPT, "'epochs=3' is not an option"),
+    ("epochs=3 -- --lr 1", SCRIPT, "arguments of the script go after --"),
 ])
 def test_bad_arguments_submit_nothing(ip, ws: bai.Workspace, line: str, cell: str, expect: str) -> None:
     with pytest.raises(UsageError) as info:
@@ -184,3 +186,28 @@ def test_two_nodes_each_process_has_its_log(ip, ws: bai.Workspace) -> None:
     assert others, logs
     widget.log_picker.value = others[0]
     assert "rank 1 of 2" in widget.log_text
+
+
+def test_tab_completion_of_options_and_values(ip, ws: bai.Workspace) -> None:
+    ws.create_cluster("gpu-a", backend="local", max_nodes=1)
+    ws.experiment("mnist").submit(bai.JobSpec(command="echo hi")).wait_for_completion()
+
+    def matches(line: str) -> list[str]:
+        first = line.split("\n", 1)[0]
+        return ip.complete("", line, len(first))[1]
+
+    assert "--cluster" in matches("%%batchai_job --clu")
+    assert "gpu-a" in matches("%%batchai_job --cluster ")
+    assert matches("%%batchai_job --cluster gpu") == ["gpu-a"]
+    assert matches("%%batchai_job --experiment mn") == ["mnist"]
+    assert matches("%%batchai_job --distribution p") == ["pytorch"]
+    assert matches("%%batchai_job -e m\nprint(1)") == ["mnist"]  # the cell body does not matter
+    assert matches("%batchai_job st") == ["stream"]
+    run_id = ws.runs()[0].id
+    assert matches(f"%batchai_job show {run_id[:6]}") == [run_id]
+    assert set(matches("%batchai_cluster ")) >= {"list", "create", "delete"}
+
+
+def test_help_has_examples(ip) -> None:
+    doc = ip.find_cell_magic("batchai_job").__doc__
+    assert "Examples" in doc and "-- --epochs 3" in doc and "--distribution pytorch" in doc

@@ -46,18 +46,20 @@ def test_live_view_follows_the_run_and_stops(ws: bai.Workspace, tmp_path: Path) 
     assert wait_until(lambda: "first line" in widget.log_text, 60)
     assert wait_until(lambda: widget.status == "Running", 30) and not widget.cancel_button.disabled
     assert "Running" in widget.badge.value and run.id in widget.properties.value
+    assert "<details" in widget.properties.value and " open" not in widget.properties.value
     gate.write_text("go")
     assert widget.wait(60), "the update thread must stop when the run ends"
     assert widget.status == "Completed" and not widget.running
     assert widget.log_text.splitlines() == ["first line", "last line"]
-    assert "last line" in widget.log_view.value and "Completed" in widget.badge.value
+    assert "Completed" in widget.badge.value
     assert widget.cancel_button.disabled
     assert list(widget.log_picker.options) == ["stdout.txt", "stderr.txt", "logs/extra.log"]
     widget.log_picker.value = "logs/extra.log"
     assert widget.log_text == "from ./logs\n"
     widget.log_picker.value = "stderr.txt"
     assert "to stderr" in widget.log_text
-    assert 'data-metric="loss"' in widget.metrics.value and "<svg" in widget.metrics.value
+    assert 'data-metric="loss"' in widget.metrics.value
+    assert 'src="data:image/svg+xml;base64,' in widget.metrics.value  # an image sanitizers keep
     assert widget.metrics.layout.display is None  # shown once there are metrics
 
 
@@ -71,28 +73,45 @@ def test_cancel_button_cancels(ws: bai.Workspace, tmp_path: Path) -> None:
     assert widget.status == "Canceled" and run.status == "Canceled"
 
 
-def test_child_runs_sorted_by_a_metric(ws: bai.Workspace, tmp_path: Path) -> None:
+def test_child_runs_compared_by_a_primary_metric(ws: bai.Workspace, tmp_path: Path) -> None:
     folder = tmp_path / "src"
     parent = submit(ws, folder, "print('sweep')\n")
-    body = "import sys\nfrom batchai_jupyter import Run\nRun.get_context().log('acc', float(sys.argv[1]))\n" \
-           "Run.get_context().log('loss', 1 - float(sys.argv[1]))\n"
-    kids = [submit(ws, folder, body, str(acc), parent_id=parent.id, tags={"acc": str(acc)})
-            for acc in (0.7, 0.9, 0.8)]
+    body = ("import sys\nfrom batchai_jupyter import Run\nacc = float(sys.argv[2])\n"
+            "for s in range(3):\n    Run.get_context().log('acc', acc * (s + 1) / 3, step=s)\n"
+            "Run.get_context().log('loss', 1 - acc)\n")
+    kids = [submit(ws, folder, body, "--lr", str(acc), parent_id=parent.id, tags={"arch": f"a{i}"})
+            for i, acc in enumerate((0.7, 0.9, 0.8))]
+    with pytest.raises(bai.SpecError, match="goal.*maximize, minimize"):
+        RunDetails(parent, goal="up")
     widget = RunDetails(parent, poll_seconds=0.05)
     assert widget.wait(90)
     assert all(k.status == "Completed" for k in kids)
-    assert list(widget.child_sort.options) == ["acc", "loss"] and widget.child_sort.value == "acc"
-
-    def order() -> list[str]:
-        html = widget.children_table.value
-        return sorted((k.id for k in kids), key=html.index)
-
-    assert order() == [kids[1].id, kids[2].id, kids[0].id]
-    widget.child_order.value = "ascending"
-    assert order() == [kids[0].id, kids[2].id, kids[1].id]
-    widget.child_sort.value = "loss"
-    assert order() == [kids[1].id, kids[2].id, kids[0].id]
-    assert widget.children_box.layout.display is None
+    table = widget.children_view.table
+    # default primary metric: the first one every child logs; columns: hyperparameters, tags
+    assert table.primary == "acc" and table.goal == "maximize"
+    assert table.columns == ["#", "run id", "status", "duration", "lr", "tag:arch", "acc"]
+    assert table.best == kids[1].id and table.sort_by == "acc" and table.descending
+    assert table.order() == [kids[1].id, kids[2].id, kids[0].id]
+    table.descending = False  # what a second click on the header does
+    assert table.order() == [kids[0].id, kids[2].id, kids[1].id]
+    table.sort_by = "lr"
+    assert table.order() == [kids[0].id, kids[2].id, kids[1].id]
+    charts = widget.children_view.charts.value
+    assert "acc per child run" in charts and "bai-parallel" in charts and "<svg" not in charts
+    assert widget.children_view.layout.display is None
+    assert "3/3 done" in widget.badge.value
+    # a child opens in place, with its own live view, and the list comes back
+    table._message(table, {"kind": "open", "id": kids[0].id}, [])
+    child = widget.children_view.child
+    assert child is not None and child.run.id == kids[0].id and child.status == "Completed"
+    assert widget.children_view.list_box.layout.display == "none"
+    widget.children_view.back.click()
+    assert widget.children_view.child is None and widget.children_view.list_box.layout.display is None
+    # the other goal: the lowest loss is the best
+    low = RunDetails(parent, primary_metric="loss", start=False)
+    assert low.children_view.table.goal == "minimize" and low.children_view.table.best == kids[1].id
+    summary = parent._repr_html_()
+    assert "★" in summary and "bai-parallel" in summary and "3/3 done" in summary
 
 
 def test_after_a_restart_and_static_summary(ws: bai.Workspace, tmp_path: Path) -> None:
@@ -136,13 +155,22 @@ def test_display_is_registered_by_the_extension(ws: bai.Workspace, tmp_path: Pat
     assert "text/html" in run_mimebundle(run)  # outside a kernel: the static summary only
 
 
-def test_failed_run_shows_its_error(ws: bai.Workspace, tmp_path: Path) -> None:
-    run = submit(ws, tmp_path / "src", "import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n")
+def test_failed_run_shows_its_traceback(ws: bai.Workspace, tmp_path: Path) -> None:
+    body = ("print('about to fail', flush=True)\n"
+            "def deep():\n    raise ValueError('the real reason')\ndeep()\n")
+    run = submit(ws, tmp_path / "src", body)
     widget = RunDetails(run, poll_seconds=0.05)
     assert widget.wait(60)
-    assert widget.status == "Failed" and "about to fail" in widget.log_text
-    assert "exited with code 3" in widget.properties.value
-    assert 'data-status="Failed"' in widget._repr_html_()
+    assert widget.status == "Failed"
+    assert widget.failure.layout.display is None
+    failure = widget.failure.value
+    assert "exited with code 1" in failure and "exit codes" in failure
+    assert "ValueError: the real reason" in failure and "Traceback" in failure
+    # the picker switched to the failing process's stderr
+    assert widget.log_picker.value == "stderr.txt" and "ValueError: the real reason" in widget.log_text
+    html = widget._repr_html_()
+    assert 'data-status="Failed"' in html and "ValueError: the real reason" in html
+    assert "exit codes" in html
 
 
 def test_unknown_run_is_an_error(ws: bai.Workspace) -> None:

@@ -8,29 +8,77 @@ pool's upkeep: what its unfinished runs recorded is killed, its folder made anew
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
 import signal
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+from ...errors import ClusterError
 from ...history import ACTIVE_STATUSES, RunHistory
 from ...layout import WorkspacePaths
+from ...node.cache import DiskReport, DiskRequest, upkeep
+from ...node.manifest import JobUser
 from ...node.paths import RunPaths, run_key
+from ...node.tree import remove_tree
 from ...snapshot import SnapshotStore
-from ..base import NodeInfo, NodePool
+from ..base import DiskTarget, NodeInfo, NodePool
 from ..transport import LocalTransport, Transport
+from .accounts import (
+    ISOLATED_ROOT,
+    account_name,
+    check_run_as,
+    check_runs_python,
+    ensure_account,
+    isolated_root,
+    make_traversable,
+)
+
+log = logging.getLogger("batchai_jupyter.engine")
 
 
 class LocalCompute(NodePool):
     backend = "local"
+    owns_node_roots = True
 
     def __init__(self, config: dict[str, Any], workspace_path: Path, history: RunHistory):
         super().__init__(config, workspace_path, history)
         self._transport = LocalTransport()
-        self.root = WorkspacePaths.of(self.workspace_path).cluster_dir(self.name)
+        #: the account jobs run as (accounts.py); its node folders are then outside the workspace
+        self.account = account_name(self.config, self.name)
+        self._job_user: JobUser | None = None
+        self.run_as_fallback: str | None = None  # why run_as="auto" runs jobs as the engine's user
+        self.root = isolated_root(self.workspace_path, self.name) if self.account else \
+            WorkspacePaths.of(self.workspace_path).cluster_dir(self.name)
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        check_run_as(config.get("run_as"))
+        return config
+
+    def job_user(self) -> JobUser | None:
+        """The unprivileged account the cluster's jobs run as (made on first use); None: ours.
+
+        run_as="auto" falls back to the engine's user when the account cannot run the node's
+        Python (a venv under /root): the nodes say so (`run_as` in their info); a named account
+        that cannot makes the nodes unusable with the reason instead."""
+        if self.account is None or self.run_as_fallback is not None:
+            return None
+        if self._job_user is None:
+            auto = self.config.get("run_as") in (None, "auto")
+            user = ensure_account(self.account, create=auto)
+            try:
+                check_runs_python(user, self.python())
+            except ClusterError as exc:
+                if not auto:
+                    raise
+                self.run_as_fallback = f"the engine's user: {exc}"
+                log.warning("cluster %s: jobs run as %s", self.name, self.run_as_fallback)
+                return None
+            self._job_user = user
+        return self._job_user
 
     def _slots(self) -> list[str]:
         return [f"node-{i}" for i in range(self.settings.max_nodes)]
@@ -38,13 +86,18 @@ class LocalCompute(NodePool):
     def _provision(self, node_id: str) -> dict[str, Any]:
         path = self.root / "nodes" / node_id
         (path / "runs").mkdir(parents=True, exist_ok=True)
+        if self.account is not None:  # the job's account reaches its run folder, lists nothing on the way
+            make_traversable(path / "runs", ISOLATED_ROOT)
+        user = self.job_user()
         index = int(node_id.rsplit("-", 1)[1])
         gpus = self.gpus_per_node()
         gpu_ids = [str(i) for i in range(index * gpus, (index + 1) * gpus)]
-        return {"address": "127.0.0.1", "gpus": gpus, "info": {"gpu_ids": gpu_ids, "path": str(path)}}
+        run_as = user["name"] if user else (self.run_as_fallback or "the engine's user")
+        return {"address": "127.0.0.1", "gpus": gpus,
+                "info": {"gpu_ids": gpu_ids, "path": str(path), "run_as": run_as}}
 
     def _deprovision(self, node: NodeInfo) -> None:
-        shutil.rmtree(self.root / "nodes" / node.id, ignore_errors=True)
+        remove_tree(str(self.root / "nodes" / node.id))  # an overlay a killed agent left is unmounted
 
     def _recover(self, node: NodeInfo) -> None:
         """An unusable node: kill what its unfinished runs recorded, clean its folder, idle again."""
@@ -76,6 +129,14 @@ class LocalCompute(NodePool):
     def ensure_objects(self, node: NodeInfo, digests: list[str], store: SnapshotStore) -> int:
         return 0  # the workspace store is this node's object cache
 
+    def disk_targets(self) -> list[DiskTarget]:
+        """Every node, unusable ones too (a folder here always answers); the workspace's store
+        is not the nodes' to evict (ws.prune bounds it): their cache is their trees."""
+        return [DiskTarget(n, [self.node_root(n)], None, [n]) for n in self.nodes()]
+
+    def node_disk(self, target: DiskTarget, request: DiskRequest) -> DiskReport:
+        return upkeep(request)  # the nodes are folders of this machine
+
     def free_port(self, node: NodeInfo) -> int:
         """The nodes are this machine: a port free here now."""
         with socket.socket() as s:
@@ -85,6 +146,8 @@ class LocalCompute(NodePool):
     def shared_dir(self) -> str | None:
         path = self.root / "shared"
         os.makedirs(path, exist_ok=True)
+        if self.account is not None:
+            make_traversable(path, ISOLATED_ROOT)
         return str(path)
 
     def python(self, node: NodeInfo | None = None) -> str:

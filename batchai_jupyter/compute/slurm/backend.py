@@ -23,7 +23,7 @@ from ...errors import SpecError
 from ...history import RunHistory
 from ...node.paths import mca_path
 from ...records import RunRow
-from ..base import Compute, NodeInfo
+from ..base import Compute, DiskTarget, NodeInfo
 from ..outcomes import Allocation, Evict, Granted, Pending, Refused
 from ..transport import LocalTransport, Transport
 from .agents import speak_for_agents
@@ -124,6 +124,11 @@ class SlurmCompute(BatchScriptMixin, Compute):
 
     def shared_dir(self) -> str | None:
         return self.shared_root
+
+    def disk_targets(self) -> list[DiskTarget]:
+        """One target for the whole shared root: every node folder and the one object cache."""
+        here = NodeInfo(id=f"{self.name}-shared-root", address=None, state="idle")
+        return [DiskTarget(here, [f"{self.shared_root}/nodes/*"], self.objects_dir(here), self.nodes())]
 
     def transport(self, node: NodeInfo | None = None) -> Transport:
         """The shared root is read here, or through the login host when there is one."""

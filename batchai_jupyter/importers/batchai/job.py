@@ -1,15 +1,18 @@
 """Import of Batch AI (2018-05-01) job.json files into a JobSpec."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...errors import SpecError
+from .schema import check_properties
 
 TOOLKITS = ("customToolkitSettings", "pyTorchSettings", "tensorFlowSettings", "customMpiSettings",
             "horovodSettings", "chainerSettings", "cntkSettings", "caffeSettings", "caffe2Settings")
@@ -35,7 +38,7 @@ def _load(path_or_dict: Any) -> tuple[dict[str, Any], Path | None]:
         return dict(path_or_dict), None
     path = Path(path_or_dict).expanduser()
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))  # Windows editors write a BOM
     except FileNotFoundError:
         raise SpecError("job.json", f"{str(path)!r} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -62,8 +65,51 @@ def _pairs(props: Mapping[str, Any], key: str) -> dict[str, str]:
     return out
 
 
-def spec_from_batchai_json(cls: type, path_or_dict: Any, source_directory: Any, workspace: Any) -> Any:
+ACCOUNT_PLACEHOLDER = "<AZURE_BATCHAI_STORAGE_ACCOUNT>"
+KEY_PLACEHOLDER = "<AZURE_BATCHAI_STORAGE_KEY>"
+#: How a Python caller names the storage account options (the CLI passes its flags instead).
+PYTHON_NAMES = {"account": "storage_account=", "key": "storage_key=", "sas": "storage_sas="}
+CLI_FLAGS = {"account": "--storage-account-name", "key": "--storage-account-key",
+             "sas": "--storage-account-sas"}
+
+
+@dataclass(frozen=True)
+class StorageAccount:
+    """The storage account a job.json's placeholders and credential-less volumes refer to."""
+
+    name: str | None = None
+    key: str | None = None
+    sas: str | None = None
+    names: Mapping[str, str] = field(default_factory=lambda: dict(PYTHON_NAMES))
+
+    def hint(self, what: str = "account") -> str:
+        return self.names[what]
+
+
+def fill_placeholders(value: Any, storage: StorageAccount, where: str = "properties") -> Any:
+    """Every <AZURE_BATCHAI_STORAGE_ACCOUNT> / <AZURE_BATCHAI_STORAGE_KEY> replaced, as `az batchai
+    job create --storage-account-name` did; SpecError naming the first field left without one."""
+    if isinstance(value, Mapping):
+        return {k: fill_placeholders(v, storage, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill_placeholders(v, storage, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    for mark, given, what in ((ACCOUNT_PLACEHOLDER, storage.name, "account"),
+                              (KEY_PLACEHOLDER, storage.key, "key")):
+        if mark in value:
+            if not given:
+                raise SpecError(where, f"holds {mark} and no storage {what} was given",
+                                [f"{storage.hint(what)} <{what}>"])
+            value = value.replace(mark, given)
+    return value
+
+
+def spec_from_batchai_json(cls: type, path_or_dict: Any, source_directory: Any, workspace: Any,
+                           storage: StorageAccount | None = None) -> Any:
     data, folder = _load(path_or_dict)
+    storage = storage or StorageAccount()
+    data = fill_placeholders(data, storage, "job.json")
     props = data.get("properties", data)
     if not isinstance(props, Mapping):
         raise SpecError("properties", "must be an object")
@@ -73,6 +119,7 @@ def spec_from_batchai_json(cls: type, path_or_dict: Any, source_directory: Any, 
     unknown = sorted(set(props) - known)
     if unknown:
         raise SpecError(unknown[0], "is not a Batch AI job.json (2018-05-01) property", sorted(known))
+    check_properties(props)  # keys and types inside the objects, before anything is imported
     toolkits = [k for k in TOOLKITS if props.get(k) is not None]
     if len(toolkits) != 1:
         raise SpecError("toolkit settings", f"exactly one is needed, found {toolkits or 'none'}", TOOLKITS)
@@ -94,13 +141,18 @@ def spec_from_batchai_json(cls: type, path_or_dict: Any, source_directory: Any, 
     if wall is not None:
         kw["max_wall_clock_seconds"] = parse_duration(wall)
     _toolkit(toolkits[0], props[toolkits[0]], node_count, kw)
+    from .container import import_container
+    kw.update(import_container(props, workspace))
     if any(props.get(k) for k in DATA_FIELDS):
         try:
             from .storage import import_data_fields
         except ImportError:
-            field = next(k for k in DATA_FIELDS if props.get(k))
-            raise SpecError(field, "needs datastore support, which is not installed") from None
-        kw.update(import_data_fields(props, workspace))
+            name = next(k for k in DATA_FIELDS if props.get(k))
+            raise SpecError(name, "needs datastore support, which is not installed") from None
+        if workspace is None:  # only a job that names storage needs one
+            # looked up by name: the client API sits above JobSpec, which must not import it
+            workspace = importlib.import_module("batchai_jupyter.workspace").Workspace.from_config()
+        kw.update(import_data_fields(props, workspace, storage))
     return cls(**kw).validate()
 
 
@@ -150,10 +202,45 @@ def _toolkit(name: str, s: Mapping[str, Any], node_count: Any, kw: dict[str, Any
             # Batch AI placed ps and worker tasks side by side on the job's nodes
             kw.update(distribution="tensorflow", worker_count=workers, parameter_server_count=ps,
                       tensorflow_arguments=args, process_count_per_node=max(1, -(-tasks // nodes)))
-    else:  # horovod, chainer, cntk, caffe*: MPI launch of a Python script
+    elif name == "caffe2Settings":  # one process per node, AZ_BATCHAI_TASK_INDEX = the node's index
+        kw.update(script=script(), arguments=split_args(s.get("commandLineArgs")),
+                  python_interpreter=s.get("pythonInterpreterPath"), process_count_per_node=1)
+    elif name in ("cntkSettings", "caffeSettings") and _config_file(name, s):
+        tool = "cntk" if name == "cntkSettings" else "caffe"
+        config = str(s["configFilePath"])
+        line = f"cntk configFile={config}" if tool == "cntk" else f"caffe train --solver={config}"
+        extra = s.get("commandLineArgs")
+        if extra:
+            line += " " + (extra if isinstance(extra, str) else " ".join(shlex.quote(str(a)) for a in extra))
+        language = "BrainScript" if tool == "cntk" else "a solver file (configFilePath)"
+        # a missing tool fails the run with the reason, not with "command not found" alone
+        reason = shlex.quote(f"{language} needs {tool} on the node (install it there, or use "
+                             "containerSettings with an image that has it)")
+        check = f"command -v {tool} >/dev/null 2>&1 || {{ echo {reason} >&2; exit 127; }}"
+        kw.update(command=f"{check}; exec {line}")
+        per_node = _per_node(name, s.get("processCount"), node_count)
+        if per_node > 1 or (isinstance(node_count, int) and node_count > 1):
+            kw.update(distribution="mpi", process_count_per_node=per_node)
+    else:  # horovod, chainer, cntk/caffe Python: MPI launch of a Python script
         kw.update(script=script(), arguments=split_args(s.get("commandLineArgs")),
                   python_interpreter=s.get("pythonInterpreterPath"), distribution="mpi",
                   process_count_per_node=_per_node(name, s.get("processCount"), node_count))
+
+
+def _config_file(name: str, s: Mapping[str, Any]) -> bool:
+    """cntkSettings/caffeSettings: True for a config file (BrainScript, a Caffe solver), False for
+    a Python script; SpecError when the job gives neither or both."""
+    language = str(s.get("languageType") or "")
+    has_config, has_script = bool(s.get("configFilePath")), bool(s.get("pythonScriptFilePath"))
+    if language.lower() == "brainscript" and not has_config:
+        raise SpecError(f"{name}.configFilePath", "is missing (languageType is BrainScript)")
+    if has_config and has_script:
+        raise SpecError(name, "give configFilePath or pythonScriptFilePath, not both",
+                        ["configFilePath", "pythonScriptFilePath"])
+    if not has_config and not has_script:
+        raise SpecError(f"{name}.configFilePath", "is missing: give configFilePath or pythonScriptFilePath",
+                        ["configFilePath", "pythonScriptFilePath"])
+    return has_config
 
 
 def split_args(value: str | list[str] | None) -> list[str]:

@@ -9,8 +9,14 @@
     outputDirectories {id, pathPrefix, pathSuffix} -> outputs[id], uploaded to
         <prefix>/<run id>/<suffix> on the volume's datastore
 
-An Azure volume that inputs or outputs point into travels through them (download/upload) and
-is not also mounted; other Azure volumes become mounts (blobfuse2 on the node).
+    stdOutErrPathPrefix in a job volume -> std_out_err_path_prefix {datastore, path}: std out/err
+        are copied there when the run ends; below $AZ_BATCHAI_MOUNT_ROOT it stays a node path
+        (a cluster volume, mounted on every node)
+
+An Azure volume that inputs, outputs or stdOutErrPathPrefix point into travels through them
+(download/upload) and is not also mounted; other Azure volumes become mounts (node/mounts.py:
+rclone FUSE, or staged). Volumes without credentials take the storage account's key or SAS given
+at import (storage_key= / --storage-account-key).
 """
 from __future__ import annotations
 
@@ -32,41 +38,63 @@ def _list(props: Mapping[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _key(credentials: Any, field: str) -> str | None:
-    if credentials is None:
-        return None
-    if not isinstance(credentials, Mapping):
-        raise SpecError(field, "must be an object with accountKey")
-    if "accountKeySecretReference" in credentials:
-        raise SpecError(f"{field}.accountKeySecretReference", "Key Vault references are not supported; "
-                        "register the datastore first (ws.register_datastore) or give accountKey",
-                        ["accountKey"])
-    return credentials.get("accountKey")
+def _credential(credentials: Any, field: str, storage: Any, account: str) -> dict[str, str]:
+    """The volume's own accountKey/sasKey, else the storage account's key or SAS given at import."""
+    if credentials is not None:
+        if not isinstance(credentials, Mapping):
+            raise SpecError(field, "must be an object with accountKey")
+        if "accountKeySecretReference" in credentials:
+            raise SpecError(f"{field}.accountKeySecretReference", "Key Vault references are not "
+                            "supported; register the datastore first (ws.register_datastore) or give "
+                            "accountKey", ["accountKey"])
+        if credentials.get("accountKey"):
+            return {"account_key": str(credentials["accountKey"])}
+        if credentials.get("sasKey"):
+            return {"sas_token": str(credentials["sasKey"]).lstrip("?")}
+    if storage is not None and (storage.name in (None, account)):
+        if storage.key:
+            return {"account_key": storage.key}
+        if storage.sas:
+            return {"sas_token": storage.sas.lstrip("?")}
+    return {}
+
+
+def _standard_endpoint(endpoint: str | None, account: str, service: str) -> bool:
+    return endpoint is None or endpoint.rstrip("/") == f"https://{account}.{service}.core.windows.net"
 
 
 def _find_or_register(workspace: Any, kind: str, account: str, root_field: str, root: str,
-                      endpoint: str | None, key: str | None, field: str) -> str:
-    """Name of a datastore for (kind, account, container/share): existing, else registered."""
-    if workspace is None:
-        raise SpecError(field, "needs a workspace to resolve its datastore",
-                        "JobSpec.from_batchai_json(path, workspace=ws)")
-    for row in workspace.history.datastore_rows():
+                      endpoint: str | None, credential: dict[str, str], field: str,
+                      storage: Any = None) -> str:
+    """Name of a datastore for (kind, account, container/share): existing, else registered.
+
+    A new one takes the endpoint of a datastore already registered for the same account and kind
+    when the job names the account's standard endpoint (an emulator or a sovereign cloud is set up
+    once, by registering one datastore of the account)."""
+    rows = workspace.history.datastore_rows()
+    for row in rows:
         cfg = row["config"]
         if row["kind"] == kind and cfg.get("account_name") == account and cfg.get(root_field) == root:
-            return row["name"]
-    if not key:
-        raise SpecError(f"{field}.credentials.accountKey", f"no datastore is registered for {account}/"
-                        f"{root} and the job gives no account key",
-                        "ws.register_datastore(...) first, or credentials.accountKey")
+            return str(row["name"])
+    if not credential:
+        hint = [f"{storage.hint('key')} <key>", f"{storage.hint('sas')} <sas>"] if storage is not None else []
+        raise SpecError(f"{field}.credentials", f"no datastore is registered for {account}/{root} and "
+                        "the job gives no account key or SAS",
+                        [*hint, "credentials.accountKey", "ws.register_datastore(...) first"])
+    service = "blob" if kind == "azure_blob" else "file"
+    if _standard_endpoint(endpoint, account, service):
+        known = next((r["config"].get("endpoint") for r in rows if r["kind"] == kind
+                      and r["config"].get("account_name") == account and r["config"].get("endpoint")), None)
+        endpoint = known or endpoint
     name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{account}_{root}")[:64]
-    options: dict[str, Any] = {"account_name": account, root_field: root, "account_key": key}
+    options: dict[str, Any] = {"account_name": account, root_field: root, **credential}
     if endpoint:
         options["endpoint"] = endpoint
     workspace.register_datastore(name, kind=kind, **options)
     return name
 
 
-def _volumes(props: Mapping[str, Any], workspace: Any) -> tuple[dict[str, str], list[str]]:
+def _volumes(props: Mapping[str, Any], workspace: Any, storage: Any = None) -> tuple[dict[str, str], list[str]]:
     """relativeMountPath -> datastore name for Azure volumes; mount commands for the others."""
     mv = props.get("mountVolumes") or {}
     if not isinstance(mv, Mapping):
@@ -92,7 +120,7 @@ def _volumes(props: Mapping[str, Any], workspace: Any) -> tuple[dict[str, str], 
         account = v.get("accountName") or endpoint.split("//", 1)[1].split(".", 1)[0]
         volumes[v["relativeMountPath"]] = _find_or_register(
             workspace, "azure_file", account, "share", share, endpoint,
-            _key(v.get("credentials"), f"{field}.credentials"), field)
+            _credential(v.get("credentials"), f"{field}.credentials", storage, account), field, storage)
     for i, v in enumerate(_list(mv, "azureBlobFileSystems")):
         field = f"mountVolumes.azureBlobFileSystems[{i}]"
         for req in ("accountName", "containerName", "relativeMountPath"):
@@ -100,7 +128,8 @@ def _volumes(props: Mapping[str, Any], workspace: Any) -> tuple[dict[str, str], 
                 raise SpecError(f"{field}.{req}", "is missing")
         volumes[v["relativeMountPath"]] = _find_or_register(
             workspace, "azure_blob", v["accountName"], "container", v["containerName"], None,
-            _key(v.get("credentials"), f"{field}.credentials"), field)
+            _credential(v.get("credentials"), f"{field}.credentials", storage, v["accountName"]), field,
+            storage)
     for i, v in enumerate(_list(mv, "unmanagedFileSystems")):
         field = f"mountVolumes.unmanagedFileSystems[{i}]"
         if not v.get("mountCommand") or not v.get("relativeMountPath"):
@@ -110,14 +139,27 @@ def _volumes(props: Mapping[str, Any], workspace: Any) -> tuple[dict[str, str], 
     return volumes, commands
 
 
+def cluster_volumes(workspace: Any) -> dict[str, str]:
+    """path below AZ_BATCHAI_MOUNT_ROOT -> datastore, over the workspace's clusters' mount volumes."""
+    out: dict[str, str] = {}
+    for config in workspace.history.cluster_configs():
+        for v in config.options.get("mount_volumes") or []:
+            out.setdefault(str(v["path"]), str(v["datastore"]))
+    return out
+
+
 def _locate(path: str, volumes: dict[str, str], workspace: Any, field: str) -> tuple[str, str]:
     """A job.json path -> (datastore name, path on it)."""
     for root in _ROOTS:
         if path == root or path.startswith(root + "/"):
             rest = path[len(root):].strip("/")
-            for rel in sorted(volumes, key=len, reverse=True):
+            # job volumes first; below AZ_BATCHAI_MOUNT_ROOT also the clusters' mount volumes
+            candidates = dict(volumes)
+            if "JOB_MOUNT" not in root and workspace is not None:
+                candidates = {**cluster_volumes(workspace), **volumes}
+            for rel in sorted(candidates, key=len, reverse=True):
                 if rest == rel or rest.startswith(rel + "/"):
-                    return volumes[rel], rest[len(rel):].strip("/")
+                    return candidates[rel], rest[len(rel):].strip("/")
             break
     if workspace is not None:
         for row in workspace.history.datastore_rows():
@@ -128,9 +170,16 @@ def _locate(path: str, volumes: dict[str, str], workspace: Any, field: str) -> t
                     "registered local datastore", "$AZ_BATCHAI_JOB_MOUNT_ROOT/<relativeMountPath>/...")
 
 
-def import_data_fields(props: Mapping[str, Any], workspace: Any) -> dict[str, Any]:
-    volumes, commands = _volumes(props, workspace)
+def import_data_fields(props: Mapping[str, Any], workspace: Any, storage: Any = None) -> dict[str, Any]:
+    volumes, commands = _volumes(props, workspace, storage)
     used: set[str] = set()
+    result: dict[str, Any] = {}
+    prefix = props.get("stdOutErrPathPrefix")
+    if isinstance(prefix, str) and any(prefix == r or prefix.startswith(r + "/") for r in _ROOTS[:2]):
+        # a job volume named by stdOutErrPathPrefix: the node copies std out/err to its datastore
+        name, sub = _locate(prefix, volumes, workspace, "stdOutErrPathPrefix")
+        used.add(name)
+        result["std_out_err_path_prefix"] = {"datastore": name, "path": sub}
     inputs: dict[str, Any] = {}
     for i, d in enumerate(_list(props, "inputDirectories")):
         field = f"inputDirectories[{i}]"
@@ -154,7 +203,7 @@ def import_data_fields(props: Mapping[str, Any], workspace: Any) -> dict[str, An
         outputs[str(d["id"])] = ref
     mounts = {rel.strip("/").replace("/", "_"): {"datastore": name, "path": "", "mode": "mount"}
               for rel, name in volumes.items() if name not in used}
-    result: dict[str, Any] = {"inputs": inputs, "outputs": outputs, "mounts": mounts}
+    result.update(inputs=inputs, outputs=outputs, mounts=mounts)
     if commands:
         prep = props.get("jobPreparation") or {}
         original = prep.get("commandLine") if isinstance(prep, Mapping) else None
