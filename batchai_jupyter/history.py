@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS events(run_id TEXT NOT NULL, ts REAL NOT NULL, status
 CREATE INDEX IF NOT EXISTS events_by_run ON events(run_id, ts);
 CREATE TABLE IF NOT EXISTS metrics(seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
     name TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER, value TEXT NOT NULL, ts REAL NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0);
+    attempt INTEGER NOT NULL DEFAULT 0, rank INTEGER);
 CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, name);
 CREATE TABLE IF NOT EXISTS offsets(run_id TEXT NOT NULL, node TEXT NOT NULL, path TEXT NOT NULL,
     offset INTEGER NOT NULL, PRIMARY KEY(run_id, node, path));
@@ -61,6 +61,8 @@ RunKey = tuple[float, int]
 ADDED_COLUMNS: tuple[tuple[str, str, str, str | None], ...] = (
     # the attempt a metric belongs to (a requeue starts a new one)
     ("metrics", "attempt", "ALTER TABLE metrics ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0", None),
+    # the rank of the process that logged a metric, in a job of several (None: one process)
+    ("metrics", "rank", "ALTER TABLE metrics ADD COLUMN rank INTEGER", None),
     # the last run number given in the experiment: numbers are never given twice, deletes or not
     ("experiments", "last_number", "ALTER TABLE experiments ADD COLUMN last_number INTEGER NOT NULL DEFAULT 0",
      ("UPDATE experiments SET last_number=(SELECT COALESCE(MAX(number), 0) FROM runs "
@@ -457,9 +459,12 @@ class RunHistory(_Registry, _Metrics):
 def _insert_metrics(db: sqlite3.Connection, run_id: str, records: list[dict[str, Any]],
                     attempt: int) -> None:
     for rec in records:
-        db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts, attempt) VALUES(?, ?, ?, ?, ?, ?, ?)",
+        rank = rec.get("rank")
+        db.execute("INSERT INTO metrics(run_id, name, kind, step, value, ts, attempt, rank) "
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                    (rec.get("run_id") or run_id, rec["name"], rec.get("kind", "scalar"), rec.get("step"),
-                    json.dumps(rec.get("value")), rec.get("ts", time.time()), attempt))
+                    json.dumps(rec.get("value")), rec.get("ts", time.time()), attempt,
+                    rank if isinstance(rank, int) and not isinstance(rank, bool) else None))
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

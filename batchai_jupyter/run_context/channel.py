@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
 #: the kinds of JSON-valued metrics Azure ML v1 logs with a schema ({schema_type, schema_version, data})
@@ -25,7 +26,8 @@ RUN_KIND = "run_kind"
 
 
 class MetricRecord(TypedDict, total=False):
-    """One logged value (`run_id`: a child run's; absent: the job's own run)."""
+    """One logged value (`run_id`: a child run's; absent: the job's own run; `rank`: the
+    process's rank when the job has several, so each rank's values stay a series of their own)."""
 
     name: str
     kind: str
@@ -33,6 +35,21 @@ class MetricRecord(TypedDict, total=False):
     step: int | None
     ts: float
     run_id: str
+    rank: int
+
+
+#: (world size, rank) variables of the launchers a job's processes come from: torch, OpenMPI, PMI
+_RANK_VARIABLES = (("WORLD_SIZE", "RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+                   ("PMI_SIZE", "PMI_RANK"))
+
+
+def process_rank(env: Mapping[str, str]) -> int | None:
+    """This process's rank among several (None in a job of one process)."""
+    for size_key, rank_key in _RANK_VARIABLES:
+        size, rank = env.get(size_key, ""), env.get(rank_key, "")
+        if size.isdigit() and int(size) > 1 and rank.isdigit():
+            return int(rank)
+    return None
 
 
 class TagsRecord(TypedDict):

@@ -25,6 +25,7 @@ from .channel import (
     TagsRecord,
     child_files_dir,
     now,
+    process_rank,
 )
 from .job_files import JobFiles
 from .reader import WorkspaceView, details, run_dir_of
@@ -104,6 +105,9 @@ class JobRun(JobFiles):
         record: MetricRecord = {"name": name, "kind": kind, "value": value, "step": step, "ts": now()}
         if self._parent is not None:
             record["run_id"] = self.id
+        rank = process_rank(os.environ)
+        if rank is not None:
+            record["rank"] = rank
         if self._channel is None or self._seen() is None:  # reads will answer from these
             self._recorded.metrics.append(dict(record))
         if self._channel is None:

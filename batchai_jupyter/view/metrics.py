@@ -49,11 +49,13 @@ def summarize_metrics(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def add_to_series(series: Series, row: dict[str, Any]) -> bool:
     """Append a numeric scalar row to its series ((step, value); no step: its index); False
-    for any other row (lists, tables, images, non-numbers)."""
+    for any other row (lists, tables, images, non-numbers). A metric several ranks log is one
+    series per rank ("loss [rank 1]"), not one line zig-zagging between them."""
     value = row["value"]
     if row["kind"] != "scalar" or not is_number(value):
         return False
-    points = series.setdefault(row["name"], [])
+    rank = row.get("rank")
+    points = series.setdefault(row["name"] if rank is None else f"{row['name']} [rank {rank}]", [])
     points.append((row["step"] if row.get("step") is not None else len(points), value))
     return True
 
