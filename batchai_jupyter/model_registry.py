@@ -3,8 +3,8 @@
 A model version is made from files a run kept (its outputs or uploads): the engine registers
 those a job asks for (engine/job_records.py, files read from the node), a client those of an
 ended run or of a local path (models.py). Versions count 1, 2, ... per name; the table is made
-on first use (the migration pattern of history.py: CREATE ... IF NOT EXISTS), and its SQL lives
-here to keep history.py small. Files are copied to a temporary folder first and moved into
+on first use (the history package's migration pattern: CREATE ... IF NOT EXISTS), and its SQL lives
+here to keep the history package small. Files are copied to a temporary folder first and moved into
 models/<name>/<version>/ once the version is taken, so a reader never sees half a model.
 """
 from __future__ import annotations

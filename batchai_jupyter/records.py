@@ -1,7 +1,7 @@
 """The rows of history.db as typed dicts: what clients and the engine hand each other.
 
 history.db is the boundary between every client process (notebook kernels, the CLI) and the
-engine; RunHistory (history.py) returns these shapes and nothing else. They stay dicts, so a
+engine; RunHistory (the history package) returns these shapes and nothing else. They stay dicts, so a
 row is read the way it always was (`run["status"]`), and mypy checks every key. Standard
 library only: the engine and the backends import it.
 """

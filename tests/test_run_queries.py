@@ -79,7 +79,7 @@ def test_a_deleted_runs_number_is_not_given_again(tmp_path: Path) -> None:
 def test_run_pages_use_an_index(tmp_path: Path, filters: dict) -> None:
     history = RunHistory(tmp_path / "history.db")
     _fill(history, "a", 3)
-    from batchai_jupyter.history import _run_filter
+    from batchai_jupyter.history.runs import _run_filter
     where, args = _run_filter(filters.get("experiment"), filters.get("status"), filters.get("parent_id"),
                               None, None, filters.get("top_level", False))
     sql = ("EXPLAIN QUERY PLAN SELECT rowid, * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")

@@ -2,7 +2,7 @@
 
 A node pool records each node it provisions (scale up: from the request to a usable node, or
 the failure) and each it gives back (scale down). One small table of history.db, made on first
-use (history.py's pattern), keeping the last events per cluster.
+use (the history package's pattern), keeping the last events per cluster.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """ScheduleStore: the schedule tables of history.db and every query against them.
 
-Three tables, made on first use (history.py's pattern: CREATE ... IF NOT EXISTS):
+Three tables, made on first use (the history package's pattern: CREATE ... IF NOT EXISTS):
 - schedules: one row per schedule, its current version, state and cursor (every slot at or
   before the cursor has been dealt with);
 - schedule_versions: what each version runs (stored spec, snapshot, cluster, options);

@@ -1,0 +1,175 @@
+"""RunHistory: runs and their events, on top of the registry and the metrics tables."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..records import EventRow, NewRun, RunRow
+from .database import _json
+from .metrics import _Metrics
+from .registry import _Registry
+from .schema import TERMINAL_STATUSES, RunKey
+
+
+class RunHistory(_Registry, _Metrics):
+    """Typed access to history.db; safe to use from several threads and processes."""
+
+    # -- runs ---------------------------------------------------------------------------------
+    def insert_run(self, run_id: str, experiment: str, cluster: str | None, spec: dict[str, Any],
+                   snapshot: str | None, tags: dict[str, str], priority: int,
+                   parent_id: str | None = None, properties: dict[str, Any] | None = None,
+                   status: str = "Queued") -> None:
+        self.insert_runs([NewRun(id=run_id, experiment=experiment, cluster=cluster, spec=spec, snapshot=snapshot,
+                                 tags=tags, priority=priority, parent_id=parent_id,
+                                 properties=properties or {}, status=status)])
+
+    def insert_runs(self, runs: Sequence[NewRun]) -> None:
+        """Insert new runs in one transaction (all or none), numbered in order."""
+        now = time.time()
+        with self.tx() as db:
+            for run in runs:
+                experiment = run["experiment"]
+                db.execute("INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)", (experiment, now))
+                # one primary-key update, however long the history; a deleted run's number is not reused
+                number = db.execute("UPDATE experiments SET last_number=last_number+1 WHERE name=? "
+                                    "RETURNING last_number", (experiment,)).fetchone()[0]
+                db.execute("INSERT INTO runs(id, number, experiment, cluster, parent_id, status, priority, "
+                           "spec, snapshot, tags, properties, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                           (run["id"], number, experiment, run["cluster"], run["parent_id"], run["status"],
+                            run["priority"], json.dumps(run["spec"]), run["snapshot"], json.dumps(run["tags"]),
+                            json.dumps(run["properties"]), now))
+                db.execute("INSERT INTO events VALUES(?, ?, ?, ?)", (run["id"], now, run["status"], "submitted"))
+
+    def run_row(self, run_id: str) -> RunRow | None:
+        rows = self.query("SELECT * FROM runs WHERE id=?", (run_id,))
+        return _run_dict(rows[0]) if rows else None
+
+    def run_rows(self, experiment: str | None = None, status: Sequence[str] | None = None,
+                 parent_id: str | None = None, cluster: str | None = None,
+                 limit: int | None = None, *, tags: Mapping[str, str | None] | None = None,
+                 top_level: bool = False) -> list[RunRow]:
+        """Runs, newest first. `tags`: each key must be present, with that value unless None;
+        `top_level`: only runs without a parent."""
+        return [row for row, _key in self.run_page(experiment, status, parent_id, cluster, limit, tags=tags,
+                                                   top_level=top_level)]
+
+    def run_page(self, experiment: str | None = None, status: Sequence[str] | None = None,
+                 parent_id: str | None = None, cluster: str | None = None,
+                 limit: int | None = None, *, tags: Mapping[str, str | None] | None = None,
+                 top_level: bool = False, after: RunKey | None = None) -> list[tuple[RunRow, RunKey]]:
+        """One page of run_rows() with each row's key; `after`: the key of the previous page's
+        last row (keyset pagination: each page costs the same, however long the history)."""
+        where, args = _run_filter(experiment, status, parent_id, cluster, tags, top_level)
+        if after is not None:
+            where.append("(created < ? OR (created = ? AND rowid < ?))")
+            args.extend((after[0], after[0], after[1]))
+        sql = "SELECT rowid AS _key, * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created DESC, rowid DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [(_run_dict(r), (r["created"], r["_key"])) for r in self.query(sql, tuple(args))]
+
+    def count_runs(self, experiment: str | None = None, status: Sequence[str] | None = None,
+                   parent_id: str | None = None, cluster: str | None = None, *,
+                   tags: Mapping[str, str | None] | None = None, top_level: bool = False) -> int:
+        """How many runs run_rows() would return without a limit."""
+        where, args = _run_filter(experiment, status, parent_id, cluster, tags, top_level)
+        sql = "SELECT count(*) FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        return int(self.query(sql, tuple(args))[0][0])
+
+    def delete_run(self, run_id: str) -> str | None:
+        """Remove a run's rows (run, events, metrics, tail offsets) if it has ended.
+
+        Returns the status the run had (None: no such run); an active run is left as it is,
+        and the caller sees its active status. The run's files are the caller's to remove.
+        """
+        with self.tx() as db:
+            row = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            if row["status"] in TERMINAL_STATUSES:
+                db.execute("DELETE FROM runs WHERE id=?", (run_id,))
+                for table in ("events", "metrics", "offsets"):
+                    db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+            return str(row["status"])
+
+    def queued_runs(self) -> list[RunRow]:
+        return [_run_dict(r) for r in self.query(
+            "SELECT * FROM runs WHERE status='Queued' ORDER BY priority DESC, created, number")]
+
+    def set_status(self, run_id: str, status: str, message: str | None = None,
+                   **fields: Any) -> None:
+        now = time.time()
+        cols = {"status": status}
+        if status == "Running":
+            fields.setdefault("started", now)
+        if status in TERMINAL_STATUSES:
+            fields.setdefault("ended", now)
+        for key, value in fields.items():
+            cols[key] = json.dumps(value) if key in ("error", "nodes", "properties") else value
+        with self.tx() as db:
+            db.execute(f"UPDATE runs SET {', '.join(k + '=?' for k in cols)} WHERE id=?",
+                       (*cols.values(), run_id))
+            db.execute("INSERT INTO events VALUES(?, ?, ?, ?)", (run_id, now, status, message))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        cols = {k: (json.dumps(v) if k in ("error", "nodes", "properties", "tags") else v)
+                for k, v in fields.items()}
+        with self.tx() as db:
+            db.execute(f"UPDATE runs SET {', '.join(k + '=?' for k in cols)} WHERE id=?",
+                       (*cols.values(), run_id))
+
+    def events(self, run_id: str) -> list[EventRow]:
+        return [EventRow(ts=r["ts"], status=r["status"], message=r["message"])
+                for r in self.query("SELECT ts, status, message FROM events WHERE run_id=? "
+                                    "ORDER BY ts", (run_id,))]
+
+    def run_status(self, run_id: str) -> str | None:
+        """A run's status, or None when there is no such run."""
+        rows = self.query("SELECT status FROM runs WHERE id=?", (run_id,))
+        return str(rows[0]["status"]) if rows else None
+
+    def last_ended(self, cluster: str) -> float | None:
+        """When the cluster's latest run to end ended (node disk upkeep sweeps after it)."""
+        rows = self.query("SELECT MAX(ended) AS ended FROM runs WHERE cluster=?", (cluster,))
+        return float(rows[0]["ended"]) if rows and rows[0]["ended"] is not None else None
+
+
+
+def _run_filter(experiment: str | None, status: Sequence[str] | None, parent_id: str | None,
+                cluster: str | None, tags: Mapping[str, str | None] | None,
+                top_level: bool) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (and their arguments) of a run query; each is served by an index."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("experiment", experiment), ("parent_id", parent_id), ("cluster", cluster)):
+        if value is not None:
+            where.append(f"{column}=?")
+            args.append(value)
+    if top_level:
+        where.append("parent_id IS NULL")
+    if status:
+        where.append(f"status IN ({','.join('?' * len(status))})")
+        args.extend(status)
+    for key, value in (tags or {}).items():
+        if value is None:
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=?)")
+            args.append(str(key))
+        else:
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=? AND "
+                         "CAST(value AS TEXT)=?)")
+            args.extend((str(key), str(value)))
+    return where, args
+
+
+def _run_dict(row: sqlite3.Row) -> RunRow:
+    return RunRow(id=row["id"], number=row["number"], experiment=row["experiment"], cluster=row["cluster"],
+                  parent_id=row["parent_id"], status=row["status"], priority=row["priority"],
+                  spec=_json(row["spec"], {}), snapshot=row["snapshot"], tags=_json(row["tags"], {}),
+                  properties=_json(row["properties"], {}), error=_json(row["error"], None),
+                  nodes=_json(row["nodes"], []), created=row["created"], started=row["started"],
+                  ended=row["ended"], cancel_requested=bool(row["cancel_requested"]))
