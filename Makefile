@@ -44,7 +44,9 @@ test-binder: $(STAMP)
 
 ## bench: the benchmarks (ratios against baselines measured in the same run)
 bench: $(STAMP)
-	@for f in bench/bench_*.py; do m=$$(basename $$f .py); echo "== $$f"; $(PY) -m bench.$$m $${BENCH_QUICK:+--quick} || exit 1; done
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for f in bench/bench_*.py; do m=$$(basename $$f .py); echo "== $$f"; \
+		TMPDIR=$$tmp $(PY) -m bench.$$m $${BENCH_QUICK:+--quick} || exit 1; done
 
 ## lab: JupyterLab on the recipes, with the local cluster as the default
 lab: $(STAMP)
