@@ -22,6 +22,7 @@ from .history import ACTIVE_STATUSES, TERMINAL_STATUSES
 from .records import RunRow
 from .run_aml import AzureMLRunNames
 from .run_context import JobRun
+from .run_context.job_files import copy_run_file
 from .run_stream import POLL_SECONDS, follow_lines, print_summary
 from .view.metrics import summarize_metrics
 from .view.rows import duration_seconds, iso_utc
@@ -228,13 +229,7 @@ class Run(AzureMLRunNames):
 
     def download_file(self, name: str, output_file_path: str | Path | None = None) -> Path:
         """Copy one run file to output_file_path (a file or a folder; default: its name here)."""
-        src = self.file_path(name)
-        target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
-        if target.is_dir():
-            target = target / Path(name).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
-        return target
+        return copy_run_file(self.file_path(name), name, output_file_path)
 
     def download_files(self, prefix: str = "", output_directory: str | Path | None = None) -> list[Path]:
         out_dir = Path(output_directory) if output_directory is not None else Path.cwd()

@@ -62,12 +62,7 @@ class JobFiles(MetricsLogger):
         if src is None or not src.is_file():
             raise FileNotInRun(f"run {self.id} has no file {rel!r}"
                                + ("" if view is not None else " this node can see"))
-        target = Path(output_file_path) if output_file_path is not None else Path(Path(rel).name)
-        if target.is_dir():
-            target = target / Path(rel).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, target)
-        return target
+        return copy_run_file(src, rel, output_file_path)
 
     def download_files(self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None,
                        append_prefix: bool = True) -> list[Path]:
@@ -111,3 +106,13 @@ class JobFiles(MetricsLogger):
         view = self._workspace()
         version = view.model_version(token) if view is not None else None
         return RegisteredModel(name=name, version=version, path=rel, tags=clean_tags, run_id=self.id)
+
+
+def copy_run_file(src: Path, rel: str, output_file_path: str | os.PathLike[str] | None) -> Path:
+    """Copy a run file to output_file_path: a file, or a folder (default: its name in the cwd)."""
+    target = Path(output_file_path) if output_file_path is not None else Path(Path(rel).name)
+    if target.is_dir():
+        target = target / Path(rel).name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, target)
+    return target

@@ -1,0 +1,153 @@
+"""Batch scoring of N sensor models (recipes/batch-scoring), the same data scored three ways in
+one run: a parallel run (on 1 node, then on 2), N child runs (submit_children) and a plain loop.
+
+    python -m bench.bench_parallel [--quick]
+The plain loop is what a user writes by hand: one `python` process that imports the recipe's
+`sensors` module and calls `sensors.score_file` for every sensor (its start-up and imports
+counted, as every worker of a run pays them too). The runs mount the readings and models of the
+workspace datastore (`as_mount()`: a local datastore is read in place, as the loop reads it) and
+upload their predictions to it; the loop writes into the same datastore folder directly. Every
+way's per-sensor summaries are compared with the loop's before any figure is printed.
+Targets: the parallel run on 1 node at most 1.3x the loop; on 2 nodes at least 1.8x faster than
+on 1 (a machine with fewer than 2 free cores cannot show that).
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+
+import batchai_jupyter as bai
+from batchai_jupyter.datastores import output_reference
+from bench._common import parse_args, report, temp_workspace
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "batch-scoring"
+TRAIN_HOURS = 4
+
+
+def load_sensors() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sensors", RECIPE / "sensors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare(sensors: ModuleType, ds: Any, work: Path, devices: int, tags: int, score_hours: int) -> list[str]:
+    """Readings on the datastore (bench/latest/<sensor>.csv) and one trained model per sensor
+    (bench/models/<sensor>.pkl); returns the sensor names."""
+    readings = sensors.synthetic_readings(devices=devices, tags=tags, hours=TRAIN_HOURS + score_hours)
+    cutoff = readings["TS"].min() + pd.Timedelta(hours=TRAIN_HOURS)
+    train = sensors.write_per_sensor(readings[readings["TS"] < cutoff], work / "train")
+    sensors.write_per_sensor(readings[readings["TS"] >= cutoff], work / "latest")
+    (work / "models").mkdir()
+    for path in train:
+        sensors.save(sensors.fit(pd.read_csv(path)), work / "models" / f"{path.stem}.pkl")
+    ds.upload(work / "latest", target_path="bench/latest", overwrite=True, show_progress=False)
+    ds.upload(work / "models", target_path="bench/models", overwrite=True, show_progress=False)
+    return [p.stem for p in train]
+
+
+LOOP = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import sensors
+latest, models, out = map(Path, sys.argv[2:5])
+out.mkdir(parents=True, exist_ok=True)
+rows = [sensors.score_file(p, models / f"{p.stem}.pkl", out) for p in sorted(latest.glob("*.csv"))]
+print(json.dumps(rows, default=str))
+"""
+
+
+def plain_loop(ds_root: Path) -> tuple[float, dict[str, int]]:
+    """The loop in one fresh Python process; its wall time and anomalous minutes per sensor."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", LOOP, str(RECIPE), str(ds_root / "bench/latest"),
+                           str(ds_root / "bench/models"), str(ds_root / "bench/predictions-loop")],
+                          check=True, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    return elapsed, {f"{r['Device']}_{r['Tag']}": int(r["anomalous_minutes"]) for r in json.loads(done.stdout)}
+
+
+def parallel_run(ws: Any, ds: Any, nodes: int, n: int) -> tuple[float, dict[str, int]]:
+    """score.py as a parallel run on `nodes` nodes (one worker each), submit to Completed."""
+    cfg = bai.ParallelRunConfig(source_directory=RECIPE, entry_script="score.py",
+                                inputs=ds.path("bench/latest").as_mount(), mini_batch_size=max(1, n // 20),
+                                node_count=nodes, process_count_per_node=1, error_threshold=0)
+    spec, files = cfg.to_job()
+    spec.inputs["MODELS"] = ds.path("bench/models").as_mount()
+    spec.outputs = {"PREDICTIONS": ds.path("bench/predictions-parallel").as_upload()}
+    start = time.perf_counter()
+    run = ws.experiment("bench-parallel").submit(spec, cluster="score", extra_files=files)
+    details = run.wait_for_completion(timeout=3600, raise_on_error=False)
+    elapsed = time.perf_counter() - start
+    assert details["status"] == "Completed", details.get("error")
+    assert len(ds.list(output_reference(run, "PREDICTIONS").path + "/")) == n
+    with open(run.file_path("outputs/parallel_run_step.csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    return elapsed, {f"{r['Device']}_{r['Tag']}": int(r["anomalous_minutes"]) for r in rows}
+
+
+def child_runs(ws: Any, ds: Any, names: list[str]) -> tuple[float, dict[str, int]]:
+    """score_one.py as one child run per sensor under a parent that waits for them."""
+    specs = [bai.JobSpec(source_directory=RECIPE, script="score_one.py",
+                         inputs={"READINGS": ds.path(f"bench/latest/{name}.csv").as_mount(),
+                                 "MODEL": ds.path(f"bench/models/{name}.pkl").as_mount()},
+                         outputs={"PREDICTIONS": ds.path("bench/predictions-children").as_upload()})
+             for name in names]
+    start = time.perf_counter()
+    parent = ws.experiment("bench-children").submit(bai.JobSpec(wait_for_children=True), cluster="score")
+    children = parent.submit_children(specs)
+    details = parent.wait_for_completion(timeout=3600, raise_on_error=False)
+    elapsed = time.perf_counter() - start
+    assert details["status"] == "Completed", details.get("error")
+    rows = [json.loads(child.file_path("stdout.txt").read_text().splitlines()[-1]) for child in children]
+    return elapsed, {f"{r['Device']}_{r['Tag']}": int(r["anomalous_minutes"]) for r in rows}
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    devices, tags, score_hours = (2, 5, 24) if args.quick else (10, 10, 14 * 24)
+    n = devices * tags
+    sensors = load_sensors()
+    with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp, temp_workspace() as ws:
+        ds = ws.get_default_datastore()
+        names = prepare(sensors, ds, Path(tmp), devices, tags, score_hours)
+        print(f"{n} sensors, {score_hours} h of minute readings each scored "
+              f"({n * score_hours * 60} readings); {os.cpu_count()} CPUs", flush=True)
+        ws.create_cluster("score", max_nodes=2, idle_seconds_before_scaledown=600)
+        warm = ws.experiment("bench-warm").submit(bai.JobSpec(source_directory=RECIPE, command="python -c pass",
+                                                              node_count=2), cluster="score")
+        assert warm.wait_for_completion(timeout=600)["status"] == "Completed"  # both nodes up, not timed
+
+        loop_s, expected = plain_loop(Path(ds.root))
+        one_s, one = parallel_run(ws, ds, 1, n)
+        two_s, two = parallel_run(ws, ds, 2, n)
+        children_s, by_children = child_runs(ws, ds, names)
+        for way, got in (("parallel run, 1 node", one), ("parallel run, 2 nodes", two),
+                         ("child runs", by_children)):
+            assert got == expected, f"{way} scored differently from the plain loop"
+
+        report(f"parallel run, 1 node, {n} sensors", one_s, "plain loop, one process", loop_s, "<= 1.3")
+        report(f"parallel run, 2 nodes, {n} sensors", two_s, "parallel run, 1 node", one_s,
+               "<= 0.56, i.e. >= 1.8x faster")
+        report(f"{n} child runs (submit_children)", children_s, "plain loop, one process", loop_s,
+               "reported: one run start-up per sensor")
+        print(f"2 nodes are {one_s / two_s:.2f}x faster than 1; per sensor: loop {loop_s / n * 1000:.1f} ms, "
+              f"parallel run {one_s / n * 1000:.1f} ms (1 node) / {two_s / n * 1000:.1f} ms (2 nodes), "
+              f"child run {children_s / n * 1000:.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
