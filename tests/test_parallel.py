@@ -144,3 +144,24 @@ def test_bad_parallel_config_is_a_spec_error(ws, score) -> None:
             ws.experiment("scoring").submit(bai.ParallelRunConfig(**kwargs))
         assert err.value.field == field, options
     assert ws.runs() == []
+
+
+def test_an_init_that_raises_fails_the_run_with_its_traceback_before_any_batch(ws, tmp_path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "score.py").write_text(textwrap.dedent("""
+        def init():
+            raise FileNotFoundError("model.pkl is not in the model folder")
+        def run(mini_batch):
+            raise AssertionError("run() must not be called after init() failed")
+    """))
+    cfg = bai.ParallelRunConfig(source_directory=folder, entry_script="score.py", items=list(range(20)),
+                                mini_batch_size=2, node_count=1, process_count_per_node=2, retries=3)
+    run = ws.experiment("scoring").submit(cfg)
+    details = run.wait_for_completion(timeout=120, raise_on_error=False)
+    assert details["status"] == "Failed"
+    shown = json.dumps(details["error"])
+    assert "model.pkl is not in the model folder" in shown and "Traceback" in shown
+    assert "run() must not be called" not in shown
+    assert run.failed_batches() == []            # no batch was tried, so none failed or was retried
+    assert not (details["parallel"] or {}).get("done")  # nothing was scored
