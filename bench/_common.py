@@ -31,6 +31,17 @@ def temp_workspace() -> Iterator[object]:
             yield ws
         finally:
             stop_engine(ws.path)
+            _remove_node_folders_outside(ws)
+
+
+def _remove_node_folders_outside(ws: object) -> None:
+    """A root engine keeps local node folders outside the workspace (run_as, docs/security.md):
+    they go with the benchmark's temporary workspace."""
+    import shutil
+
+    from batchai_jupyter.compute.local.accounts import isolated_root
+    for cluster in ws.clusters():  # type: ignore[attr-defined]
+        shutil.rmtree(isolated_root(ws.path, cluster.name).parent, ignore_errors=True)  # type: ignore[attr-defined]
 
 
 def p95(values: list[float]) -> float:
