@@ -8,7 +8,6 @@ notebook that forgets complete() leaves it Running, as Azure ML's did.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +18,7 @@ from .history import ACTIVE_STATUSES
 from .run import Run
 from .run_context.channel import RUN_KIND
 from .run_context.logging_api import MetricsLogger
+from .run_ids import child_run_id, new_run_id
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -90,8 +90,7 @@ class InteractiveRun(MetricsLogger, Run):
 def start(workspace: Any, experiment: str, snapshot_directory: str | os.PathLike[str] | None = None,
           parent_id: str | None = None, name: str | None = None, run_id: str | None = None) -> InteractiveRun:
     """Record a Running run with no cluster (and a snapshot of `snapshot_directory`, if given)."""
-    from .submission import new_run_id
-    run_id = run_id or (f"{parent_id}_{secrets.token_hex(4)}" if parent_id else new_run_id(experiment))
+    run_id = run_id or (child_run_id(parent_id) if parent_id else new_run_id(experiment))
     snapshot_id = None
     props: dict[str, Any] = {RUN_KIND: INTERACTIVE_KIND}
     if name:

@@ -10,8 +10,6 @@ its first half, which a schedule keeps to insert a run at each fire (schedules/f
 """
 from __future__ import annotations
 
-import secrets as _secrets
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from .engine.control import ensure_engine
 from .errors import UNWRITABLE_ERRNOS, SpecError, WorkspaceError
 from .parallel.config import ParallelRunConfig
 from .records import NewRun
+from .run_ids import new_run_id
 from .snapshot import Progress, Snapshot
 from .spec import JobSpec
 
@@ -115,11 +114,6 @@ def take_snapshot(workspace: Workspace, spec: JobSpec, extra_files: Mapping[str,
                                 max_files=max_files or limits["max_files"],
                                 extra_files=dict(extra_files or {}), exclude=(workspace.path,),
                                 progress=progress)
-
-
-def new_run_id(experiment: str) -> str:
-    """<experiment>_<unix time>_<8 hex digits>: sortable by time, unique without a lock."""
-    return f"{experiment}_{int(time.time())}_{_secrets.token_hex(4)}"
 
 
 def store_secrets(workspace: Workspace, run_id: str, spec: JobSpec) -> None:

@@ -7,13 +7,13 @@ recorded itself. Outside a job the same calls print, so a script runs unchanged 
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
+from ..run_ids import child_run_id
 from .channel import (
     Channel,
     ChildRecord,
@@ -272,7 +272,7 @@ class JobRun(JobFiles):
         the job unless completed, failed or canceled earlier."""
         if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
             raise SpecError("run_id", f"a non-empty string is needed, got {run_id!r}")
-        child_id = run_id or f"{self.id}_{secrets.token_hex(4)}"
+        child_id = run_id or child_run_id(self.id)
         child = JobRun(child_id, self.experiment_name, self._metrics_file, self._artifacts, parent=self)
         child.offline = self.offline
         self._recorded.children.append(child)

@@ -10,13 +10,12 @@ and by clients (sched.trigger()); neither imports the other.
 from __future__ import annotations
 
 import base64
-import secrets as _secrets
 import sqlite3
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import BatchAIError
+from ..run_ids import new_run_id
 from ..spec import DEFAULT_PRIORITY, PRIORITIES
 from .options import ScheduleOptions
 from .store import FireRow, ScheduleStore, VersionRow
@@ -46,11 +45,6 @@ class Backing(Protocol):
 
 def secrets_key(name: str, version: int) -> str:
     return f"{name}:{version}"
-
-
-def new_run_id(experiment: str) -> str:
-    """The run id format of every submit: <experiment>_<unix time>_<8 hex digits>."""
-    return f"{experiment}_{int(time.time())}_{_secrets.token_hex(4)}"
 
 
 def start(ws: Backing, store: ScheduleStore, version: VersionRow, slot: float, kind: str) -> FireRow | None:
