@@ -38,6 +38,15 @@ def _counter_job(folder: Path, gate: Path, lines: int = 40) -> Path:
     return folder
 
 
+def _kill_agent(ws: bai.Workspace, run: bai.Run) -> None:
+    """SIGKILL the run's agent on its (local) node, as a lost node would end it."""
+    node = run.get_details()["nodes"][0]
+    run_dir = Path(ws.paths.node_dir("local", node)) / "runs" / run.id
+    agent = int((run_dir / "agent.started").read_text())
+    os.kill(agent, signal.SIGKILL)
+    assert wait_until(lambda: process_gone(agent), 10)
+
+
 def test_stream_wait_and_metrics_follow_the_requeued_attempt(
         ws: bai.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "2")
@@ -50,11 +59,7 @@ def test_stream_wait_and_metrics_follow_the_requeued_attempt(
     waiter.start()
     stream = run.stream()
     assert [next(stream) for _ in range(6)] == [f"line {i}" for i in range(6)]
-    node = run.get_details()["nodes"][0]
-    run_dir = Path(ws.path, "clusters", "local", "nodes", node, "runs", run.id)
-    agent = int((run_dir / "agent.started").read_text())
-    os.kill(agent, signal.SIGKILL)  # the node is lost under the run: it is requeued
-    assert wait_until(lambda: process_gone(agent), 10)
+    _kill_agent(ws, run)  # the node is lost under the run: it is requeued
     assert wait_until(lambda: run.attempt == 1, 30)
     gate.write_text("go")
     rest = list(stream)
@@ -86,9 +91,7 @@ def test_a_stream_that_never_opened_the_abandoned_file_reads_its_renamed_copy(
     errors = run.stream("stderr.txt")  # asked now, not read until the run was requeued
     stderr = Path(run.files_dir, "stderr.txt")
     assert wait_until(lambda: stderr.exists() and stderr.read_text().count("\n") >= 6, 60)
-    node = run.get_details()["nodes"][0]
-    run_dir = Path(ws.path, "clusters", "local", "nodes", node, "runs", run.id)
-    os.kill(int((run_dir / "agent.started").read_text()), signal.SIGKILL)
+    _kill_agent(ws, run)
     assert wait_until(lambda: run.attempt == 1, 30)
     gate.write_text("go")
     assert list(run.stream("stdout.txt")) == [f"line {i}" for i in range(40)]  # asked after it
@@ -128,10 +131,7 @@ def test_the_widget_follows_the_new_attempt_and_charts_its_metrics_only(
     view = RunDetails(run, poll_seconds=0.05)
     try:
         assert wait_until(lambda: view.log_text.count("\n") >= 6, 60), view.log_text
-        node = run.get_details()["nodes"][0]
-        run_dir = Path(ws.path, "clusters", "local", "nodes", node, "runs", run.id)
-        agent = int((run_dir / "agent.started").read_text())
-        os.kill(agent, signal.SIGKILL)
+        _kill_agent(ws, run)
         assert wait_until(lambda: view.log_text.startswith("--- attempt 2 (requeued: "), 30), view.log_text
         gate.write_text("go")
         assert view.wait(120)
