@@ -11,7 +11,6 @@ A job running as another account must reach its run folder, which a workspace un
 """
 from __future__ import annotations
 
-import grp
 import hashlib
 import os
 import pwd
@@ -71,7 +70,6 @@ def ensure_account(name: str, create: bool) -> JobUser:
         entry = pwd.getpwnam(name)
     if entry.pw_uid == 0:
         raise ClusterError(f"run_as account {name!r} is root: pick an unprivileged one or 'engine'")
-    grp.getgrgid(entry.pw_gid)
     return JobUser(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
 
 

@@ -145,9 +145,9 @@ class LocalCompute(NodePool):
 
     def shared_dir(self) -> str | None:
         path = self.root / "shared"
-        os.makedirs(path, exist_ok=True)
-        if self.account is not None:
+        if self.account is not None and not path.is_dir():  # made once, reachable by the job's account
             make_traversable(path, ISOLATED_ROOT)
+        os.makedirs(path, exist_ok=True)
         return str(path)
 
     def python(self, node: NodeInfo | None = None) -> str:
