@@ -165,3 +165,38 @@ def test_an_init_that_raises_fails_the_run_with_its_traceback_before_any_batch(w
     assert "run() must not be called" not in shown
     assert run.failed_batches() == []            # no batch was tried, so none failed or was retried
     assert not (details["parallel"] or {}).get("done")  # nothing was scored
+
+
+
+_OPEN_QUEUE = """
+import sys
+from pathlib import Path
+from batchai_jupyter.parallel.queue import BatchQueue
+queue = BatchQueue(Path(sys.argv[1]))
+print(queue.db.execute("PRAGMA journal_mode").fetchone()[0])
+"""
+
+
+def test_a_worker_opening_the_queue_while_another_writes_it_waits(tmp_path) -> None:
+    """Every worker of every node opens parallel.db when the run starts; one that opens it while
+    another still writes it in rollback mode was told "database is locked" at once (SQLite does not
+    wait on a journal-mode switch) and died. It waits and gets the queue."""
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "parallel.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("CREATE TABLE early(x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO early VALUES(1)")
+    opener = subprocess.Popen([sys.executable, "-c", _OPEN_QUEUE, str(db)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    time.sleep(1.5)
+    assert opener.poll() is None, opener.communicate()  # still waiting, not dead
+    writer.execute("COMMIT")
+    writer.close()
+    out, err = opener.communicate(timeout=60)
+    assert opener.returncode == 0, err
+    assert out.strip() == "wal"

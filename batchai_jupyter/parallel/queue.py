@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import time
 from pathlib import Path
@@ -24,12 +25,33 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+def _retry_locked(step: Any, seconds: float = 60.0) -> None:
+    """Run `step` until SQLite stops answering "database is locked" (or `seconds` pass)."""
+    deadline = time.monotonic() + seconds
+    pause = 0.01
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause + random.random() * pause)
+            pause = min(pause * 2, 0.5)
+
+
 class BatchQueue:
     def __init__(self, path: Path):
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=60000")
+        _retry_locked(self._prepare)
+
+    def _prepare(self) -> None:
+        # every worker of every node opens the file at once when the run starts; switching a new
+        # database to WAL answers "locked" without waiting on the busy handler, so it is retried
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
 
     def fill(self, batches: list[list[Any]]) -> None:
