@@ -200,3 +200,64 @@ def test_a_worker_opening_the_queue_while_another_writes_it_waits(tmp_path) -> N
     out, err = opener.communicate(timeout=60)
     assert opener.returncode == 0, err
     assert out.strip() == "wal"
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process under it (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def test_a_parallel_run_that_loses_a_node_midway_reruns_its_batches_without_duplicate_rows(
+        ws, tmp_path, monkeypatch) -> None:
+    """Node 1's agent and workers are SIGKILLed while they hold leases (a node gone at once): the
+    run is requeued onto live nodes, keeps the batches already committed, reruns the lost ones, and
+    every item's row appears once."""
+    monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "2")
+    monkeypatch.setenv("BATCHAI_PARALLEL_LEASE_SECONDS", "2")
+    ws.create_cluster("cpu", max_nodes=2)
+    folder = tmp_path / "score"
+    folder.mkdir()
+    (folder / "score.py").write_text(textwrap.dedent("""
+        import os, time
+        def run(mini_batch):
+            time.sleep(0.3)
+            return [{"item": i, "node": os.environ["AZ_BATCHAI_TASK_INDEX"]} for i in mini_batch]
+    """))
+    cfg = bai.ParallelRunConfig(source_directory=folder, entry_script="score.py", items=list(range(120)),
+                                mini_batch_size=2, node_count=2, process_count_per_node=2)
+    run = ws.experiment("scoring").submit(cfg, cluster="cpu")
+    assert wait_until(lambda: (run.get_details().get("parallel") or {}).get("done", 0) >= 6, 90)
+    nodes = run.get_details()["nodes"]
+    assert len(nodes) == 2, nodes
+    node_dir = Path(ws.paths.node_dir("cpu", nodes[1]))
+    agent = int((node_dir / "runs" / run.id / "agent.started").read_text())
+    doomed = _descendants(agent)
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert wait_until(lambda: all(_gone(pid) for pid in doomed), 10)
+    details = run.wait_for_completion(timeout=180)
+    assert details["status"] == "Completed", details.get("error")
+    items = sorted(int(r["item"]) for r in _rows(run))
+    assert items == list(range(120)), [i for i in set(items) if items.count(i) > 1]
+    assert run.attempt == 1  # the lost node was noticed: the run went on in a second attempt
+    assert details["parallel"]["done"] == 60 and details["parallel"]["failed"] == 0
+
+
+def _gone(pid: int) -> bool:
+    from tests.support import process_gone
+    return process_gone(pid)
