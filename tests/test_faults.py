@@ -57,7 +57,9 @@ def _start_and_kill_agent(ws: bai.Workspace, run: bai.Run, cluster: str = "local
 def test_engine_killed_mid_run_loses_nothing_and_launches_once(ws: bai.Workspace, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     src = _counter_job(tmp_path / "src", gate)
-    run = ws.experiment("e").submit(JobSpec(source_directory=src, script="count.py"))
+    # keep_node_files: the shared job folder holding `starts` outlives the run (else it is
+    # removed once the run has ended, and the count below would race that clean-up)
+    run = ws.experiment("e").submit(JobSpec(source_directory=src, script="count.py", keep_node_files=True))
     stream = run.stream()
     assert [next(stream) for _ in range(6)] == [f"line {i}" for i in range(6)]
     pid = engine_info(ws.path)["pid"]
