@@ -112,3 +112,14 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     importlib.import_module(f"{__name__}.notebook").unload_ipython_extension(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """jupyter_server finds the REST API of the lab panel here (batchai_jupyter.server)."""
+    points: list[dict[str, str]] = importlib.import_module(f"{__name__}.server")._jupyter_server_extension_points()
+    return points
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension shipped in the package (labextension/)."""
+    return [{"src": "labextension", "dest": "batchai-jupyter-labextension"}]

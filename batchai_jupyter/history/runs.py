@@ -59,15 +59,18 @@ class RunHistory(_Registry, _Metrics):
     def run_page(self, experiment: str | None = None, status: Sequence[str] | None = None,
                  parent_id: str | None = None, cluster: str | None = None,
                  limit: int | None = None, *, tags: Mapping[str, str | None] | None = None,
-                 top_level: bool = False, after: RunKey | None = None) -> list[tuple[RunRow, RunKey]]:
+                 top_level: bool = False, after: RunKey | None = None, q: str | None = None,
+                 ascending: bool = False) -> list[tuple[RunRow, RunKey]]:
         """One page of run_rows() with each row's key; `after`: the key of the previous page's
-        last row (keyset pagination: each page costs the same, however long the history)."""
-        where, args = _run_filter(experiment, status, parent_id, cluster, tags, top_level)
+        last row (keyset pagination: each page costs the same, however long the history);
+        `q`: a substring of the id or experiment; `ascending`: oldest first."""
+        where, args = _run_filter(experiment, status, parent_id, cluster, tags, top_level, q)
         if after is not None:
-            where.append("(created < ? OR (created = ? AND rowid < ?))")
+            op = ">" if ascending else "<"
+            where.append(f"(created {op} ? OR (created = ? AND rowid {op} ?))")
             args.extend((after[0], after[0], after[1]))
         sql = "SELECT rowid AS _key, * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY created DESC, rowid DESC"
+        sql += " ORDER BY created, rowid" if ascending else " ORDER BY created DESC, rowid DESC"
         if limit:
             sql += " LIMIT ?"
             args.append(int(limit))
@@ -75,11 +78,45 @@ class RunHistory(_Registry, _Metrics):
 
     def count_runs(self, experiment: str | None = None, status: Sequence[str] | None = None,
                    parent_id: str | None = None, cluster: str | None = None, *,
-                   tags: Mapping[str, str | None] | None = None, top_level: bool = False) -> int:
+                   tags: Mapping[str, str | None] | None = None, top_level: bool = False,
+                   q: str | None = None) -> int:
         """How many runs run_rows() would return without a limit."""
-        where, args = _run_filter(experiment, status, parent_id, cluster, tags, top_level)
+        where, args = _run_filter(experiment, status, parent_id, cluster, tags, top_level, q)
         sql = "SELECT count(*) FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         return int(self.query(sql, tuple(args))[0][0])
+
+    def count_by_status(self, experiment: str | None = None, parent_id: str | None = None,
+                        cluster: str | None = None, *, tags: Mapping[str, str | None] | None = None,
+                        top_level: bool = False, q: str | None = None) -> dict[str, int]:
+        """status -> how many runs count_runs() would count (one GROUP BY, not one per status)."""
+        where, args = _run_filter(experiment, None, parent_id, cluster, tags, top_level, q)
+        sql = "SELECT status, count(*) AS n FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        return {str(r["status"]): int(r["n"]) for r in self.query(sql + " GROUP BY status", tuple(args))}
+
+    def events_after(self, after_seq: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        """Status changes of every run after sequence number `after_seq` (the events rowid),
+        oldest first, with the run's experiment and parent (a rowid range: one indexed read)."""
+        return [dict(r) for r in self.query(
+            "SELECT events.rowid AS seq, events.run_id, events.ts, events.status, events.message, "
+            "runs.experiment, runs.parent_id, runs.cluster FROM events LEFT JOIN runs ON runs.id=events.run_id "
+            "WHERE events.rowid>? ORDER BY events.rowid LIMIT ?", (int(after_seq), int(limit)))]
+
+    def child_counts(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """run id -> how many child runs it has (runs without children are absent)."""
+        if not run_ids:
+            return {}
+        return {str(r["parent_id"]): int(r["n"]) for r in self.query(
+            f"SELECT parent_id, count(*) AS n FROM runs WHERE parent_id IN ({','.join('?' * len(run_ids))}) "
+            "GROUP BY parent_id", tuple(run_ids))}
+
+    def data_version(self) -> int:
+        """A number that changes when another connection (any thread or process) commits: a
+        cheap "has anything changed" check for caches kept by one reading thread."""
+        return int(self.query("PRAGMA data_version")[0][0])
+
+    def last_event_seq(self) -> int:
+        """The sequence number of the latest status change (0: none yet)."""
+        return int(self.query("SELECT COALESCE(MAX(rowid), 0) FROM events")[0][0])
 
     def delete_run(self, run_id: str) -> str | None:
         """Remove a run's rows (run, events, metrics, tail offsets) if it has ended.
@@ -142,7 +179,7 @@ class RunHistory(_Registry, _Metrics):
 
 def _run_filter(experiment: str | None, status: Sequence[str] | None, parent_id: str | None,
                 cluster: str | None, tags: Mapping[str, str | None] | None,
-                top_level: bool) -> tuple[list[str], list[Any]]:
+                top_level: bool, q: str | None = None) -> tuple[list[str], list[Any]]:
     """The WHERE terms (and their arguments) of a run query; each is served by an index."""
     where: list[str] = []
     args: list[Any] = []
@@ -155,6 +192,10 @@ def _run_filter(experiment: str | None, status: Sequence[str] | None, parent_id:
     if status:
         where.append(f"status IN ({','.join('?' * len(status))})")
         args.extend(status)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append("(id LIKE ? ESCAPE '\\' OR experiment LIKE ? ESCAPE '\\')")
+        args.extend((pattern, pattern))
     for key, value in (tags or {}).items():
         if value is None:
             where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE key=?)")
