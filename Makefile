@@ -4,9 +4,9 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-fast test-binder lint bench lab setup clean
+.PHONY: demo test test-fast test-binder lint bench lab labextension setup clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml labextension/package.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -26,6 +26,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	cd labextension && npx --no-install tsc --noEmit
+
+## labextension: rebuild the JupyterLab extension after editing labextension/src (the install built it)
+labextension: $(STAMP)
+	cd labextension && npm run build
 
 ## test: everything — lint, unit, end-to-end, real servers, recipes under nbval, benchmarks in quick
 ## mode (README.md: what it needs, how long it takes); the binder build is test-binder's
