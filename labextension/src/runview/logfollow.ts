@@ -3,16 +3,11 @@
  * so a huge log costs what its tail costs), then what was written since, by byte offset, and
  * earlier byte ranges on demand.
  */
+import type { LogChunk } from '../api';
 import { LogBuffer } from './logbuffer';
 
 /** The answer of GET /runs/{id}/logs/{file}: bytes [offset, next_offset) of a file of `size`. */
-export interface LogChunk {
-  text: string;
-  offset: number;
-  next_offset: number;
-  size: number;
-  complete: boolean;
-}
+export type { LogChunk };
 
 export interface LogQuery {
   offset?: number;
