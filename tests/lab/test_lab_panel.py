@@ -129,7 +129,7 @@ def _inside(line: dict[str, float] | None, box: dict[str, float]) -> bool:
 def test_the_run_view_follows_the_log_live(lab: Lab) -> None:
     run_id = lab.runs.get("lines")
     if run_id is None:
-        pytest.skip("the run of the previous test was not submitted")
+        pytest.skip(reason="the run of the previous test was not submitted, so there is no run to follow")
     page = lab.page
     page.locator(f'.bai-panel .bai-run-row[data-run-id="{run_id}"]').click()
     view = page.locator(f"#batchai-run-{run_id} .bai-runview")
@@ -159,7 +159,7 @@ def test_the_run_view_follows_the_log_live(lab: Lab) -> None:
 def test_cancel_in_the_run_view_shows_canceled(lab: Lab) -> None:
     run_id = lab.runs.get("lines")
     if run_id is None:
-        pytest.skip("the run of the previous test was not submitted")
+        pytest.skip(reason="the run of the previous test was not submitted, so there is no run to follow")
     view = lab.page.locator(f"#batchai-run-{run_id} .bai-runview")
     view.locator(".bai-runview-cancel").click()
     started = time.monotonic()
