@@ -3,6 +3,7 @@ the session's temp files kept in a folder of its own (see the hooks at the end).
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import shutil
 import signal
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,18 +93,41 @@ def src(tmp_path: Path) -> Path:
 # The whole session (pytest's tmp_path, the engines, agents, jobs, kernels and sshd sessions it
 # starts) writes temp files under one folder of its own, removed when the process exits; what
 # still appears in the machine's temp folder during the session is reported. With
-# BATCHAI_TEST_TMP_STRICT=1 (CI, one run per machine) names a test process makes (tempfile's
-# tmpXXXXXXXX, torchelastic_*) fail the session; elsewhere another program may have made them.
+# BATCHAI_TEST_TMP_STRICT=1 (`make test` and CI) names a test process makes (tempfile's
+# tmpXXXXXXXX, torchelastic_*) fail the session: another test session on the machine writes in a
+# folder of its own (batchai-tests-*), so only a program outside the tests can make them there.
 _SESSION_TMP = pytest.StashKey[dict]()
+_SESSION_ENV = "BATCHAI_TEST_SESSION_TMP"
 _OURS = re.compile(r"^(tmp[a-z0-9_]{8}|torchelastic_.*)$")
+
+
+def session_temp() -> Path:
+    """This session's temp folder: every workspace, node and run folder of its tests lies below
+    it, so what a test left on the machine (containers, accounts) is told apart from another
+    session's by it."""
+    return Path(os.environ[_SESSION_ENV])
+
+
+def session_tag() -> str:
+    """Six hex digits unique to this session, for names the whole machine shares (the accounts
+    of local clusters are named after their cluster): two test runs at once do not collide."""
+    return hashlib.sha1(str(session_temp()).encode()).hexdigest()[:6]
+
+
+def screens_dir() -> Path:
+    """Where the browser tests' screenshots go: BATCHAI_SCREENS, else .cache/screens in this
+    repository (gitignored). They outlive the session, for a person to look at."""
+    return Path(os.environ.get("BATCHAI_SCREENS") or REPO / ".cache" / "screens")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     system = tempfile.gettempdir()
     folder = tempfile.mkdtemp(prefix="batchai-tests-", dir=system)
     atexit.register(shutil.rmtree, folder, True)  # after the atexit stops of daemons started later
-    config.stash[_SESSION_TMP] = {"system": system, "folder": folder, "before": set(os.listdir(system))}
+    config.stash[_SESSION_TMP] = {"system": system, "folder": folder, "before": set(os.listdir(system)),
+                                  "started": time.time()}
     os.environ["TMPDIR"] = folder
+    os.environ[_SESSION_ENV] = folder
     tempfile.tempdir = folder
     # jobs of local clusters run as the engine's user here, so tests can hand them files under
     # their 0700 tmp_path (gates, data); tests/test_isolation.py covers the default (run_as="auto")
@@ -121,6 +146,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if reporter is None:
         return
     reporter.write("\n")
+    shots = [p for p in screens_dir().glob("*.png") if p.stat().st_mtime >= state["started"]]
+    if shots:
+        reporter.write_line(f"screenshots ({len(shots)} written during the session): {screens_dir()}")
     if kept:
         reporter.write_line(f"temp entries the session left (removed with {state['folder']}): "
                             f"{', '.join(kept)}")

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from batchai_jupyter.compute.local.accounts import account_name, isolated_root
 from batchai_jupyter.engine.control import stop_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +68,24 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str
     return proc.stdout
 
 
+def _accounts() -> set[str]:
+    import pwd
+    return {entry.pw_name for entry in pwd.getpwall()}
+
+
+def _remove_outside(workspace: Path, before: set[str]) -> None:
+    """What the recipes' local clusters left outside the workspace: as root they run jobs as
+    batchai-<cluster> (run_as="auto", the binder image's default) with node folders under
+    /var/lib/batchai/<workspace id>/. The folders go; an account only if this test made it."""
+    clusters = sorted(p.name for p in (workspace / "clusters").glob("*") if p.is_dir())
+    shutil.rmtree(isolated_root(workspace, "local").parent, ignore_errors=True)
+    made = _accounts() - before
+    for cluster in clusters:
+        name = account_name({"run_as": "auto"}, cluster)
+        if name in made:
+            subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
 def test_binder_environment_runs_every_recipe(tmp_path: Path) -> None:
     missing = [p for p in _lines(BINDER / "apt.txt")
                if subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True,
@@ -95,12 +114,14 @@ def test_binder_environment_runs_every_recipe(tmp_path: Path) -> None:
     shutil.copytree(REPO / "recipes", recipes, ignore=shutil.ignore_patterns(".batchai", ".ipynb_checkpoints"))
     env.update(BATCHAI_WORKSPACE=str(tmp_path / "ws" / ".batchai"), BATCHAI_ENGINE_IDLE_SECONDS="30")
     # binder/start is the image's entry point: the recipes run under it
+    accounts = _accounts()
     try:
         out = _run(["bash", str(BINDER / "start"), str(venv / "bin" / "python"), "-m", "pytest", "-v",
                     "-p", "no:cacheprovider", "--nbval-lax", "--timeout=600", "--rootdir", str(recipes),
                     *sorted(str(p) for p in recipes.glob("*.ipynb"))], env, recipes, 1200)
     finally:
         stop_engine(Path(env["BATCHAI_WORKSPACE"]))
+        _remove_outside(Path(env["BATCHAI_WORKSPACE"]), accounts)
     notebooks = sorted(p.name for p in (REPO / "recipes").glob("*.ipynb"))
     assert len(notebooks) >= 6
     for name in notebooks:  # each recipe's cells ran there, and none failed

@@ -150,6 +150,17 @@ def test_the_readme_names_no_file_a_user_lacks() -> None:
         assert target in targets, f"README names `make {target}`, the Makefile has no such target"
 
 
+def test_every_environment_variable_the_readme_names_is_read_somewhere() -> None:
+    """A variable the README tells a person to set does something: the package, the tests, the
+    Makefile or the set-up scripts read it."""
+    named = set(re.findall(r"\bBATCHAI_[A-Z0-9_]+", README.read_text()))
+    assert named
+    sources = [*(REPO / "batchai_jupyter").rglob("*.py"), *(REPO / "tests").rglob("*.py"),
+               *(REPO / "ci").glob("*.sh"), REPO / "Makefile"]
+    text = "\n".join(p.read_text() for p in sources if p != Path(__file__))
+    assert [name for name in sorted(named) if name not in text] == []
+
+
 def test_the_workspace_lookup_the_readme_describes(tmp_path: Path) -> None:
     """~/.batchai appears on first use (even `batchai engine status`); a project's own .batchai/
     made as the README says is found from anywhere below it."""

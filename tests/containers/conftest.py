@@ -1,7 +1,10 @@
 """Real podman for the container tests: the test image (built once, cached by ci/setup-containers.sh)
-and, after every test, a check that no container is left (`podman ps -a` is empty)."""
+and, after every test, a check that none of this session's containers is left. Another test run
+on the machine may have containers of its own at the same time: a job's container carries its
+run folder as a label (batchai.run_dir), and only those under this session's temp folder count."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -9,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import REPO
+from batchai_jupyter.node.container_argv import LABEL
+from tests.conftest import REPO, session_temp
 
 SETUP = REPO / "ci" / "setup-containers.sh"
 
@@ -24,9 +28,17 @@ def podman_missing() -> str | None:
 
 
 def containers() -> list[str]:
-    out = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True,
-                         text=True, check=False, timeout=60)
-    return [line for line in out.stdout.splitlines() if line.strip()]
+    """Names of this session's job containers, running or not."""
+    out = subprocess.run(["podman", "ps", "-a", "--filter", f"label={LABEL}", "--format",
+                          '{{.Names}}\t{{index .Labels "batchai.run_dir"}}'],
+                         capture_output=True, text=True, check=False, timeout=60)
+    roots = {str(session_temp()), os.path.realpath(session_temp())}
+    names = []
+    for line in out.stdout.splitlines():
+        name, _, run_dir = line.partition("\t")
+        if name.strip() and any(run_dir == root or run_dir.startswith(root + os.sep) for root in roots):
+            names.append(name.strip())
+    return names
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +56,8 @@ def image() -> str:
 
 @pytest.fixture(autouse=True)
 def no_container_left() -> Iterator[None]:
-    """Every test ends with `podman ps -a` empty (a container removed by its watchdog may take
-    a moment: its agent is polled once a second)."""
+    """Every test ends with none of the session's containers left (a container removed by its
+    watchdog may take a moment: its agent is polled once a second)."""
     yield
     if shutil.which("podman") is None:
         return

@@ -68,6 +68,9 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     need_browser()
+    if not (Path(bai.__file__).parent / "labextension" / "package.json").exists():
+        pytest.skip(reason="the JupyterLab extension is not built (npm was missing at install: "
+                           "install nodejs and npm, then `make labextension`)")
     from playwright.sync_api import sync_playwright
 
     tmp = tmp_path_factory.mktemp("lab")
