@@ -18,7 +18,8 @@ from batchai_jupyter import JobSpec
 from batchai_jupyter.compat import SHIM_DIR, with_shim
 from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, running_hosts
 
-SCRIPT = Path(__file__).parent / "aml" / "train_ridge.py"
+AML = Path(__file__).parent / "aml"
+SCRIPT = AML / "train_ridge.py"
 
 
 def _reads(run: bai.Run) -> dict[str, object]:
@@ -83,6 +84,72 @@ def test_aml_training_script_runs_unchanged(ws: bai.Workspace, tmp_path: Path) -
     assert (model.version, model.run_id, model.tags) == (1, run.id, {"alpha": "0.5"})
     got = Path(model.download(tmp_path / "dl"))
     assert json.loads(got.read_text())["slope"] > 0
+
+
+def test_sklearn_sample_shape_with_numpy_values_and_a_pyplot_image(ws: bai.Workspace, tmp_path: Path) -> None:
+    """The SDK's scikit-learn samples log numpy values as they come: they are numbers and lists
+    in the run history, as in Azure ML (not their str()), and log_image(plot=plt) keeps a PNG."""
+    for module in ("sklearn", "matplotlib", "joblib", "numpy"):
+        pytest.importorskip(module, reason=f"{module} is not installed (the sample needs it)")
+    src = tmp_path / "svm"
+    src.mkdir()
+    shutil.copy(AML / "train_svm.py", src / "train_svm.py")
+    run = ws.experiment("svm").submit(JobSpec(source_directory=src, script="train_svm.py",
+                                              arguments=["--kernel", "linear", "--penalty", "0.5"]))
+    details = run.wait_for_completion(raise_on_error=False, timeout=180)
+    assert details["status"] == "Completed", details.get("error")
+    metrics = run.get_metrics()
+    assert metrics["Kernel type"] == "linear" and metrics["Penalty"] == 0.5
+    assert isinstance(metrics["Accuracy"], float) and 0.9 < metrics["Accuracy"] <= 1.0
+    assert metrics["Test samples"] == 38 and isinstance(metrics["Test samples"], int)
+    assert metrics["Correct per class"] == [13, 15, 9]
+    assert metrics["Classes"] == {"class": [0, 1, 2], "correct": [13, 15, 9], "total": [13, 16, 9]}
+    assert metrics["Summary"]["support"] == [38]
+    assert metrics["Confusion"]["data"]["class_labels"] == ["setosa", "versicolor", "virginica"]
+    assert metrics["Confusion"]["data"]["matrix"][0] == [13, 0, 0]
+    image = metrics["Correct per class plot"]
+    assert image.startswith("images/") and image in run.get_file_names()
+    assert (ws.run_files_dir(run.id) / image).read_bytes().startswith(b"\x89PNG")
+    assert {"outputs/model.joblib", "outputs/report.txt"} <= set(run.get_file_names())
+    assert any(line.startswith("Accuracy of SVM classifier on test set: 0.9") for line in run.stream())
+
+
+def test_pipeline_step_shape_finds_its_workspace_parent_and_cancels_the_pipeline(
+        ws: bai.Workspace, tmp_path: Path) -> None:
+    """A step of a pipeline (a child job of a parent run): run.experiment.workspace,
+    Model.register of a folder, Model(ws, name), run.parent's reads; run.parent.cancel() ends the
+    pipeline; any other write to the parent is refused, naming what a job may do."""
+    src = tmp_path / "step"
+    src.mkdir()
+    shutil.copy(AML / "register_step.py", src / "register_step.py")
+    pipeline = ws.experiment("pipe").submit(JobSpec(wait_for_children=True))
+    step = pipeline.submit_child(JobSpec(source_directory=src, script="register_step.py",
+                                         arguments=["--model_name", "pipe-model"]))
+    assert step.wait_for_completion(raise_on_error=False, timeout=120)["status"] == "Completed"
+    reads = _reads(step)
+    assert reads["offline"] is False and reads["parent"] == pipeline.id
+    assert reads["parent_status"] == "Running" and reads["siblings"] == [step.id]
+    assert (reads["version"], reads["created"], reads["tags"]) == (1, True, {"step": "register"})
+    assert "setting tags of run " + pipeline.id in str(reads["refused"]) and "cancel()" in str(reads["refused"])
+    assert pipeline.get_tags() == {}
+    model = bai.Model(ws, "pipe-model")
+    assert Path(model.download(tmp_path / "dl"), "weights.txt").read_text() == "w=1\n"
+
+    stop = pipeline.submit_child(JobSpec(source_directory=src, script="register_step.py", arguments=["--stop"]))
+    details = pipeline.wait_for_completion(raise_on_error=False, timeout=120)
+    assert details["status"] == "Canceled"
+    assert stop.wait_for_completion(raise_on_error=False, timeout=60)["status"] in ("Completed", "Canceled")
+    assert "no new data: cancelling the pipeline" in list(stop.stream())
+
+
+def test_offline_run_is_azure_mls_offline_class() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHAI_")}
+    env["PYTHONPATH"] = SHIM_DIR
+    code = ("from azureml.core.run import Run, _OfflineRun\n"
+            "run = Run.get_context()\n"
+            "print(type(run) == _OfflineRun, isinstance(run, Run), run.parent)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "None"]
 
 
 def test_job_fail_and_cancel_requests(ws: bai.Workspace, tmp_path: Path) -> None:

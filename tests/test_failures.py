@@ -81,3 +81,45 @@ def test_cli_job_wait_stream_prints_the_traceback(ws: bai.Workspace, tmp_path: P
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1 and done.stdout.strip() == f"{run.id}: Failed"
     assert "IndexError: list index out of range" in done.stderr and "epoch 0 ok" not in done.stderr
+
+
+def test_multi_node_mpi_failure_shows_the_ranks_traceback(ws: bai.Workspace, tmp_path: Path) -> None:
+    """mpirun's own boxed messages come after the failed rank's traceback: they are left out of
+    the tail, so RunFailed and the summary show the traceback (and which rank failed first)."""
+    import shutil
+    if shutil.which("mpirun") is None:
+        pytest.skip("mpirun (OpenMPI) is not installed")
+    src = tmp_path / "mpi"
+    src.mkdir()
+    (src / "train.py").write_text(textwrap.dedent("""
+        import os
+
+        def shard(index):
+            return [1, 2][index]
+
+        def batch(index):
+            return shard(index + 5)
+
+        def epoch(index):
+            return batch(index)
+
+        def fit(rank):
+            return epoch(rank)
+
+        rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+        print(f"rank {rank} started", flush=True)
+        if rank == 1:
+            fit(rank)
+    """))
+    ws.create_cluster("pair", max_nodes=2)
+    run = ws.experiment("f").submit(JobSpec(source_directory=src, script="train.py", node_count=2,
+                                            distribution="mpi"), cluster="pair")
+    with pytest.raises(RunFailed) as caught:
+        run.wait_for_completion(show_output=False, timeout=180)
+    error = run.get_details()["error"]
+    assert error["failed_process"] == "0:mpirun" and "MPI rank 1 failed first" in error["message"]
+    lines = error["last_lines"]
+    assert lines[0] == "Traceback (most recent call last):" and lines[-1] == "IndexError: list index out of range"
+    assert any("fit(rank)" in line for line in lines) and not any("mpirun detected" in line for line in lines)
+    message = str(caught.value)
+    assert "Traceback (most recent call last):" in message and "return [1, 2][index]" in message

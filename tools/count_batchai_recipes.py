@@ -8,6 +8,10 @@ into a scratch workspace, the storage account placeholders filled with a made-up
 (nothing is contacted: the datastores are only registered), with a cluster that mounts a share at
 external/, afs/, data/, bfs/ and scriptsandoutputs/ as the recipes' cluster instructions did
 (--afs-mount-path). Prints the count, per schema version, and the reasons of those that do not import.
+
+Those left out are refused on purpose: two files are not valid JSON, and six name keys no Batch AI
+API version had (`cntkSettings.process_count`, `chainerSettings.masterCommandLineArgs`; Batch AI
+dropped them unread and the recipes later fixed them; docs/migrate.md "job.json").
 """
 from __future__ import annotations
 

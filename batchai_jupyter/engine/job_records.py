@@ -5,7 +5,8 @@ the engine, the one writer of run state.
 Each op is applied before the tail offset that covers it moves, and each is idempotent (tags
 and properties merge, a child run or a model is made once per id or token), so an engine that
 restarts between the two repeats an op without doubling it. A job may change only its own run
-and the child runs it made; anything else is dropped with a line in the engine log.
+and the child runs it made, and cancel the runs above it (Azure ML's run.parent.cancel());
+anything else is dropped with a line in the engine log.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class JobRecords:
         self.workspace = workspace
         self.run_id = run_id
         self._children: set[str] | None = None
+        self._ancestors: set[str] | None = None
 
     def children(self) -> set[str]:
         """Ids of the runs this job made (and their children), read once, then kept up to date."""
@@ -53,6 +55,21 @@ class JobRecords:
     def allowed(self, run_id: object) -> bool:
         return run_id is None or run_id == self.run_id or run_id in self.children()
 
+    def ancestors(self) -> set[str]:
+        """The runs above this one (its parent, the parent's parent), read once."""
+        if self._ancestors is None:
+            found: set[str] = set()
+            row = self.history.run_row(self.run_id)
+            while row is not None and row["parent_id"] and row["parent_id"] not in found:
+                found.add(row["parent_id"])
+                row = self.history.run_row(row["parent_id"])
+            self._ancestors = found
+        return self._ancestors
+
+    def _cancels_ancestor(self, op: dict[str, Any]) -> bool:
+        return op.get("op") == "status" and op.get("status") == "Canceled" and \
+            op.get("run_id") in self.ancestors()
+
     def apply(self, ops: list[dict[str, Any]], transport: Transport, paths: RunPaths) -> None:
         handlers: dict[str, Callable[[dict[str, Any], Transport, RunPaths], None]] = {
             "tags": self._tags, "properties": self._properties, "status": self._status,
@@ -60,7 +77,7 @@ class JobRecords:
         for op in ops:
             handler = handlers.get(str(op.get("op")))
             target = op.get("parent_id") if op.get("op") == "child" else op.get("run_id")
-            if handler is None or not self.allowed(target):
+            if handler is None or not (self.allowed(target) or self._cancels_ancestor(op)):
                 log.warning("run %s: record %r dropped (unknown, or not this job's run)", self.run_id, op.get("op"))
                 continue
             try:
@@ -91,6 +108,9 @@ class JobRecords:
         if status not in REQUESTABLE:
             raise ValueError(f"status {status!r} cannot be asked for (valid: {', '.join(REQUESTABLE)})")
         error = op.get("error") or None
+        if run_id in self.ancestors():  # only a cancel gets here: the parent's, its children's too
+            self.history.add_intent("cancel", run_id)
+            return
         if run_id != self.run_id:  # a child run: it has no process, the request is its end
             if self.history.run_status(run_id) in ACTIVE_STATUSES:
                 self.history.set_status(run_id, status, (error or {}).get("message"),

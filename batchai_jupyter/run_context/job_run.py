@@ -1,4 +1,6 @@
-"""JobRun: Run.get_context() inside a job — Azure ML v1's Run, as the job's own process sees it.
+"""JobRun: Run.get_context() inside a job — Azure ML v1's Run, as the job's own process sees it;
+RelatedRun: another run of its workspace (its parent, the parent's other children), read only,
+except that a job may cancel the runs above it (a pipeline step's `run.parent.cancel()`).
 
 Writes go to the engine as records on the job's channel (channel.py); reads come from the
 workspace, read-only, where the node can see it (reader.py), else from what this object
@@ -10,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from ..run_ids import child_run_id
@@ -20,6 +22,7 @@ from .channel import (
     FileRecord,
     MetricRecord,
     ModelRecord,
+    OpRecord,
     PropertiesRecord,
     StatusRecord,
     TagsRecord,
@@ -84,8 +87,11 @@ class JobRun(JobFiles):
 
     @classmethod
     def from_environment(cls) -> JobRun:
-        return cls(os.environ.get("BATCHAI_RUN_ID"), os.environ.get("BATCHAI_EXPERIMENT"),
-                   os.environ.get("BATCHAI_METRICS_FILE"), os.environ.get("BATCHAI_ARTIFACTS_DIR"))
+        """The job's run; outside a job an OfflineRun (Azure ML scripts test `type(run) == _OfflineRun`)."""
+        metrics = os.environ.get("BATCHAI_METRICS_FILE")
+        make = cls if metrics else OfflineRun
+        return make(os.environ.get("BATCHAI_RUN_ID"), os.environ.get("BATCHAI_EXPERIMENT"), metrics,
+                    os.environ.get("BATCHAI_ARTIFACTS_DIR"))
 
     @classmethod
     def get_context(cls, allow_offline: bool = True) -> JobRun:
@@ -265,7 +271,9 @@ class JobRun(JobFiles):
         row = self._row()
         if row is None or not row["parent_id"]:
             return None
-        return JobRun(row["parent_id"], self.experiment_name, None, None)
+        if row["parent_id"] == self._root().id:
+            return self._root()
+        return RelatedRun(self, row["parent_id"])
 
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: str | None = None) -> JobRun:
         """A child run logged into from this job (no process of its own): it ends Completed with
@@ -304,9 +312,69 @@ class JobRun(JobFiles):
             found = list(self._recorded.children)
         else:
             mine = {c.id: c for c in self._recorded.children}
-            found = [mine.get(r["id"]) or JobRun(r["id"], self.experiment_name, None, None)
-                     for r in view.children(self.id)]
+            found = [mine.get(r["id"]) or RelatedRun(self, r["id"]) for r in view.children(self.id)]
         if recursive:
             for child in list(found):
                 found.extend(child.get_children(recursive=True))
         return found
+
+
+class OfflineRun(JobRun):
+    """Run.get_context() outside a job (Azure ML's _OfflineRun): every call prints."""
+
+
+#: what a refused write to a RelatedRun was, and what a job may do with such a run instead
+_VERBS = {"tags": "setting tags", "properties": "adding properties", "child": "making a child run",
+          "model": "registering a model", "file": "adding a file"}
+_ONLY = ["get_tags()", "get_metrics()", "get_status()", "get_details()", "get_children()",
+         "download_file()", "cancel() (of a run above the job)"]
+
+
+class RelatedRun(JobRun):
+    """A run of the job's workspace that is neither the job's own nor one it made."""
+
+    def __init__(self, job: JobRun, run_id: str):
+        super().__init__(run_id, job.experiment_name, None, None)
+        self._job = job._root()
+        self.offline = False
+        self._channel = self._job._channel
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, seen from job {self._job.id!r})"
+
+    def _root(self) -> JobRun:
+        return self._job  # reads wait for the job's own records, through the job's view
+
+    def _refuse(self, what: str) -> SpecError:
+        return SpecError("run", f"{what} of run {self.id} from job {self._job.id}: a job writes to its "
+                         "own run (Run.get_context()) and the child runs it made", _ONLY)
+
+    def _above(self) -> bool:
+        """Is this run the job's parent, or above it (the engine lets a job cancel those)?"""
+        view = self._seen()
+        seen: set[str] = set()
+        row = view.row(self._job.id) if view is not None else None
+        while row is not None and row["parent_id"] and row["parent_id"] not in seen:
+            seen.add(row["parent_id"])
+            row = view.row(row["parent_id"]) if view is not None else None
+        return self.id in seen
+
+    def _send(self, record: MetricRecord | OpRecord) -> None:
+        if record.get("op") == "status" and record.get("status") == "Canceled" and self._above():
+            super()._send(record)
+            return
+        op = str(record.get("op"))
+        raise self._refuse(_VERBS.get(op, op) if op != "status" else f"asking for status {record.get('status')}")
+
+    def _emit(self, name: str, kind: str, value: Any, step: int | None = None) -> None:
+        raise self._refuse(f"logging {name!r}")
+
+    def _file_target(self, rel: str) -> str | None:
+        return None  # its files are read from the workspace only
+
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]) -> str:
+        raise self._refuse(f"uploading {name!r}")
+
+    def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None,
+                  description: str = "") -> None:
+        raise self._refuse(f"logging image {name!r}")

@@ -35,6 +35,33 @@ def check_rel(name: object, field: str = "name") -> str:
     return "/".join(p for p in parts if p and p != ".")
 
 
+def plain(value: Any) -> Any:
+    """A value with numpy (or pandas) scalars and arrays made Python numbers and lists, as Azure
+    ML stores them: np.float32(0.97) is the number 0.97, not the string "0.97". Duck-typed
+    (.tolist()): numpy is not imported here."""
+    if isinstance(value, (str, bytes, bool, int, float)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if callable(getattr(value, "tolist", None)):  # a numpy scalar or array, a pandas Series
+        return plain(value.tolist())
+    return value
+
+
+def _as_list(value: Any) -> list[Any]:
+    listed = plain(value)
+    return listed if isinstance(listed, list) else list(listed)
+
+
+def _listlike(value: Any) -> bool:
+    """A list, tuple, numpy array or pandas Series (not a string, not a mapping)."""
+    if isinstance(value, (str, bytes, Mapping)):
+        return False
+    return isinstance(value, Sequence) or (hasattr(value, "tolist") and getattr(value, "ndim", 1) >= 1)
+
+
 def schema_value(kind: str, value: Any) -> dict[str, Any]:
     """Azure ML's {schema_type, schema_version, data} of a confusion matrix, accuracy table,
     predictions or residuals: a JSON string or dict of that shape, or only its `data`."""
@@ -46,6 +73,7 @@ def schema_value(kind: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise SpecError("value", f"log_{kind}: a dict or a JSON string is needed, got "
                         f"{type(value).__name__}")
+    value = plain(value)  # e.g. sklearn's confusion_matrix(...) as the matrix
     if "schema_type" in value or "data" in value:
         given = value.get("schema_type", kind)
         if given != kind:
@@ -76,26 +104,27 @@ class MetricsLogger:
         Azure ML compatibility; step, the x of this value (default: its index)."""
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
             raise SpecError("step", f"an integer is needed, got {step!r}")
-        self._emit(check_name(name), "scalar", value, step)
+        self._emit(check_name(name), "scalar", plain(value), step)
 
     def log_list(self, name: str, value: Sequence[Any], description: str = "") -> None:
-        """Log a list of values under one name (the last list logged is the metric)."""
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        """Log a list of values under one name (the last list logged is the metric); a numpy
+        array or pandas Series is taken as its list."""
+        if not _listlike(value):
             raise SpecError("value", f"log_list needs a list, got {type(value).__name__}")
-        self._emit(check_name(name), "list", list(value))
+        self._emit(check_name(name), "list", _as_list(value))
 
     def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
         """Add one row to a table metric: each keyword is a column."""
         if not kwargs:
             raise SpecError("log_row", "give the row's columns as keywords, e.g. epoch=1, acc=0.9")
-        self._emit(check_name(name), "row", kwargs)
+        self._emit(check_name(name), "row", plain(kwargs))
 
     def log_table(self, name: str, value: Mapping[str, Sequence[Any]], description: str = "") -> None:
-        """Log a table as {column: [values]} (rows logged again are appended)."""
-        if not isinstance(value, Mapping) or not all(
-                isinstance(v, Sequence) and not isinstance(v, str) for v in value.values()):
+        """Log a table as {column: [values]} (rows logged again are appended); a column may be
+        a numpy array or pandas Series."""
+        if not isinstance(value, Mapping) or not all(_listlike(v) for v in value.values()):
             raise SpecError("value", "log_table needs a dict of column name -> list of values")
-        self._emit(check_name(name), "table", {str(k): list(v) for k, v in value.items()})
+        self._emit(check_name(name), "table", {str(k): _as_list(v) for k, v in value.items()})
 
     def log_confusion_matrix(self, name: str, value: Any, description: str = "") -> None:
         """A confusion matrix: {"class_labels": [...], "matrix": [[...]]} (or Azure ML's JSON)."""

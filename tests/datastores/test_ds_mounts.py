@@ -12,7 +12,7 @@ import pytest
 import batchai_jupyter as bai
 from batchai_jupyter.datastores.mount_mode import fuse_available
 
-from .conftest import register
+from .conftest import KEY, register
 
 PYTHON_BIN = os.path.dirname(sys.executable)
 
@@ -193,6 +193,7 @@ def test_fuse_volume_is_flushed_and_unmounted_on_cancel_and_failure(ws, request,
         assert wait_until(lambda: "wrote" in "".join(run.stream(follow=False)), timeout=60)
         rclone = [pid for pid in _pids_named("rclone") if str(ws.path) in _cmdline(pid)]
         assert rclone and not any("sig=" in _cmdline(pid) for pid in rclone)  # the SAS is not in argv
+        assert not any(KEY in _cmdline(pid) for pid in rclone)  # nor the account key it came from
         assert not list(ws.path.glob("clusters/*/nodes/*/runs/*/rclone/*.conf"))  # read, then deleted
         run.cancel()
     run.wait_for_completion(show_output=False, timeout=120, raise_on_error=False)
@@ -201,8 +202,22 @@ def test_fuse_volume_is_flushed_and_unmounted_on_cancel_and_failure(ws, request,
     assert str(ws.path) not in Path("/proc/mounts").read_text()
     assert not [pid for pid in _pids_named("rclone") if str(ws.path) in _cmdline(pid)]
     leaked = [p for p in ws.path.rglob("*") if p.is_file() and p.name != "secrets.json"
-              and b"sig=" in p.read_bytes()]
-    assert leaked == []  # no log, manifest or config left on disk holds a SAS
+              and (b"sig=" in p.read_bytes() or KEY.encode() in p.read_bytes())]
+    assert leaked == []  # no log, manifest or config left on disk holds a SAS or the key
+    agent_logs = list(ws.path.glob(f"clusters/*/nodes/*/runs/{run.id}/agent.log"))
+    assert agent_logs and all("rclone" in p.read_text() for p in agent_logs)  # the mount's log lines
+    stream = "".join(run.stream(follow=False))
+    assert "mounted with FUSE" in stream and "sig=" not in stream and KEY not in stream
+
+
+def _account_missing(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+        return False
+    except KeyError:
+        return True
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None,
@@ -212,19 +227,21 @@ def test_fuse_volume_is_flushed_and_unmounted_on_cancel_and_failure(ws, request,
 def test_a_job_running_as_its_clusters_account_reads_and_writes_its_fuse_volume(
         ws, request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """local run_as="auto" under a root engine: the volume is mounted for the job's account."""
-    import pwd
     import subprocess
 
+    from tests.conftest import session_tag
     from tests.support import reachable_python_venv
+    cluster = f"isomnt-{session_tag()}"   # its account is machine-wide: another test run's is not ours
     monkeypatch.delenv("BATCHAI_LOCAL_RUN_AS", raising=False)
     store, spec = _mount_job(ws, request, tmp_path, "azure_blob")
     with reachable_python_venv() as python:
-        ws.create_cluster("isomnt", backend="local", max_nodes=1, python=python)
+        made = _account_missing(f"batchai-{cluster}")
+        ws.create_cluster(cluster, backend="local", max_nodes=1, python=python)
         try:
-            run = ws.experiment("mnt").submit(spec, cluster="isomnt")
+            run = ws.experiment("mnt").submit(spec, cluster=cluster)
             details = run.wait_for_completion(show_output=False, timeout=120, raise_on_error=False)
             assert details["status"] == "Completed", (details.get("error"), run.get_file_names())
-            assert ws.cluster("isomnt").nodes()[0].info["run_as"] == "batchai-isomnt"
+            assert ws.cluster(cluster).nodes()[0].info["run_as"] == f"batchai-{cluster}"
             out = "".join(run.stream(follow=False))
             assert "read: there before" in out and "read-only input refused a write" in out
             got = tmp_path / "got"
@@ -234,9 +251,6 @@ def test_a_job_running_as_its_clusters_account_reads_and_writes_its_fuse_volume(
             from batchai_jupyter.compute.local.accounts import isolated_root
             from batchai_jupyter.engine.control import stop_engine
             stop_engine(ws.path)
-            shutil.rmtree(isolated_root(ws.path, "isomnt").parent, ignore_errors=True)
-            try:
-                pwd.getpwnam("batchai-isomnt")
-                subprocess.run(["userdel", "batchai-isomnt"], check=False, capture_output=True)
-            except KeyError:
-                pass
+            shutil.rmtree(isolated_root(ws.path, cluster).parent, ignore_errors=True)
+            if made and not _account_missing(f"batchai-{cluster}"):
+                subprocess.run(["userdel", f"batchai-{cluster}"], check=False, capture_output=True)

@@ -91,10 +91,8 @@ def _check(value: Any, shape: Any, path: str) -> None:
             raise SpecError(path, f"must be an object, got {_kind(value)}", sorted(shape))
         for key, item in value.items():
             if key not in shape:
-                close = difflib.get_close_matches(str(key), list(shape), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise SpecError(f"{path}.{key}", f"is not a key of {path.rsplit('.', 1)[-1]}{hint}",
-                                sorted(shape))
+                raise SpecError(f"{path}.{key}", f"is not a key of {path.rsplit('.', 1)[-1]}"
+                                f"{_hint(str(key), shape, path)}", sorted(shape))
             if item is not None:
                 _check(item, shape[key], f"{path}.{key}")
         return
@@ -112,6 +110,20 @@ def _check(value: Any, shape: Any, path: str) -> None:
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise SpecError(f"{path}[{i}]", f"must be a string, got {_kind(item)}")
+
+
+def _hint(key: str, shape: dict[str, Any], path: str) -> str:
+    """' (did you mean ...?)', and the toolkits that do take a key another toolkit was given
+    (the recipes once gave chainerSettings the masterCommandLineArgs of tensorFlowSettings)."""
+    notes = []
+    close = difflib.get_close_matches(key, list(shape), n=1)
+    if close:
+        notes.append(f"did you mean {close[0]!r}?")
+    if path in TOOLKIT_SHAPES:
+        owners = [name for name, other in TOOLKIT_SHAPES.items() if key in other and name != path]
+        if owners:
+            notes.append(f"{key} is a key of {' and '.join(owners)}")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _kind(value: Any) -> str:

@@ -2,5 +2,6 @@
 from __future__ import annotations
 
 from batchai_jupyter.run_context import JobRun as Run
+from batchai_jupyter.run_context import OfflineRun as _OfflineRun
 
-__all__ = ["Run"]
+__all__ = ["Run", "_OfflineRun"]

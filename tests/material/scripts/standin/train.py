@@ -10,8 +10,13 @@ rest = sys.argv[2:]
 rank = (os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ.get("RANK")
         or os.environ.get("AZ_BATCHAI_TASK_INDEX") or "0")
 task = os.environ.get("AZ_BATCHAI_TASK_TYPE", "")
+try:  # only in the container tests' image (ci/setup-containers.sh)
+    import bai_image_marker
+    where = bai_image_marker.IMAGE_ONLY
+except ImportError:
+    where = "host"
 print(f"standin toolkit={toolkit} rank={rank} task={task} node={os.environ.get('BATCHAI_NODE_INDEX')} "
-      f"args={' '.join(rest)}", flush=True)
+      f"where={where} args={' '.join(rest)}", flush=True)
 args = dict(zip(rest[::2], rest[1::2]))
 data = args.get("--data")
 if data:
