@@ -207,6 +207,10 @@ class JobSpec:
         for kind in ("inputs", "outputs", "mounts", "tensorflow_arguments"):
             if not isinstance(getattr(self, kind), Mapping):
                 raise SpecError(kind, f"must be a dict, got {type(getattr(self, kind)).__name__}")
+        from .datastores.reference import checked_reference  # its paths: no NUL, '..' or '/x'
+        for kind in ("inputs", "outputs", "mounts"):
+            for key, value in getattr(self, kind).items():
+                checked_reference(kind, str(key), value)
         prefix = self.std_out_err_path_prefix
         if prefix is not None and not isinstance(prefix, (str, Mapping)) and not hasattr(prefix, "to_dict"):
             raise SpecError("std_out_err_path_prefix", f"a {type(prefix).__name__} is not a place for std "

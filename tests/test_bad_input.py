@@ -1,6 +1,7 @@
 """Bad input gets a typed SpecError naming the field, before anything is stored or runs."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,14 @@ SPEC_CASES: list[tuple[dict[str, Any], str]] = [
     ({"mounts": None}, "mounts"),
     ({"master_only": "yes"}, "master_only"),
     ({"python_interpreter": 3}, "python_interpreter"),
+    ({"inputs": {"D": "workspacestore:a\0b"}}, "inputs.D.path"),
+    ({"inputs": {"D": {"datastore": "workspacestore", "path": "a\nb"}}}, "inputs.D.path"),
+    ({"inputs": {"D": {"datastore": "workspacestore", "path": "a", "path_on_compute": "c\0"}}},
+     "inputs.D.path_on_compute"),
+    ({"outputs": {"M": "workspacestore:models\0"}}, "outputs.M.path"),
+    ({"outputs": {"M": {"datastore": "workspacestore", "path": "m", "path_suffix": "s\x1b"}}},
+     "outputs.M.path_suffix"),
+    ({"mounts": {"data": {"datastore": "workspacestore", "path": "a\0"}}}, "mounts.data.path"),
 ]
 
 
@@ -110,6 +119,8 @@ SUBMIT_CASES: list[tuple[dict[str, Any], str]] = [
     ({"spec": {"command": 123}}, "command"),
     ({"spec": {"source_directory": None}}, "source_directory"),
     ({"spec": {"environment_variables": {"A": None}}}, "environment_variables"),
+    ({"spec": {"inputs": {"D": "workspacestore:a\0b"}}}, "inputs.D.path"),
+    ({"spec": {"outputs": {"M": {"datastore": "workspacestore", "path": "m\0"}}}}, "outputs.M.path"),
 ]
 
 
@@ -161,6 +172,9 @@ JOB_JSON_CASES: list[tuple[dict[str, Any], str]] = [
     ({"customMpiSettings": {"commandLine": "x", "processCount": True}}, "customMpiSettings.processCount"),
     ({"nodeCount": "2", "customToolkitSettings": {"commandLine": "x"}}, "nodeCount"),
     ({"cluster": "gpus", "customToolkitSettings": {"commandLine": "x"}}, "cluster"),
+    # keys no Batch AI API version had (Batch AI ignored them; the official recipes fixed them later)
+    ({"cntkSettings": {**_PT, "process_count": 2}}, "cntkSettings.process_count"),
+    ({"chainerSettings": {**_PT, "masterCommandLineArgs": "-g"}}, "chainerSettings.masterCommandLineArgs"),
 ]
 
 
@@ -186,6 +200,11 @@ def test_a_misspelled_job_json_key_is_named_with_its_closest_match(tmp_path: Pat
         JobSpec.from_batchai_json(path)
     assert "did you mean 'commandLineArgs'" in str(err.value)
     assert "pythonScriptFilePath" in str(err.value)  # the keys pyTorchSettings takes
+    path = _write_job_json(tmp_path, {"chainerSettings": {**_PT, "masterCommandLineArgs": "-g"}})
+    with pytest.raises(SpecError) as err:  # another toolkit's key: said which one takes it
+        JobSpec.from_batchai_json(path)
+    assert "did you mean 'commandLineArgs'" in str(err.value)
+    assert "masterCommandLineArgs is a key of tensorFlowSettings" in str(err.value)
 
 
 def test_a_job_json_with_a_utf8_bom_imports(tmp_path: Path) -> None:
@@ -225,6 +244,100 @@ def test_cli_bad_input_is_one_typed_line_and_exit_code_2(ws: bai.Workspace, tmp_
     assert err.startswith("error: ") and expect in err and "Traceback" not in err
     assert ws.history.run_rows() == []
     assert [c.name for c in ws.clusters()] == ["local"]
+
+
+# -- datastore paths: no NUL or other control character, refused before anything is sent ----------------
+DATASTORE_CASES: list[tuple[str, Callable[[Any, Path], Any], str]] = [
+    ("path-nul", lambda ds, _f: ds.path("a\0b"), "path"),
+    ("path-newline", lambda ds, _f: ds.path("a\nb"), "path"),
+    ("path-del", lambda ds, _f: ds.path("a\x7f"), "path"),
+    ("upload", lambda ds, f: ds.upload(f, target_path="p\0q", show_progress=False), "target_path"),
+    ("upload_files", lambda ds, f: ds.upload_files([f / "a.txt"], target_path="p\x1bq", show_progress=False),
+     "target_path"),
+    ("as_upload", lambda ds, _f: ds.path("m").as_upload(path_suffix="s\0"), "path_suffix"),
+    ("as_download", lambda ds, _f: ds.path("m").as_download(path_on_compute="c\tx"), "path_on_compute"),
+    ("download", lambda ds, f: ds.download(f / "out", prefix="p\0", show_progress=False), "prefix"),
+]
+
+
+@pytest.mark.parametrize(("call", "field"), [c[1:] for c in DATASTORE_CASES], ids=[c[0] for c in DATASTORE_CASES])
+def test_datastore_paths_with_control_characters_are_refused(ws: bai.Workspace, tmp_path: Path,
+                                                             call: Callable[[Any, Path], Any], field: str) -> None:
+    ds = ws.get_default_datastore()
+    (tmp_path / "a.txt").write_text("data\n")
+    before = ds.list()
+    with pytest.raises(SpecError) as err:
+        call(ds, tmp_path)
+    assert err.value.field == field
+    assert "control character" in str(err.value) and "valid:" in str(err.value)
+    assert ds.list() == before  # nothing was uploaded
+    assert not (tmp_path / "out").exists()
+
+
+# -- the magics: a UsageError IPython shows in one line, caused by a SpecError naming the option -----------
+MAGIC_CASES: list[tuple[str, str, str, str]] = [  # (line, cell, option named, text shown)
+    ("--bogus 1", "print(1)\n", "--bogus", "valid options: --cluster"),
+    ("--cluster", "print(1)\n", "--cluster", "expected one argument"),
+    ("--cluster nope", "print(1)\n", "--cluster", "known clusters: local"),
+    ("--distribution horovod", "print(1)\n", "--distribution", "'pytorch', 'mpi', 'tensorflow'"),
+    ("--image-pull sometimes", "print(1)\n", "--image-pull", "'missing', 'always', 'never'"),
+    ("--image 'Bad Image'", "print(1)\n", "--image", "--image 'Bad Image'"),
+    ("--nodes 0", "print(1)\n", "--nodes", "1 or more"),
+    ("--nodes 5", "print(1)\n", "--nodes", "max_nodes"),
+    ("--nodes two", "print(1)\n", "--nodes", "not a whole number"),
+    ("--processes-per-node 2000", "print(1)\n", "--processes-per-node", "process_count_per_node"),
+    ("--gpus-per-process -1", "print(1)\n", "--gpus-per-process", "0 or more"),
+    ("--experiment ..", "print(1)\n", "--experiment", "experiment"),
+    ("--experiment " + "x" * 201, "print(1)\n", "--experiment", "experiment"),
+    ("--env NOEQUALS", "print(1)\n", "--env", "K=V"),
+    ("--env 1A=2", "print(1)\n", "--env", "not a valid name"),
+    ("--env A=1\0", "print(1)\n", "--env", "NUL"),
+    ("--tag lr", "print(1)\n", "--tag", "K=V"),
+    ("--input data", "print(1)\n", "--input", "ID=DATASTORE:PATH[:mount|download]"),
+    ("--input D=workspacestore", "print(1)\n", "--input", "separated by ':'"),
+    ("--input 1D=workspacestore:x", "print(1)\n", "--input", "not an identifier"),
+    ("--input D=workspacestore:x:copy", "print(1)\n", "--input", "mount, download"),
+    ("--input D=nosuchstore:x", "print(1)\n", "--input", "workspacestore"),
+    ("--input D=workspacestore:a --input D=workspacestore:b", "print(1)\n", "--input", "given twice"),
+    ("--input D=workspacestore:a\0b", "print(1)\n", "--input", "control character"),
+    ("--input D=workspacestore:../up", "print(1)\n", "--input", "'..'"),
+    ("--output M=workspacestore:", "print(1)\n", "--output", "path inside datastore"),
+    ("--output M", "print(1)\n", "--output", "ID=DATASTORE:PATH"),
+    ("--output M=workspacestore:m\x1bx", "print(1)\n", "--output", "control character"),
+    ("", "   \n", "cell", "--command"),
+    ("--command ''", "\n", "--command", "--command is empty"),
+    ("--source /no/such/folder", "print(1)\n", "--source", "not a folder"),
+    ("--script ../up.py", "print(1)\n", "--script", "inside the snapshot"),
+    ("--cluster local epochs=3", "print(1)\n", "ARGS", "'epochs=3' is not an option"),
+    ("epochs=3 -- --lr 1", "print(1)\n", "ARGS", "arguments of the script go after --"),
+]
+
+
+@pytest.fixture
+def shell(ws: bai.Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real IPython shell with `%load_ext batchai_jupyter`, its magics on the test workspace."""
+    from IPython.core.interactiveshell import InteractiveShell
+    monkeypatch.setenv("BATCHAI_WORKSPACE", str(ws.path))
+    monkeypatch.chdir(tmp_path_factory.mktemp("notebook-folder"))
+    ip = InteractiveShell.instance()
+    ip.extension_manager.load_extension("batchai_jupyter")
+    return ip
+
+
+@pytest.mark.parametrize(("line", "cell", "field", "expect"), MAGIC_CASES,
+                         ids=[f"{c[2]}-{i}" for i, c in enumerate(MAGIC_CASES)])
+def test_magic_bad_input_names_the_option_and_submits_nothing(ws: bai.Workspace, shell: Any, line: str,
+                                                              cell: str, field: str, expect: str) -> None:
+    from IPython.core.error import UsageError
+    with pytest.raises(UsageError) as err:
+        shell.run_cell_magic("batchai_job", line, cell)
+    assert type(err.value) is UsageError  # what IPython shows as one line, without a traceback
+    assert expect in str(err.value)
+    typed = err.value.__cause__
+    assert isinstance(typed, SpecError) and isinstance(typed, bai.BatchAIError), repr(typed)
+    assert typed.field == field, str(typed)
+    assert ws.history.run_rows() == []
+    assert not list((ws.path / "snapshots").rglob("*.json"))  # nor snapshotted
 
 
 # -- a source file nobody may read ----------------------------------------------------------------------

@@ -93,6 +93,16 @@ def _as_dict(value: Any, field: str, key: str) -> dict[str, Any]:
                     "a DataReference from ds.path(...), a Datastore, or 'DATASTORE:PATH'")
 
 
+def checked_reference(field: str, key: str, value: Any) -> dict[str, Any]:
+    """One inputs/outputs/mounts entry as a reference dict with its paths checked (a SpecError
+    names e.g. 'inputs.D.path'); needs no workspace, so JobSpec.validate() runs it too."""
+    ref = _as_dict(value, field, key)
+    for name in ("path", "path_on_compute", "path_suffix"):
+        if ref.get(name) is not None:
+            ref[name] = clean_path(ref[name], f"{field}.{key}.{name}")
+    return ref
+
+
 def check_job_data(ws: Any, spec: Any) -> dict[str, dict[str, Any]]:
     """Validate every data reference of a spec before anything is uploaded or started."""
     known = {r["name"]: r for r in ws.history.datastore_rows()}
@@ -112,7 +122,7 @@ def check_job_data(ws: Any, spec: Any) -> dict[str, dict[str, Any]]:
             elif not _IDENT.match(key):
                 raise SpecError(field, f"id {key!r} is not an identifier",
                                 "letters, digits and _, not starting with a digit")
-            ref = _as_dict(value, field, key)
+            ref = checked_reference(field, key, value)
             name = ref.get("datastore")
             if name not in known:
                 raise DatastoreError(f"{field}.{key}: datastore {name!r} not found "

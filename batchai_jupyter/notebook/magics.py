@@ -23,7 +23,7 @@ from ..spec import DISTRIBUTIONS as _SPEC_DISTRIBUTIONS
 from ..spec import IMAGE_PULL_POLICIES
 from ..view.rows import FILE_COLUMNS, MAGIC_RUN_COLUMNS, file_rows, runs_table_rows
 from ..view.table import Table
-from .args import int_at_least
+from .args import int_at_least, refuse, refuse_parse_error
 from .cluster_magics import cluster_command
 
 DISTRIBUTIONS = tuple(d for d in _SPEC_DISTRIBUTIONS if d is not None)
@@ -50,15 +50,12 @@ def parse_or_explain(func: Callable[..., Any], line: str) -> Any:
     try:
         args = parser.parse_args(options)
     except UsageError as exc:
-        text = str(exc)
-        if "unrecognized arguments" in text or "expected one argument" in text:
-            text += f"\nvalid options: {', '.join(option_names(parser))}"
-        raise UsageError(f"%%{func.__name__}: {text}") from None
+        refuse_parse_error(f"%%{func.__name__}", exc, option_names(parser))
     stray = getattr(args, "arguments", None)
     if stray:
-        raise UsageError(f"%%{func.__name__}: {stray[0]!r} is not an option; arguments of the "
-                         f"script go after -- (for example: %%{func.__name__} [options] -- "
-                         f"{' '.join(stray)})")
+        refuse("ARGS", f"{stray[0]!r} is not an option", text=(
+            f"%%{func.__name__}: {stray[0]!r} is not an option; arguments of the script go after -- "
+            f"(for example: %%{func.__name__} [options] -- {' '.join(stray)})"))
     if hasattr(args, "arguments"):
         args.arguments = script_args
     return args

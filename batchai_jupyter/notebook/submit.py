@@ -1,4 +1,7 @@
-"""From parsed %%batchai_job options and a cell body to a submitted Run (submission.submit)."""
+"""From parsed %%batchai_job options and a cell body to a submitted Run (submission.submit).
+
+Every refusal is a UsageError whose __cause__ is a SpecError naming the option (args.refuse).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +9,11 @@ import shlex
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from IPython.core.error import UsageError
-
 from ..errors import ClusterNotFound, SpecError
 from ..run import Run
 from ..spec import JobSpec
 from ..submission import submit
-from .args import parse_data_options, parse_image, parse_pairs
+from .args import parse_data_options, parse_image, parse_pairs, refuse, refuse_api_error
 from .progress import SnapshotProgress
 
 if TYPE_CHECKING:
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
 def check_script_name(name: str) -> str:
     path = PurePosixPath(name)
     if not name or path.is_absolute() or ".." in path.parts or name.endswith("/"):
-        raise UsageError(f"--script {name!r} must be a file name inside the snapshot, "
-                         f"like main.py or jobs/train.py")
+        refuse("--script", f"{name!r} must be a file name inside the snapshot",
+               "a relative file name like main.py or jobs/train.py")
     return path.as_posix()
 
 
@@ -33,8 +34,8 @@ def build_spec(ws: Workspace, args: argparse.Namespace,
     try:
         ws.cluster(args.cluster)
     except ClusterNotFound as exc:
-        raise UsageError(f"--cluster: {exc}; create one with %batchai_cluster create "
-                         f"{args.cluster} --backend local --max-nodes 2") from None
+        hint = f"{exc}; create one with %batchai_cluster create {args.cluster} --backend local --max-nodes 2"
+        refuse("--cluster", hint, exc.known, text=f"--cluster: {hint}", cause=exc)
     env = parse_pairs(args.env, "--env")
     tags = parse_pairs(args.tag, "--tag", identifier=False)
     inputs = parse_data_options(args.input)
@@ -42,15 +43,15 @@ def build_spec(ws: Workspace, args: argparse.Namespace,
     script = check_script_name(args.script)
     body = cell or ""
     if args.command is not None and not args.command.strip():
-        raise UsageError("--command is empty; give a command line or leave --command out")
+        refuse("--command", "is empty; give a command line or leave --command out")
     if not body.strip() and not args.command:
-        raise UsageError("%%batchai_job: the cell is empty. Write the job's script in the cell, or "
-                         "give --command CMD to run a command (for example --command \"python "
-                         "train.py\")")
+        refuse("cell", "is empty", "the job's script in the cell, or --command CMD",
+               text="%%batchai_job: the cell is empty. Write the job's script in the cell, or give "
+               "--command CMD to run a command (for example --command \"python train.py\")")
     source = Path(args.source).expanduser()
     if not source.is_dir():
-        raise UsageError(f"--source {args.source!r} is not a folder (give the folder whose files "
-                         f"the job needs, default: the current folder)")
+        refuse("--source", f"{args.source!r} is not a folder", "the folder whose files the job "
+               "needs, default: the current folder")
     refs_in = {item.id: item.reference(ws) for item in inputs}
     refs_out = {item.id: item.reference(ws) for item in outputs}
     if args.command:
@@ -78,7 +79,7 @@ def submit_cell(ws: Workspace, args: argparse.Namespace, cell: str) -> Run:
             run_id = submit(ws, args.experiment, spec, args.cluster, tags, extra_files=extra,
                             progress=progress)
     except SpecError as exc:
-        raise UsageError(f"%%batchai_job: {exc}") from None
+        refuse_api_error(exc)
     run = Run(ws, run_id)
     if args.wait:
         run.wait_for_completion(show_output=True, raise_on_error=True)

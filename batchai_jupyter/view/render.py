@@ -76,9 +76,12 @@ def run_properties(row: RunRow) -> list[tuple[str, str]]:
     if spec.distribution:
         items.append(("Distribution", f"{spec.distribution} ({spec.node_count} x "
                                       + f"{spec.process_count_per_node})"))
-    waiting = (row.get("properties") or {}).get("waiting")
+    props = row.get("properties") or {}
+    waiting = props.get("waiting")
     if row["status"] == "Queued" and waiting:  # what the run waits for (unusable nodes' errors)
         items.append(("Waiting", waiting))
+    if props.get("warning"):  # "workspace disk full ...": the copies of its files wait for space
+        items.append(("Warning", props["warning"]))
     error = row.get("error")
     if error:
         items.append(("Error", ": ".join([error.get("message", ""), *error.get("last_lines", [])[-1:]])
@@ -102,7 +105,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], css: str = "bai
 def log_pre(text: str) -> str:
     """A static log box showing its last lines (column-reverse anchors it at the bottom); no
     <pre>, which front ends make a scroll box of its own, and theme colours, not fixed ones."""
-    return ('<div class="bai-log" style="max-height:320px;overflow:auto;display:flex;'
+    return ('<div class="bai-log" style="max-height:320px;min-height:0;overflow:auto;display:flex;'
             'flex-direction:column-reverse;border:1px solid var(--jp-border-color2,#ccc);'
             'background:var(--jp-layout-color1,transparent);color:var(--jp-content-font-color1,inherit)">'
             '<div class="bai-log-lines" style="margin:4px 6px;font-size:12px;white-space:pre-wrap;'

@@ -31,6 +31,10 @@ function Overview(props: { run: Record<string, any>; now: number }): JSX.Element
     ['Nodes', (d.nodes || []).join(', ') || '—'],
     ['Tags', Object.entries(run.tags || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—']
   ];
+  const warning = (d.properties || {}).warning;
+  if (warning) {
+    rows.push(['Warning', String(warning)]); // e.g. the workspace disk is full: copies wait
+  }
   if (err && err.exit_codes) {
     rows.push(['Exit codes', Object.entries(err.exit_codes).map(([k, v]) => `${k}: ${v}`).join(', ')]);
   }
