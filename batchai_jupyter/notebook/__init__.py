@@ -12,9 +12,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the magics, and RunDetails as the display of Run objects."""
     from .display import register_display
     from .magics import register
-    from .schedule_magics import ScheduleMagics
+    from .schedule_magics import register_schedules
     register(ipython)
-    ipython.register_magics(ScheduleMagics)
+    register_schedules(ipython)
     register_display(ipython)
 
 

@@ -1,5 +1,6 @@
 """Tab completion of the magics through IPython's completer hooks: options, and the values
-of --cluster, --experiment, --distribution and run ids, read from the workspace each time."""
+of --cluster, --experiment, --distribution, --tz, --overlap, --catchup, run ids and schedule
+names, read from the workspace each time."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -102,6 +103,50 @@ def complete_cluster(event: Any, values: Values) -> list[str]:
                    "resize": ["--node-deallocation-option"], "delete": ["--force"]}
         return _pick(options.get(args[0], []), current)
     return []
+
+
+def schedule_names() -> list[str]:
+    ws = _workspace()
+    return [sched.name for sched in ws.schedules()] if ws is not None else []
+
+
+def time_zones() -> list[str]:
+    import zoneinfo
+    return sorted(zoneinfo.available_timezones())
+
+
+def schedule_values(values: Values) -> Values:
+    """The job options' values plus the schedule's own."""
+    from ..schedules.options import CATCHUPS, CODE_MODES, OVERLAPS
+    return {**values, "--tz": time_zones, "--overlap": lambda: list(OVERLAPS),
+            "--catchup": lambda: list(CATCHUPS), "--code": lambda: list(CODE_MODES)}
+
+
+def complete_schedule(event: Any, options: list[str], actions: list[str], values: Values) -> list[str]:
+    """%%batchai_schedule NAME --cron ... and %batchai_schedule ACTION NAME: options, their
+    values (time zones, overlap, catchup, code), actions and schedule names."""
+    words, current = _words(event)
+    args = words[1:]
+    if "--" in args:
+        raise TryNext  # the script's own arguments
+    if args and args[-1] in values:
+        return _pick(values[args[-1]](), current)
+    if words[0].startswith("%%"):
+        return _pick([*options, "--"], current) if current.startswith("-") or args else []
+    if not args:
+        return _pick(actions, current)
+    if len(args) == 1 and args[0] in actions and args[0] != "list":
+        return _pick(schedule_names(), current)
+    return []
+
+
+def register_schedule_completion(ip: Any, options: list[str], actions: list[str]) -> None:
+    """Install the completer of %batchai_schedule and %%batchai_schedule."""
+    from ..spec import DISTRIBUTIONS
+    values = schedule_values(option_values([str(d) for d in DISTRIBUTIONS]))
+    for key in ("%batchai_schedule", "%%batchai_schedule"):
+        ip.set_hook("complete_command",
+                    lambda _shell, event: complete_schedule(event, options, actions, values), str_key=key)
 
 
 def register_completion(ip: Any, job_options: list[str], distributions: list[str]) -> None:

@@ -124,3 +124,11 @@ class ScheduleMagics(Magics):
                                   cron=args.cron, tz=args.tz, every=args.every, overlap=args.overlap,
                                   catchup=args.catchup, code=args.code, run_on_create=args.run_on_create,
                                   tags=tags, extra_files=extra)
+
+
+def register_schedules(ip: Any) -> None:
+    """The schedule magics and their tab completion (called by `%load_ext batchai_jupyter`)."""
+    from .completion import register_schedule_completion
+    ip.register_magics(ScheduleMagics)
+    options = option_names(schedule_parser())
+    register_schedule_completion(ip, options, list(ACTIONS))

@@ -1,4 +1,6 @@
-"""%%batchai_job, %batchai_job and %batchai_cluster through a real IPython shell."""
+"""%%batchai_job, %batchai_job and %batchai_cluster through a real IPython shell.
+
+Bad arguments of %%batchai_job are rows of the bad-input table in tests/test_bad_input.py."""
 from __future__ import annotations
 
 import textwrap
@@ -64,38 +66,6 @@ def test_wait_raises_when_the_job_fails(ip) -> None:
     with pytest.raises(bai.RunFailed) as info:
         ip.run_cell_magic("batchai_job", "--wait", "import sys; print('bad input'); sys.exit(3)\n")
     assert info.value.run.status == "Failed"
-
-
-@pytest.mark.parametrize("line, cell, expect", [
-    ("--bogus 1", SCRIPT, "valid options: --cluster"),
-    ("--cluster nope", SCRIPT, "known clusters: local"),
-    ("--distribution horovod", SCRIPT, "'pytorch', 'mpi', 'tensorflow'"),
-    ("--nodes 0", SCRIPT, "1 or more"),
-    ("--nodes 5", SCRIPT, "max_nodes"),
-    ("--nodes two", SCRIPT, "not a whole number"),
-    ("--env NOEQUALS", SCRIPT, "K=V"),
-    ("--env 1A=2", SCRIPT, "not a valid name"),
-    ("--tag lr", SCRIPT, "K=V"),
-    ("--input data", SCRIPT, "ID=DATASTORE:PATH[:mount|download]"),
-    ("--input D=workspacestore", SCRIPT, "separated by ':'"),
-    ("--input 1D=workspacestore:x", SCRIPT, "not an identifier"),
-    ("--input D=workspacestore:x:copy", SCRIPT, "mount, download"),
-    ("--input D=nosuchstore:x", SCRIPT, "workspacestore"),
-    ("--input D=workspacestore:a --input D=workspacestore:b", SCRIPT, "given twice"),
-    ("--output M=workspacestore:", SCRIPT, "path inside datastore"),
-    ("--output M", SCRIPT, "ID=DATASTORE:PATH"),
-    ("", "   \n", "--command"),
-    ("--command ''", "\n", "--command is empty"),
-    ("--source /no/such/folder", SCRIPT, "not a folder"),
-    ("--script ../up.py", SCRIPT, "inside the snapshot"),
-    ("--cluster local epochs=3", SCRIPT, "'epochs=3' is not an option"),
-    ("epochs=3 -- --lr 1", SCRIPT, "arguments of the script go after --"),
-])
-def test_bad_arguments_submit_nothing(ip, ws: bai.Workspace, line: str, cell: str, expect: str) -> None:
-    with pytest.raises(UsageError) as info:
-        ip.run_cell_magic("batchai_job", line, cell)
-    assert expect in str(info.value)
-    assert ws.runs() == []
 
 
 def test_input_and_output_reach_the_job(ip, ws: bai.Workspace, tmp_path: Path) -> None:
@@ -206,6 +176,24 @@ def test_tab_completion_of_options_and_values(ip, ws: bai.Workspace) -> None:
     run_id = ws.runs()[0].id
     assert matches(f"%batchai_job show {run_id[:6]}") == [run_id]
     assert set(matches("%batchai_cluster ")) >= {"list", "create", "delete"}
+
+
+def test_tab_completion_of_the_schedule_magics(ip, ws: bai.Workspace) -> None:
+    ws.create_schedule("hourly-scoring", bai.JobSpec(command="echo hi"), cron="5 * * * *")
+
+    def matches(line: str) -> list[str]:
+        first = line.split("\n", 1)[0]
+        return ip.complete("", line, len(first))[1]
+
+    assert set(matches("%batchai_schedule ")) >= {"list", "pause", "resume", "trigger", "fires", "delete"}
+    assert matches("%batchai_schedule pa") == ["pause"]
+    assert matches("%batchai_schedule pause hour") == ["hourly-scoring"]
+    assert "--cron" in matches("%%batchai_schedule nightly --cr")
+    assert "--cluster" in matches("%%batchai_schedule nightly --clu")   # the job's options too
+    assert matches("%%batchai_schedule nightly --tz Europe/Ber") == ["Europe/Berlin"]
+    assert matches("%%batchai_schedule nightly --overlap c") == ["cancel_previous"]
+    assert set(matches("%%batchai_schedule nightly --catchup ")) == {"latest", "none", "all"}
+    assert matches("%%batchai_schedule nightly --cron '5 * * * *' --cluster loc\nprint(1)") == ["local"]
 
 
 def test_help_has_examples(ip) -> None:
