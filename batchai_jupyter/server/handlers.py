@@ -5,7 +5,6 @@ Errors: our typed ones become `{code, message, hint}` with a 4xx status through 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -107,8 +106,7 @@ class RunsHandler(ApiHandler):
         filt = parse_run_filter(self.query_args(), parent_id)
         if parent_id is not None:
             await self.service.call(lambda: self.service.runs.row(parent_id))
-        text = json.dumps(await self.service.page(filt))
-        etag = '"' + hashlib.sha1(text.encode()).hexdigest() + '"'
+        text, etag = await self.service.page_text(filt)
         self.set_header("ETag", etag)
         self.set_header("Cache-Control", "no-cache")
         if etag in [t.strip() for t in self.request.headers.get("If-None-Match", "").split(",")]:

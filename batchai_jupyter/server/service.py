@@ -3,12 +3,15 @@ thread pool, returning plain JSON-able dicts (docs/lab.md). Handlers only do HTT
 
 GET /runs pages run on one reading thread of their own, so the history's `data_version` (which
 changes whenever another connection commits) tells when the per-status counts it keeps must be
-counted again: a page of a 100,000-run history costs one indexed query, not a count.
+counted again: a page of a 100,000-run history costs one indexed query, not a count; and a page
+asked again while nothing was committed is the text it was last time.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +40,8 @@ class Service:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="batchai-api-pages")
         self._counts: dict[tuple[Any, ...], tuple[int, dict[str, int]]] = {}
         self._counts_lock = threading.Lock()
+        #: GET /runs texts by query, valid while history.db's data_version stays (reader thread only)
+        self._pages: dict[tuple[Any, ...], tuple[int, str, str]] = {}
         self._submit_lock = threading.Lock()
 
     def ws(self) -> Workspace:
@@ -64,6 +69,25 @@ class Service:
         """GET /runs (and /runs/{id}/children): one page, the counts, the next cursor."""
         ws = self.ws()
         return await asyncio.get_running_loop().run_in_executor(self._reader, self._page, ws, filt)
+
+    async def page_text(self, filt: RunFilter) -> tuple[str, str]:
+        """The page as JSON text and its ETag; the same query while nothing was committed
+        (`data_version`) is answered from the last text, as a panel polling its page asks."""
+        ws = self.ws()
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._page_text, ws, filt)
+
+    def _page_text(self, ws: Workspace, filt: RunFilter) -> tuple[str, str]:
+        version = ws.history.data_version()
+        key = (filt, filt.after)
+        hit = self._pages.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1], hit[2]
+        text = json.dumps(self._page(ws, filt))
+        etag = '"' + hashlib.sha1(text.encode()).hexdigest() + '"'
+        if len(self._pages) > 256:
+            self._pages.clear()
+        self._pages[key] = (version, text, etag)
+        return text, etag
 
     def _page(self, ws: Workspace, filt: RunFilter) -> dict[str, Any]:
         history = ws.history
