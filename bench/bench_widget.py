@@ -143,7 +143,7 @@ def browser(lines: int) -> None:
             page = chromium.new_page(viewport={"width": 1200, "height": 900})
             open_notebook(page, f"{base}/lab/tree/bench.ipynb?token={token}")
             run_command(page, "notebook:run-all-cells")
-            page.wait_for_selector(".bai-log-scroll", timeout=120_000)
+            page.wait_for_selector(".bai-pane-scroll", timeout=120_000)
             page.evaluate(SAMPLER)
             stream_delays: list[float] = []
             ws = bai.Workspace(root / ".batchai")

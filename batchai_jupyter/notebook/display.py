@@ -28,14 +28,16 @@ def _live(run: Run) -> bool:
     return not all_ended(run.workspace.history, run.id)
 
 
-def run_mimebundle(run: Run) -> dict[str, Any]:
-    """Widget view + static HTML summary + text while the run goes on; the static summary alone
-    once it ended (a saved notebook then never holds a widget view a new kernel lacks)."""
+def run_mimebundle(run: Run) -> dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]:
+    """Widget view + static HTML summary + text while the run goes on (marked for the save
+    hook, with its metadata); the static summary alone once it ended (a saved notebook then
+    never holds a widget view a new kernel lacks)."""
     from ..view.summary import run_summary_html
     if in_kernel() and _live(run):
+        from .save_hook import marker_metadata
         from .widget import RunDetails
         bundle: dict[str, Any] = RunDetails(run)._repr_mimebundle_()
-        return bundle
+        return bundle, marker_metadata(run.id)
     return {"text/plain": repr(run), "text/html": run_summary_html(run)}
 
 

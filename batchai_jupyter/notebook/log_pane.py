@@ -4,6 +4,11 @@ The kernel never resends the pane: each poll sends the bytes written since the l
 (`append`); a view opened later, or a switch of file, gets the kept tail once (`reset`). The
 browser side (static/log_pane.js) draws them like a terminal and follows the tail unless the
 user scrolled up.
+
+"open full log" downloads the file from the server extension's file route
+(`<base_url>/batchai/api/v1/runs/{run_id}/files/{file_path}`) when that server serves this run;
+only where it does not (no extension, another workspace, VS Code) is the file sent through the
+widget connection (`full`), at most FULL_LOG_MAX_BYTES of it, and the browser says it was cut.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from traitlets import Int, Unicode
 from ..view.terminal import MAX_LINES, RawTail, ScreenBuffer, tail_offset
 
 STATIC = Path(__file__).parent / "static"
-#: the whole file sent by "open full log" is capped there (the rest stays on disk)
+#: the file sent through the widget connection by "open full log" is cut there (the server
+#: route has no such limit)
 FULL_LOG_MAX_BYTES = 32 << 20
 
 
@@ -30,6 +36,8 @@ class LogPane(anywidget.AnyWidget):
     ----------
     path: the file to follow (it may not exist yet).
     max_lines: lines kept in the pane; earlier ones are counted and reachable as the full log.
+    run_id: the run whose file it is (the browser asks the server for the file by it).
+    root: the run's files folder; `path` relative to it is the name the server knows.
     """
 
     _esm = STATIC / "log_pane.js"
@@ -37,9 +45,16 @@ class LogPane(anywidget.AnyWidget):
     pane_id = Unicode("").tag(sync=True)
     max_lines = Int(MAX_LINES).tag(sync=True)
     file = Unicode("").tag(sync=True)
+    run_id = Unicode("").tag(sync=True)
+    file_path = Unicode("").tag(sync=True)
+    #: "open full log" through the widget connection sends at most this much of the file
+    full_max_bytes = FULL_LOG_MAX_BYTES
 
-    def __init__(self, path: Path, max_lines: int = MAX_LINES, **kwargs: Any):
-        super().__init__(pane_id=uuid.uuid4().hex, max_lines=max_lines, file=path.name, **kwargs)
+    def __init__(self, path: Path, max_lines: int = MAX_LINES, run_id: str = "",
+                 root: Path | None = None, **kwargs: Any):
+        self._root = root
+        super().__init__(pane_id=uuid.uuid4().hex, max_lines=max_lines, file=path.name,
+                         run_id=run_id, file_path=self._relative(path), **kwargs)
         self._lock = threading.RLock()
         self._seq = 0
         self.sent_bytes = 0  # text handed to the front end (the benchmark reads it)
@@ -47,6 +62,15 @@ class LogPane(anywidget.AnyWidget):
         self.on_msg(self._on_front_end)
         self._follow(path, "")
         self.poll(send=False)  # what is there already reaches a view with its first sync
+
+    def _relative(self, path: Path) -> str:
+        """The file's name in the run (what the server's file route takes); "" outside it."""
+        if self._root is None:
+            return ""
+        try:
+            return path.relative_to(self._root).as_posix()
+        except ValueError:
+            return ""
 
     def _follow(self, path: Path, first: str) -> None:
         self.path = path
@@ -62,6 +86,7 @@ class LogPane(anywidget.AnyWidget):
         with self._lock:
             self._follow(path, first)
             self.file = path.name
+            self.file_path = self._relative(path)
             self.poll(send=False)
             self._reset()
 
@@ -105,10 +130,20 @@ class LogPane(anywidget.AnyWidget):
             if kind == "sync":
                 self._reset()
             elif kind == "full":
-                try:
-                    with open(self.path, "rb") as fh:
-                        data = fh.read(FULL_LOG_MAX_BYTES)
-                except OSError as exc:
-                    data = f"cannot read {self.path}: {exc}".encode()
-                self._deliver({"kind": "full", "file": self.file,
-                            "text": data.decode("utf-8", "replace")})
+                self._deliver(self._full())
+
+    def _full(self) -> dict[str, Any]:
+        """The `full` message: the file's first `full_max_bytes`, its size and whether it was cut
+        (the browser then says so, with where the whole file is)."""
+        size = 0
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read(self.full_max_bytes)
+                size = max(len(data), fh.seek(0, 2))
+        except OSError as exc:
+            data = f"cannot read {self.path}: {exc}".encode()
+        if len(data) < size:  # cut on a line boundary, so the last line shown is a whole one
+            data = data[:data.rfind(b"\n") + 1] or data
+        return {"kind": "full", "file": self.file, "path": str(self.path), "size": size,
+                "shown": len(data), "truncated": len(data) < size,
+                "text": data.decode("utf-8", "replace")}

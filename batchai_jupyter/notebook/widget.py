@@ -26,6 +26,7 @@ from ..view.terminal import screen_text
 from .children_view import ChildrenView
 from .handles import FinalDisplays
 from .log_pane import LogPane
+from .save_hook import marker_metadata
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class RunDetails(W.VBox):
         self.log_picker = W.Dropdown(options=[main], value=main, description="Log file:",
                                      layout=W.Layout(width="auto"))
         self.log_picker.observe(self._on_pick, names="value")
-        self.pane = LogPane(self._files / main, layout=W.Layout(width="100%"))
+        self.pane = LogPane(self._files / main, run_id=run.id, root=self._files,
+                            layout=W.Layout(width="100%"))
         self.pane.listeners.append(self._on_text)
         self.metrics = W.HTML(layout=W.Layout(display="none"))
         self.children_view = ChildrenView(run.id, self._history, self._child_details,
@@ -151,10 +153,12 @@ class RunDetails(W.VBox):
 
     def show(self) -> None:
         """Display the widget; when the run ends that display becomes the static summary. The
-        view of a run that had already ended stays interactive until the next cell runs."""
+        view of a run that had already ended stays interactive until the next cell runs. The
+        display is marked (save_hook.py): a notebook saved before then keeps the summary."""
         from IPython.display import display
         with self._lock:
-            handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+            handle = display(self._repr_mimebundle_(), raw=True, display_id=True,
+                             metadata=marker_metadata(self.run.id))
             if handle is None:
                 return
             self._displays.add(handle)

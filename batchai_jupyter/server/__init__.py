@@ -18,6 +18,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     from jupyter_server.utils import url_path_join
 
     from ..errors import BatchAIError
+    from ..notebook import save_hook
     from .config import BatchAIServer, open_workspace
     from .events import EventHub
     from .routes import ROUTES
@@ -38,6 +39,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             hubs[key] = EventHub(ws, service.call, settings.poll_seconds, settings.idle_seconds, serverapp.log)
         return hubs[key]
 
+    if not save_hook.register(serverapp.contents_manager, lambda: service.workspace):  # run summaries
+        serverapp.log.warning("batchai_jupyter: this contents manager takes no pre-save hooks")
     web_app = serverapp.web_app
     web_app.settings.update(batchai_service=service, batchai_hub_factory=hub_for, batchai_hubs=hubs,
                             batchai_poll_seconds=max(settings.poll_seconds, 0.5))

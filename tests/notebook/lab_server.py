@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from batchai_jupyter.engine.control import forget, stop_engine
+from tests.conftest import screens_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENS = Path("/tmp/screens")
 KERNEL_READY = """() => {
     const app = window.jupyterapp;
     const panel = app && app.shell.currentWidget;
@@ -46,7 +46,8 @@ def free_port() -> int:
 
 
 def pids_under(path: Path) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="],  # -ww: whole command lines, never cut
+                         capture_output=True, text=True, check=True).stdout
     return [int(line.split(None, 1)[0]) for line in out.splitlines()
             if str(path) in line and int(line.split(None, 1)[0]) != os.getpid()]
 
@@ -145,8 +146,9 @@ def open_notebook(page: Any, url: str) -> None:
 
 
 def screenshot(page: Any, name: str) -> Path:
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    path = SCREENS / name
+    folder = screens_dir()  # kept after the run; the session's summary says where
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     page.screenshot(path=str(path), full_page=False)
     print(f"screenshot: {path}")
     return path

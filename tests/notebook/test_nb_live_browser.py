@@ -68,10 +68,10 @@ SWEEP = textwrap.dedent("""\
 SAMPLER = """() => {
   window.__bai = {delays: [], seen: new Set()};
   const tick = () => {
-    const box = document.querySelector('.bai-log-scroll');
+    const box = document.querySelector('.bai-pane-scroll');
     if (box) {
       const b = box.getBoundingClientRect();
-      const lines = box.querySelectorAll('.bai-log-line');
+      const lines = box.querySelectorAll('.bai-pane-line');
       for (let k = lines.length - 1; k >= Math.max(0, lines.length - 4); k--) {
         const m = /t=(\\d+\\.\\d+)/.exec(lines[k].textContent);
         if (!m) continue;
@@ -89,9 +89,9 @@ SAMPLER = """() => {
   tick();
 }"""
 FIRST_VISIBLE = """() => {
-  const box = document.querySelector('.bai-log-scroll');
+  const box = document.querySelector('.bai-pane-scroll');
   const b = box.getBoundingClientRect();
-  for (const el of box.querySelectorAll('.bai-log-line')) {
+  for (const el of box.querySelectorAll('.bai-pane-line')) {
     const r = el.getBoundingClientRect();
     if (r.bottom > b.top + 1) return [el.textContent, Math.round(r.top - b.top), box.scrollTop];
   }
@@ -133,7 +133,7 @@ def _saved_outputs(path: Path) -> list[str]:
 def _follow_checks(page: Any, expect: Any, theme_switch: bool) -> dict[str, float]:
     """The live pane while the job prints: the newest line in view, scrolling up left alone,
     jump to latest, the tqdm bar as one line, colours; returns the measured figures."""
-    pane = page.locator(".bai-log-scroll")
+    pane = page.locator(".bai-pane-scroll")
     expect(pane).to_be_visible(timeout=120_000)
     page.evaluate(SAMPLER)
     page.wait_for_function("() => window.__bai.delays.length > 30", timeout=120_000)
@@ -142,7 +142,7 @@ def _follow_checks(page: Any, expect: Any, theme_switch: bool) -> dict[str, floa
     page.mouse.wheel(0, -600)
     page.wait_for_timeout(300)
     before = page.evaluate(FIRST_VISIBLE)
-    jump = page.locator(".bai-log-jump")
+    jump = page.locator(".bai-pane-jump")
     expect(jump).to_be_visible()
     page.wait_for_timeout(1200)
     after = page.evaluate(FIRST_VISIBLE)
@@ -151,30 +151,30 @@ def _follow_checks(page: Any, expect: Any, theme_switch: bool) -> dict[str, floa
     jump.click()
     expect(jump).to_be_hidden()
     page.wait_for_function(
-        "() => document.querySelector('.bai-log-scroll').innerText.includes('all printed')",
+        "() => document.querySelector('.bai-pane-scroll').innerText.includes('all printed')",
         timeout=120_000)
     page.wait_for_timeout(500)
     text = pane.inner_text()
     bars = [line for line in text.splitlines() if "|" in line and "it" in line]
     assert len(bars) == 1 and "100%" in bars[0], bars  # the bar redrew in place: one line
     assert "[31m" not in text and "red alert" in text
-    red = page.evaluate("""() => { const s = [...document.querySelectorAll('.bai-log-line span')]
+    red = page.evaluate("""() => { const s = [...document.querySelectorAll('.bai-pane-line span')]
         .find(e => e.textContent === 'red alert'); return s && getComputedStyle(s).color; }""")
-    plain = page.evaluate("() => getComputedStyle(document.querySelector('.bai-log-line')).color")
+    plain = page.evaluate("() => getComputedStyle(document.querySelector('.bai-pane-line')).color")
     assert red and red != plain, (red, plain)
     # the newest line is in view: geometry of the last line against the scroll box
-    inside = page.evaluate("""() => { const box = document.querySelector('.bai-log-scroll');
+    inside = page.evaluate("""() => { const box = document.querySelector('.bai-pane-scroll');
         const b = box.getBoundingClientRect();
-        const el = [...box.querySelectorAll('.bai-log-line')].reverse()
+        const el = [...box.querySelectorAll('.bai-pane-line')].reverse()
             .find(e => e.textContent.includes('all printed'));
         const r = el.getBoundingClientRect(); return r.top >= b.top - 1 && r.bottom <= b.bottom + 1; }""")
     assert inside
-    figures = {"contrast_light": page.evaluate(CONTRAST, ".bai-log-line")}
+    figures = {"contrast_light": page.evaluate(CONTRAST, ".bai-pane-line")}
     if theme_switch:
         run_command(page, "apputils:change-theme", {"theme": "JupyterLab Dark"})
         page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
         page.wait_for_timeout(500)
-        figures["contrast_dark"] = page.evaluate(CONTRAST, ".bai-log-line")
+        figures["contrast_dark"] = page.evaluate(CONTRAST, ".bai-pane-line")
         figures["contrast_dark_badge"] = page.evaluate(CONTRAST, ".bai-status")
     delays = page.evaluate("() => window.__bai.delays")
     figures["p95"] = p95(delays)
@@ -217,17 +217,62 @@ def test_live_pane_follows_the_tail_in_jupyterlab(tmp_path: Path) -> None:
             browser.close()
 
 
-def test_failure_sweep_and_reopened_notebook_in_jupyterlab(tmp_path: Path) -> None:
+def _sorted_column(cell: Any, column: str) -> list[str]:
+    """The values of one column of a child-run table, top to bottom, as the page shows them."""
+    return cell.evaluate("""(el, name) => {
+        const table = el.querySelector('.bai-children-table');
+        const heads = [...table.querySelectorAll('thead th')].map(th => th.dataset.column);
+        const k = heads.indexOf(name);
+        return [...table.querySelectorAll('tbody tr')].map(tr => tr.cells[k].textContent);
+    }""", column)
+
+
+def _sort_and_open_a_child(cell: Any, expect: Any) -> None:
+    """An interactive sweep view: a header click sorts (again: the other way), "open" shows a
+    child in place, Back returns to the table."""
+    table = cell.locator(".bai-children-table").first  # the parent's (an opened child has one too)
+    expect(table.locator("tbody tr")).to_have_count(3, timeout=60_000)
+    assert _sorted_column(cell, "final_acc") == ["1.2", "0.8", "0.4"]  # the goal: maximize
+    assert table.locator("tbody tr").first.get_attribute("class") == "bai-best"
+    table.locator('th[data-column="lr"]').click()
+    expect(table.locator('th[data-column="lr"]')).to_contain_text("▲")
+    assert _sorted_column(cell, "lr") == ["0.1", "0.2", "0.3"]
+    table.locator('th[data-column="lr"]').click()
+    expect(table.locator('th[data-column="lr"]')).to_contain_text("▼")
+    assert _sorted_column(cell, "lr") == ["0.3", "0.2", "0.1"]
+    child_id = table.locator("tbody tr").first.get_attribute("data-run-id")
+    table.locator("tbody tr").first.locator(".bai-open-child").click()
+    back = cell.get_by_role("button", name="Back to the child runs")
+    expect(back).to_be_visible(timeout=30_000)
+    expect(cell.locator(".bai-run-details .bai-run-details .bai-header")).to_contain_text(child_id)
+    expect(table).to_be_hidden()
+    back.click()
+    expect(table).to_be_visible()
+    expect(cell.locator(".bai-run-details .bai-run-details")).to_have_count(0)
+
+
+# the same test in both front ends: (app, the notebook's URL path)
+FRONT_ENDS = [pytest.param("lab", "/lab/tree/more.ipynb", id="jupyterlab"),
+              pytest.param("notebook", "/notebooks/more.ipynb", id="notebook7")]
+
+
+@pytest.mark.parametrize(("app", "path"), FRONT_ENDS)
+def test_failure_sweep_and_reopened_notebook(tmp_path: Path, app: str, path: str) -> None:
     need_browser()
+    if app == "notebook":
+        pytest.importorskip("notebook", reason="notebook 7 is not installed")
     from playwright.sync_api import expect, sync_playwright
     root = tmp_path / "nb"
     root.mkdir()
     wait_all = "for r in ws.runs():\n    r.wait_for_completion(raise_on_error=False)\ntime.sleep(2)"
-    write_notebook(root / "more.ipynb", [SETUP, LOAD, FAILING_JOB, SWEEP, wait_all])
-    with jupyter_server(tmp_path, root, "lab") as (base, token), sync_playwright() as pw:
+    # the last cell: the interactive view of the finished sweep, saved as it is shown
+    again = "bai.RunDetails(parent, primary_metric='final_acc', goal='maximize')"
+    write_notebook(root / "more.ipynb", [SETUP, LOAD, FAILING_JOB, SWEEP, wait_all, again])
+    with jupyter_server(tmp_path, root, app) as (base, token), sync_playwright() as pw:
         browser = _browser(pw)
         page = browser.new_page(viewport={"width": 1200, "height": 1100})
-        url = f"{base}/lab/tree/more.ipynb?token={token}"
+        page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?" on reload
+        url = f"{base}{path}?token={token}"
         try:
             open_notebook(page, url)
             run_command(page, "notebook:run-all-cells")
@@ -238,15 +283,21 @@ def test_failure_sweep_and_reopened_notebook_in_jupyterlab(tmp_path: Path) -> No
             expect(failing).to_contain_text("Traceback")
             expect(failing).to_contain_text("exit codes")
             failing.scroll_into_view_if_needed()
-            screenshot(page, "failure.png")
+            # the summary's log box fits its one line (no other rule stretches it)
+            stdout_box = failing.locator(".bai-run-summary .bai-log").first.bounding_box()
+            assert stdout_box is not None and stdout_box["height"] < 80, stdout_box
+            screenshot(page, f"{app}-failure.png")
             sweep = cells.nth(3)
             expect(sweep.locator(".bai-run-summary .bai-sweep-charts img").first).to_be_visible(timeout=180_000)
             expect(sweep).to_contain_text("★")
             expect(sweep.locator(".bai-parallel img")).to_be_visible()
-            last = cells.nth(4)
-            expect(last.locator(".jp-InputPrompt")).to_have_text(textwrap.dedent("[5]:"), timeout=180_000)
+            last = cells.nth(5)
+            expect(last.locator(".jp-InputPrompt")).to_have_text("[6]:", timeout=180_000)
             sweep.scroll_into_view_if_needed()
-            screenshot(page, "sweep-with-charts.png")
+            screenshot(page, f"{app}-sweep-with-charts.png")
+            _sort_and_open_a_child(last, expect)
+            last.scroll_into_view_if_needed()
+            screenshot(page, f"{app}-sweep-interactive.png")
             run_command(page, "docmanager:save")
             saved = root / "more.ipynb"
             deadline = time.monotonic() + 30
@@ -261,13 +312,14 @@ def test_failure_sweep_and_reopened_notebook_in_jupyterlab(tmp_path: Path) -> No
             open_notebook(page, url)
             page.wait_for_timeout(1500)
             expect(page.locator(".jp-Notebook")).not_to_contain_text("model not found")
+            expect(cells.nth(5).locator(".bai-run-summary .bai-sweep-charts img").first).to_be_visible()
             expect(cells.nth(2).locator('.bai-status[data-status="Failed"]')).to_be_visible()
             expect(cells.nth(2)).to_contain_text("ValueError: bad input shape (3, 4)")
             img = cells.nth(3).locator(".bai-sweep-charts img").first
             expect(img).to_be_visible()
             assert page.evaluate("(e) => e.naturalWidth", img.element_handle()) > 0
             cells.nth(3).scroll_into_view_if_needed()
-            screenshot(page, "reopened-notebook.png")
+            screenshot(page, f"{app}-reopened-notebook.png")
             # changed outside Jupyter, the notebook is untrusted: its HTML is sanitized, and the
             # charts (images with data URIs) stay
             nb = json.loads(saved.read_text())
@@ -284,7 +336,7 @@ def test_failure_sweep_and_reopened_notebook_in_jupyterlab(tmp_path: Path) -> No
             assert page.evaluate("(e) => e.naturalWidth", img.element_handle()) > 0
             expect(cells.nth(2)).to_contain_text("ValueError: bad input shape (3, 4)")
         except BaseException:
-            screenshot(page, "more-failure-of-test.png")
+            screenshot(page, f"{app}-more-failure-of-test.png")
             raise
         finally:
             browser.close()
@@ -312,13 +364,19 @@ def test_live_pane_follows_the_tail_in_notebook7(tmp_path: Path) -> None:
                 return [h, p, w.scrollWidth - w.clientWidth];
             }""")
             assert sizes[0] <= 80 and sizes[1] <= 30 and sizes[2] <= 1, sizes
-            figures = _follow_checks(page, expect, theme_switch=False)
+            figures = _follow_checks(page, expect, theme_switch=True)
             print(f"Notebook 7: print -> visible p95 {figures['p95'] * 1000:.0f} ms over "
-                  f"{figures['samples']} lines")
+                  f"{figures['samples']} lines; contrast light {figures['contrast_light']:.1f}, dark "
+                  f"{figures['contrast_dark']:.1f}, badge {figures['contrast_dark_badge']:.1f}")
             assert figures["samples"] > 40 and figures["p95"] <= 1.0, figures
-            assert figures["contrast_light"] >= 4.5, figures
+            assert figures["contrast_light"] >= 4.5 and figures["contrast_dark"] >= 4.5, figures
+            assert figures["contrast_dark_badge"] >= 4.5, figures
+            screenshot(page, "notebook-live-followed-tail-dark.png")
             summary = page.locator(".bai-run-summary")
             expect(summary.locator('.bai-status[data-status="Completed"]')).to_be_visible(timeout=120_000)
+            assert page.evaluate(CONTRAST, ".bai-run-summary .bai-log-lines") >= 4.5
+            summary.scroll_into_view_if_needed()
+            screenshot(page, "notebook-summary-dark.png")
         except BaseException:
             screenshot(page, "nb7-failure-of-test.png")
             raise

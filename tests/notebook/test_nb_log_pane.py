@@ -72,3 +72,28 @@ def test_progress_bars_and_colours_read_as_a_terminal_shows_them() -> None:
     assert screen_text(bar) == "100%|##########|\n"
     assert collapse_cr("abcdef\rXY") == "XYcdef"
     assert screen_text("\x1b[31mred\x1b[0m plain") == "red plain"
+
+
+def test_full_log_through_the_kernel_says_where_it_was_cut(tmp_path: Path) -> None:
+    """Without the server's file route the kernel sends the file, cut on a line boundary at
+    full_max_bytes; the message says so (the browser shows it) and names the file's path."""
+    files = tmp_path / "files"
+    (files / "logs").mkdir(parents=True)
+    log = files / "logs" / "train.log"
+    log.write_text("".join(f"line {i:04d}\n" for i in range(1000)))  # 10 bytes a line
+    with recording_comms() as sent:
+        pane = LogPane(log, run_id="exp_1_ab", root=files)
+        assert (pane.run_id, pane.file_path, pane.file) == ("exp_1_ab", "logs/train.log", "train.log")
+        pane.full_max_bytes = 2005
+        pane._on_front_end(pane, {"kind": "full"}, [])
+        full = _custom(sent)[-1]
+        assert full["truncated"] and full["size"] == 10_000 and full["shown"] == 2000
+        assert full["text"].splitlines()[-1] == "line 0199" and full["path"] == str(log)
+        pane.full_max_bytes = 10_000
+        pane._on_front_end(pane, {"kind": "full"}, [])
+        full = _custom(sent)[-1]
+        assert not full["truncated"] and full["text"] == log.read_text()
+        other = tmp_path / "elsewhere.txt"  # outside the run's files: no name for the server
+        other.write_text("x\n")
+        pane.switch(other)
+        assert pane.file_path == ""

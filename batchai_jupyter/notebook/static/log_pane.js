@@ -3,9 +3,15 @@
 // Messages from the kernel (model.send on the Python side):
 //   {kind: "reset", seq, text, earlier, file}  replace everything (a new file, a resync)
 //   {kind: "append", seq, text}                new bytes of the file (may end mid-line)
-//   {kind: "full", text, file}                 the whole file, asked for by "open full log"
+//   {kind: "full", text, file, path, size, shown, truncated}
+//                                              the file, asked for by "open full log" where
+//                                              the server does not serve it (cut at 32 MiB)
 // Messages to the kernel: {kind: "sync"} (send me a reset) and {kind: "full"}.
 // Lines are kept per model, so every view of the model shows the same terminal.
+//
+// "open full log" downloads the file from the server extension's file route
+// (<base_url>/batchai/api/v1/runs/{run_id}/files/{file_path}, base_url from the page's
+// jupyter-config-data) when that server lists the file for this run; else it asks the kernel.
 
 const STATES = new Map();
 const NAMES = ["black", "red", "green", "yellow", "blue", "magenta", "cyan", "white"];
@@ -132,7 +138,7 @@ function classesOf(style) {
 
 function renderLine(line) {
   const el = line.el || document.createElement("div");
-  el.className = "bai-log-line";
+  el.className = "bai-pane-line";
   el.textContent = "";
   let start = 0;
   const n = line.chars.length;
@@ -186,6 +192,7 @@ function paint(view) {
   }
   list.appendChild(frag);
   if (state.earlier > 0) {
+    if (state.model && state.probeUrl === undefined) probe(state.model, state);
     banner.style.display = "";
     banner.firstChild.textContent = `${state.earlier.toLocaleString()} earlier lines — `;
   } else {
@@ -197,6 +204,10 @@ function paint(view) {
     box.scrollTop = Math.max(0, box.scrollTop - removed);
   }
   jump.style.display = follow ? "none" : "block";
+  const empty = state.lines.length === 0 && (!state.cur || state.cur.chars.length === 0);
+  box.classList.toggle("bai-pane-empty", empty);
+  const name = state.file || (state.model && state.model.get("file")) || "this file";
+  if (empty) box.dataset.empty = `${name}: nothing written yet`;
 }
 
 function apply(state, msg) {
@@ -209,12 +220,19 @@ function apply(state, msg) {
     state.seq = msg.seq;
     feed(state, msg.text || "");
     for (const v of state.views) { v.list.textContent = ""; v.follow = true; }
+    if (state.note) say(state, "");
   } else if (msg.kind === "append") {
     if (msg.seq <= state.seq) return;
     state.seq = msg.seq;
     feed(state, msg.text || "");
   } else if (msg.kind === "full") {
-    const url = URL.createObjectURL(new Blob([msg.text || ""], { type: "text/plain;charset=utf-8" }));
+    let text = msg.text || "";
+    if (msg.truncated) {
+      const note = `the first ${mib(msg.shown || text.length)} of ${mib(msg.size)} shown; the whole file is ${msg.path}`;
+      text += `\n[open full log: ${note}]\n`;
+      say(state, `cut: ${note}`);
+    }
+    const url = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
     const tab = state.fullTab;  // opened by the click itself: a popup blocker lets it through
     state.fullTab = null;
     if (tab && !tab.closed) tab.location.href = url;
@@ -224,6 +242,79 @@ function apply(state, msg) {
     return;
   }
   for (const v of state.views) schedule(v);
+}
+
+function mib(bytes) {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+// A line under the banner of every view (what "open full log" did), until the next reset.
+function say(state, text) {
+  state.note = text;
+  for (const v of state.views) { v.note.textContent = text; v.note.style.display = text ? "" : "none"; }
+}
+
+// The server's URL of the followed file, or null where this page has no Jupyter server that
+// serves this run (no extension, another workspace, a front end without jupyter-config-data).
+// The probe asks for the run's log list with the page's cookies, as the download will.
+async function serverFileUrl(model) {
+  const cfg = document.getElementById("jupyter-config-data");
+  const id = model.get("run_id"), rel = model.get("file_path");
+  if (!cfg || !id || !rel) return null;
+  let base;
+  try { base = JSON.parse(cfg.textContent).baseUrl; } catch (e) { return null; }
+  if (typeof base !== "string") return null;
+  const api = `${base.replace(/\/*$/, "/")}batchai/api/v1/runs/${encodeURIComponent(id)}`;
+  try {
+    const r = await fetch(`${api}/logs`, { credentials: "same-origin", cache: "no-store" });
+    if (!r.ok) return null;
+    const body = await r.json();
+    if (!(body.files || []).some((f) => f.name === rel)) return null;
+  } catch (e) {
+    return null;
+  }
+  return `${api}/files/${rel.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+// The server's URL of the file, asked once per file (when the banner shows): null where the
+// kernel has to send it. Asked again after a null: the server may come to know the run.
+function probe(model, state) {
+  const key = `${model.get("run_id")}/${model.get("file_path")}`;
+  if (!state.probe || state.probeKey !== key) {
+    state.probeKey = key;
+    state.probeUrl = undefined;
+    state.probe = serverFileUrl(model).then((url) => {
+      if (state.probeKey === key) state.probeUrl = url;
+      return url;
+    });
+  }
+  return state.probe;
+}
+
+function download(state, url, rel) {
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = rel.split("/").pop();
+  a.style.display = "none";
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  say(state, `downloading ${rel} from the Jupyter server`);
+}
+
+function openFull(model, state) {
+  const rel = model.get("file_path");
+  const asked = probe(model, state);
+  if (state.probeUrl) { download(state, state.probeUrl, rel); return; }
+  // the kernel's copy goes to a tab opened by the click itself (a popup blocker lets it through)
+  const tab = window.open("", "_blank");
+  const viaKernel = () => { state.probe = null; state.fullTab = tab; model.send({ kind: "full" }); };
+  if (state.probeUrl === null) { viaKernel(); return; }
+  asked.then((url) => {
+    if (!url) { viaKernel(); return; }
+    if (tab && !tab.closed) tab.close();
+    download(state, url, rel);
+  });
 }
 
 function schedule(view) {
@@ -240,6 +331,7 @@ function stateOf(model) {
     STATES.set(key, state);
   }
   state.maxLines = model.get("max_lines") || state.maxLines;
+  state.model = model;
   return state;
 }
 
@@ -252,30 +344,32 @@ function initialize({ model }) {
 
 function render({ model, el }) {
   const state = stateOf(model);
-  el.classList.add("bai-log");
+  el.classList.add("bai-pane");
   const banner = document.createElement("div");
-  banner.className = "bai-log-banner";
+  banner.className = "bai-pane-banner";
   banner.appendChild(document.createTextNode(""));
   const open = document.createElement("button");
-  open.className = "bai-log-open";
+  open.className = "bai-pane-open";
   open.textContent = "open full log";
-  open.title = "Open the whole file in a new tab";
-  open.addEventListener("click", () => {
-    state.fullTab = window.open("", "_blank");
-    model.send({ kind: "full" });
-  });
+  open.title = "Download the whole file from the Jupyter server (or open what the kernel sends in a new tab)";
+  open.addEventListener("click", () => openFull(model, state));
   banner.appendChild(open);
+  const note = document.createElement("div");
+  note.className = "bai-pane-note";
+  note.textContent = state.note || "";
+  note.style.display = state.note ? "" : "none";
+  banner.appendChild(note);
   const box = document.createElement("div");
-  box.className = "bai-log-scroll";
+  box.className = "bai-pane-scroll";
   box.tabIndex = 0;
   const list = document.createElement("div");
-  list.className = "bai-log-lines";
+  list.className = "bai-pane-lines";
   box.appendChild(list);
   const jump = document.createElement("button");
-  jump.className = "bai-log-jump";
+  jump.className = "bai-pane-jump";
   jump.textContent = "\u2193 jump to latest";
   el.append(banner, box, jump);
-  const view = { state, box, list, banner, jump, follow: true, pending: false, upAt: 0 };
+  const view = { state, box, list, banner, jump, note, follow: true, pending: false, upAt: 0 };
   jump.addEventListener("click", () => { view.follow = true; schedule(view); });
   // The user moving up stops the following at once (before the smooth scroll has moved
   // anything); reaching the bottom again, by any means, resumes it.
