@@ -27,6 +27,7 @@ from .errors import SnapshotError
 DEFAULT_MAX_BYTES = 300 * 1024 * 1024
 DEFAULT_MAX_FILES = 2000
 ALWAYS_EXCLUDED = (".git",)
+RECENT_MANIFESTS = 8  # parsed manifests a store keeps (manifest())
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
 
@@ -129,6 +130,8 @@ class SnapshotStore:
         self.manifests = self.root / "manifests"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.manifests.mkdir(parents=True, exist_ok=True)
+        self._recent: dict[str, tuple[str, dict]] = {}  # snapshot id -> its manifest's text, parsed
+        self._recent_lock = threading.Lock()
 
     def _cache_path(self, src: Path) -> Path:
         return self.root / "cache" / (hashlib.sha1(str(src).encode()).hexdigest() + ".pickle")
@@ -156,7 +159,26 @@ class SnapshotStore:
         return self.object_path(digest).exists()
 
     def manifest(self, snapshot_id: str) -> dict:
-        return json.loads((self.manifests / f"{snapshot_id}.json").read_text())
+        """A stored manifest, parsed; the latest few are kept (an id is the digest of its
+        manifest, which never changes), so an engine launching runs of one snapshot reads it
+        once: the dict is shared, never to be changed."""
+        return self._recent_manifest(snapshot_id)[1]
+
+    def manifest_text(self, snapshot_id: str) -> str:
+        """A stored manifest's JSON text, as manifest() parsed it."""
+        return self._recent_manifest(snapshot_id)[0]
+
+    def _recent_manifest(self, snapshot_id: str) -> tuple[str, dict]:
+        with self._recent_lock:
+            got = self._recent.pop(snapshot_id, None)
+        if got is None:
+            text = (self.manifests / f"{snapshot_id}.json").read_text()
+            got = (text, json.loads(text))
+        with self._recent_lock:
+            self._recent[snapshot_id] = got  # the latest used last
+            while len(self._recent) > RECENT_MANIFESTS:
+                del self._recent[next(iter(self._recent))]
+        return got
 
     def take(self, source: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
              max_files: int = DEFAULT_MAX_FILES, extra_files: dict[str, bytes] | None = None,

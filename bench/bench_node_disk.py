@@ -5,21 +5,30 @@
 1. submit -> first line of the job, on a local cluster of one node: the first run of a
    2,000-file snapshot (its tree is built), later runs of it (the tree is there), and runs of a
    1-file snapshot (the baseline). Target: a later run of the 2,000-file snapshot <= 1.2x the
-   1-file case.
+   1-file case. Measured with the jobs running as the engine's user (run_as="engine") and, under
+   a root engine, as the cluster's own account (run_as="auto", the default there), whose node
+   folders live outside the workspace (compute/local/accounts.py).
 2. node bytes after N runs: every run folder kept with copied snapshots (what nodes held before
    cleanup) vs the default (ended runs' folders removed, one tree per snapshot).
 """
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import sysconfig
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench._common import median, parse_args, report, temp_workspace
 
 JOB = "print('first line', flush=True)\n"
+CLUSTER = "one"
 
 
 def make_project(root: Path, files: int, file_bytes: int) -> Path:
@@ -32,6 +41,16 @@ def make_project(root: Path, files: int, file_bytes: int) -> Path:
     return root
 
 
+def node_roots(ws: Any) -> list[Path]:
+    """The cluster's node folders: in the workspace, or outside it when its jobs run as their
+    own account (isolated_root); the nodes' info["path"] names the ones that are up."""
+    from batchai_jupyter.compute.local.accounts import isolated_root
+    found = {Path(n.info["path"]) for n in ws.cluster(CLUSTER).nodes() if n.info.get("path")}
+    for base in (ws.path / "clusters" / CLUSTER, isolated_root(ws.path, CLUSTER)):
+        found |= set((base / "nodes").glob("*"))
+    return sorted(p for p in found if p.is_dir())
+
+
 MODES: set[str] = set()  # how the measured runs' views were made (overlay, reflink, copy)
 
 
@@ -40,64 +59,118 @@ def first_line_seconds(ws: Any, src: Path) -> float:
     from batchai_jupyter import JobSpec
     start = time.perf_counter()
     run = ws.experiment("bench").submit(JobSpec(source_directory=src, script="job.py",
-                                                keep_node_files=True), cluster="one")
+                                                keep_node_files=True), cluster=CLUSTER)
     line = next(iter(run.stream()))
     took = time.perf_counter() - start
     assert line == "first line", line
     run.wait_for_completion(show_output=False, timeout=300)
-    MODES.update(p.read_text() for p in ws.path.glob(f"clusters/*/nodes/*/runs/{run.id}/view.mode"))
+    MODES.update(p.read_text() for root in node_roots(ws) for p in root.glob(f"runs/{run.id}/view.mode"))
     return took
 
 
 def node_bytes(ws: Any) -> int:
     total = 0
-    for folder, _dirs, names in os.walk(ws.path / "clusters"):
-        for name in names:
-            path = os.path.join(folder, name)
-            if not os.path.islink(path):
-                total += os.lstat(path).st_size
+    for root in node_roots(ws):
+        for folder, _dirs, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if not os.path.islink(path):
+                    total += os.lstat(path).st_size
     return total
 
 
-def runs_then_bytes(src: Path, count: int, keep: bool) -> int:
+def runs_then_bytes(src: Path, count: int, keep: bool, options: dict[str, Any]) -> int:
     """Node bytes once `count` runs ended (and the node upkeep had its chance)."""
     from batchai_jupyter import JobSpec
     with temp_workspace() as workspace:
         ws: Any = workspace
-        ws.create_cluster("one", max_nodes=1)
+        ws.create_cluster(CLUSTER, max_nodes=1, **options)
         exp = ws.experiment("disk")
-        runs = [exp.submit(JobSpec(source_directory=src, script="job.py", keep_node_files=keep), cluster="one")
+        runs = [exp.submit(JobSpec(source_directory=src, script="job.py", keep_node_files=keep), cluster=CLUSTER)
                 for _ in range(count)]
         for run in runs:
             run.wait_for_completion(show_output=False, timeout=300)
         deadline = time.time() + 30
-        while time.time() < deadline and not keep and any((ws.path / "clusters").glob("*/nodes/*/runs/*")):
+        while time.time() < deadline and not keep and any(r.glob("runs/*") for r in node_roots(ws)):
             time.sleep(0.2)
         return node_bytes(ws)
 
 
+@contextmanager
+def account_python() -> Iterator[str | None]:
+    """A Python the cluster's own account can run (a venv of the system's python3.11 outside
+    /root, with this package on its path); None where jobs cannot run as an account here."""
+    base_python = Path("/usr/bin/python3.11")
+    if os.geteuid() != 0 or shutil.which("useradd") is None or not base_python.exists():
+        yield None
+        return
+    base = Path(tempfile.mkdtemp(prefix="bench-disk-python-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        subprocess.run([str(base_python), "-m", "venv", "--without-pip", str(base / "venv")], check=True)
+        site = next((base / "venv" / "lib").glob("python3*/site-packages"))
+        import batchai_jupyter
+        (site / "batchai_jupyter_source.pth").write_text(
+            f"{Path(batchai_jupyter.__file__).resolve().parents[1]}\n{sysconfig.get_paths()['purelib']}\n")
+        yield str(base / "venv" / "bin" / "python")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def made_account(name: str) -> Iterator[None]:
+    """The account the engine makes on first use goes with the benchmark (unless it was there)."""
+    import pwd
+    try:
+        pwd.getpwnam(name)
+        existed = True
+    except KeyError:
+        existed = False
+    try:
+        yield
+    finally:
+        if not existed:
+            subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def latency(name: str, big: Path, one: Path, repeats: int, options: dict[str, Any]) -> None:
+    """Part 1 with the cluster's jobs running as `name` says."""
+    MODES.clear()
+    with temp_workspace() as workspace:
+        ws: Any = workspace
+        ws.create_cluster(CLUSTER, max_nodes=1, **options)
+        first_line_seconds(ws, one)  # the engine starts; not measured
+        first = first_line_seconds(ws, big)
+        later, single = [], []
+        for _ in range(repeats):  # interleaved: a load that comes and goes hits both alike
+            later.append(first_line_seconds(ws, big))
+            single.append(first_line_seconds(ws, one))
+        run_as = ws.cluster(CLUSTER).nodes()[0].info.get("run_as", "?")
+        print(f"jobs as {name} ({str(run_as)[:60]}); run views: {', '.join(sorted(MODES))}")
+        report(f"later run, {big.name} snapshot", median(later), "first run", first, "< 1")
+        report(f"later run, {big.name} snapshot", median(later), "1-file snapshot", median(single), "<= 1.2")
+
+
 def main() -> None:
     args = parse_args(__doc__)
-    files, file_bytes, repeats, count = (2000, 2048, 2, 4) if args.quick else (2000, 4096, 5, 20)
-    with tempfile.TemporaryDirectory(prefix="bench-disk-") as tmp:
-        big = make_project(Path(tmp) / "big", files, file_bytes)
+    files, file_bytes, repeats, count = (2000, 2048, 3, 4) if args.quick else (2000, 4096, 7, 20)
+    with tempfile.TemporaryDirectory(prefix="bench-disk-") as tmp, account_python() as python:
+        big = make_project(Path(tmp) / f"{files}-file", files, file_bytes)
         one = make_project(Path(tmp) / "one", 1, file_bytes)
-        with temp_workspace() as workspace:
-            ws: Any = workspace
-            ws.create_cluster("one", max_nodes=1)
-            first_line_seconds(ws, Path(tmp) / "one")  # the engine starts; not measured
-            first = first_line_seconds(ws, big)
-            later = median([first_line_seconds(ws, big) for _ in range(repeats)])
-            single = median([first_line_seconds(ws, one) for _ in range(repeats)])
-        print(f"snapshot: {files} files of {file_bytes} B; run views: {', '.join(sorted(MODES))}")
-        report(f"later run, {files}-file snapshot", later, f"first run, {files} files", first, "< 1")
-        report(f"later run, {files}-file snapshot", later, "1-file snapshot", single, "<= 1.2")
+        print(f"snapshot: {files} files of {file_bytes} B")
+        latency("the engine's user", big, one, repeats, {"run_as": "engine"})
+        if python is not None:
+            with made_account(f"batchai-{CLUSTER}"):
+                latency("the cluster's account", big, one, repeats, {"run_as": "auto", "python": python})
+        else:
+            print("jobs as the cluster's account: not measured (needs a root engine, useradd and "
+                  "/usr/bin/python3.11)", file=sys.stderr)
         os.environ["BATCHAI_NODE_VIEW"] = "copy"  # as nodes were: a full copy per run, all kept
         try:
-            before = runs_then_bytes(big, count, keep=True)
+            before = runs_then_bytes(big, count, keep=True, options={"run_as": "engine"})
         finally:
             os.environ.pop("BATCHAI_NODE_VIEW", None)
-        after = runs_then_bytes(big, count, keep=False)
+        after = runs_then_bytes(big, count, keep=False, options={"run_as": "engine"})
         ratio = after / before if before else float("inf")
         print(f"node bytes after {count} runs: {before:,} kept copies (before cleanup) | {after:,} "
               f"with cleanup | ratio {ratio:.3f}  (target ~1/{count})", flush=True)

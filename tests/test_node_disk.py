@@ -128,6 +128,10 @@ def test_twenty_runs_of_a_50_mb_snapshot_leave_one_tree_per_node(ws: bai.Workspa
                 for k, r in node_roots.items()}
     # each node's figures as the engine measured them are what a walk of its folder finds
     assert wait_until(lambda: measured() == walked(), 30), (measured(), walked())
+    with capsys.disabled():  # as nodes were: each run's full copy of the snapshot, kept
+        print(f"\nnode bytes after 20 runs of a {size:,} B snapshot on {len(node_roots)} node(s): "
+              f"{sum(sum(v) for v in walked().values()):,} (trees and kept folders; 20 kept copies "
+              f"were {20 * size:,})")
     status = ws.cluster("local").get_status()
     assert cli_main(["cluster", "node", "list", "-c", "local", "-w", str(ws.path), "-o", "json"]) == 0
     shown = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
@@ -143,43 +147,60 @@ def test_many_runs_on_every_backend_leave_the_snapshot_once_per_node(backend_clu
     _check_after_many(ws, cluster, src, 12 if QUICK else 20, size)
 
 
+WRITER = textwrap.dedent("""
+    import os
+    with open("data.txt", "a") as fh:
+        fh.write("changed by the job\\n")
+    os.remove("job.py")
+    print(open("data.txt").read().strip().replace("\\n", " | "), flush=True)
+""")
+
+
+def _writes_its_sources(ws: bai.Workspace, cluster: str, tmp_path: Path) -> str:
+    """Two runs of a job that changes and removes its source files: each sees the snapshot as
+    it was taken, every tree on the nodes is still the snapshot (by hash); returns the first
+    (kept) run's view mode."""
+    src = tmp_path / "w"
+    src.mkdir()
+    (src / "data.txt").write_text("original\n")
+    (src / "job.py").write_text(WRITER)
+    pristine = _tree_digest(src)
+    exp = ws.experiment("w")
+    first = exp.submit(JobSpec(source_directory=src, script="job.py", keep_node_files=True), cluster=cluster)
+    first.wait_for_completion(show_output=False, timeout=120)
+    second = exp.submit(JobSpec(source_directory=src, script="job.py"), cluster=cluster)
+    second.wait_for_completion(show_output=False, timeout=120)
+    assert list(first.stream(follow=False)) == ["original | changed by the job"]
+    assert list(second.stream(follow=False)) == ["original | changed by the job"]
+    trees = [t for root in _node_roots(ws) for t in (root / "trees").glob("*")]
+    assert trees and all(_tree_digest(t) == pristine for t in trees), trees
+    assert {t.name for t in trees} == {ws.history.run_row(first.id)["snapshot"]}  # named at submit
+    (kept,) = [RunPaths(str(root), first.id) for root in _node_roots(ws) if (root / "runs" / first.id).is_dir()]
+    made = Path(kept.view_mode).read_text()
+    if made == "overlay-closed":  # the kept folder holds what the run changed, not the snapshot
+        assert sorted(p.name for p in Path(kept.wd).iterdir() if p.is_file()) == ["data.txt"]
+    return made
+
+
 @pytest.mark.parametrize("view", ["overlay", "reflink", "copy"])
 def test_a_job_that_writes_its_sources_leaves_the_tree_as_it_was(ws: bai.Workspace, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  view: str) -> None:
-    monkeypatch.setenv("BATCHAI_NODE_VIEW", view)
-    src = tmp_path / "w"
-    src.mkdir()
-    (src / "data.txt").write_text("original\n")
-    (src / "job.py").write_text(textwrap.dedent("""
-        import os
-        with open("data.txt", "a") as fh:
-            fh.write("changed by the job\\n")
-        os.remove("job.py")
-        print(open("data.txt").read().strip().replace("\\n", " | "), flush=True)
-    """))
-    exp = ws.experiment("w")
-    first = exp.submit(JobSpec(source_directory=src, script="job.py", keep_node_files=True), cluster="local")
-    first.wait_for_completion(show_output=False, timeout=120)
-    trees = list(ws.path.glob("clusters/local/nodes/*/trees/*"))
-    assert len(trees) == 1
-    before = _tree_digest(trees[0])
-    assert (trees[0] / "data.txt").read_text() == "original\n"
-    second = exp.submit(JobSpec(source_directory=src, script="job.py"), cluster="local")
-    second.wait_for_completion(show_output=False, timeout=120)
-    assert list(first.stream(follow=False)) == ["original | changed by the job"]
-    assert list(second.stream(follow=False)) == ["original | changed by the job"]
-    assert _tree_digest(trees[0]) == before and (trees[0] / "job.py").exists()
-    kept = RunPaths(str(trees[0].parent.parent), first.id)
-    made = Path(kept.view_mode).read_text()
-    can_overlay = os.geteuid() == 0
-    if view == "overlay" and can_overlay:
+    monkeypatch.setenv("BATCHAI_NODE_VIEW", view)  # the local agents are the engine's children
+    made = _writes_its_sources(ws, "local", tmp_path)
+    if view == "overlay" and os.geteuid() == 0:
         assert made == "overlay-closed"
-        assert sorted(p.name for p in Path(kept.wd).iterdir() if p.is_file()) == ["data.txt"]
     elif view == "copy" or (view == "reflink" and made == "copy"):
         assert made == "copy"  # reflink falls back where the filesystem cannot clone
     else:
         assert made == view
+
+
+def test_a_job_that_writes_its_sources_leaves_the_tree_as_it_was_on_every_backend(
+        backend_cluster, tmp_path: Path) -> None:
+    """Each backend's nodes make their runs' views their own way (overlay where they can)."""
+    ws, cluster = backend_cluster
+    assert _writes_its_sources(ws, cluster, tmp_path) in ("overlay-closed", "reflink", "copy")
 
 
 def test_keep_node_files_must_be_a_bool(ws: bai.Workspace, src: Path) -> None:
@@ -207,6 +228,47 @@ def test_an_engine_that_starts_again_cleans_what_ended_runs_left(ws: bai.Workspa
     ws.get_run(run.id)  # a client call starts an engine
     _wait_run_folders(ws, set())
     assert "epoch 2 loss 0.333" in list(run.stream(follow=False))
+
+
+def test_deleted_runs_leave_an_ssh_node_kept_folders_too(ws: bai.Workspace, ssh_hosts, tmp_path: Path) -> None:
+    """An ssh node root is not the workspace's alone: only runs it knows were deleted go."""
+    from tests.compute.ssh_env import make_ssh_cluster
+    cluster = make_ssh_cluster(ws, ssh_hosts, name="gone", count=1, keep_failed_runs=1)
+    src = _project(tmp_path / "d", 200_000, files=1)
+    exp = ws.experiment("gone")
+
+    def run(i: int, code: int, keep: bool = False) -> bai.Run:
+        job = exp.submit(JobSpec(source_directory=src, script="job.py", arguments=[str(i), str(code)],
+                                 keep_node_files=keep), cluster=cluster)
+        job.wait_for_completion(show_output=False, timeout=120, raise_on_error=False)
+        return job
+    kept, failed = run(0, 0, keep=True), run(1, 1)
+    _wait_run_folders(ws, {kept.id, failed.id})  # the folders the run and the cluster keep
+    root = next(ws.path.glob("sshnodes/*"))
+    other = RunPaths(str(root), "another-workspaces-run")  # a folder history does not know
+    os.makedirs(other.wd)
+    Path(other.status).write_text("{}")
+    kept.delete()
+    failed.delete()
+    quick = run(2, 0)
+    quick.delete()  # deleted before or after the sweep its end starts: gone either way
+    _wait_run_folders(ws, {other.key})
+    assert ws.history.deleted_run_ids(cluster) == {kept.id, failed.id, quick.id}
+
+
+def test_a_manifest_carries_its_snapshots_stored_file_list_and_tree_name(ws: bai.Workspace, src: Path) -> None:
+    """The engine writes the stored file list as it is (not serialised per run) and names the
+    tree by the snapshot id; the agent reads back the same files and that name."""
+    from batchai_jupyter.node.manifest import ManifestSnapshot, RunManifest
+    from batchai_jupyter.node.tree import tree_name
+    from tests.node.helpers import make_manifest
+    snap = ws.store.take(src)
+    stored = ManifestSnapshot.from_stored(ws.store.manifest(snap.id), ws.store.manifest_text(snap.id), snap.id)
+    back = RunManifest.from_json(make_manifest(snapshot=stored).to_json()).snapshot
+    assert back == ManifestSnapshot.from_dict({**ws.store.manifest(snap.id), "tree": snap.id})
+    assert back.files and tree_name(back.files, back.links, back.tree) == snap.id
+    assert tree_name(back.files, back.links, "../../etc") == tree_id(back.files, back.links)  # not a digest
+    assert tree_name(back.files, back.links, back.tree, (1000, 1000)) == f"{snap.id}-1000-1000"
 
 
 # -- the node cache, on real files -----------------------------------------------------------------

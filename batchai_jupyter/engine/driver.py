@@ -67,6 +67,9 @@ class RunDriver:
         """Send objects and manifests, start one agent per node (a no-op where one started)."""
         spec = self.run["spec"]
         snapshot = self.ctx.store.manifest(self.run["snapshot"] or "")
+        # written as stored, and its id names its tree on the nodes (node/tree.py)
+        snap = ManifestSnapshot.from_stored(snapshot, self.ctx.store.manifest_text(self.run["snapshot"] or ""),
+                                            tree=self.run["snapshot"] or "")
         digests = sorted({v[0] for v in snapshot["files"].values()})
         secrets = self.ctx.secrets.get("runs", self.id)
         port = self.run["properties"].get("master_port") or self._free_port()
@@ -87,7 +90,7 @@ class RunDriver:
                 node_root=self.compute.node_root(node), node_index=index,
                 nodes=[ManifestNode.from_dict(n) for n in node_list], master_port=int(port),
                 objects_dir=self.compute.objects_dir(node), shared_dir=self.compute.shared_dir(),
-                python=self.compute.python(node), snapshot=ManifestSnapshot.from_dict(snapshot),
+                python=self.compute.python(node), snapshot=snap,
                 spec=JobSpec.from_dict(spec), secrets={str(k): str(v) for k, v in secrets.items()}, **extra,
             )
             transport.write_bytes(paths.manifest, job.to_json().encode(), 0o600)
@@ -222,6 +225,8 @@ class RunDriver:
             if status is not None or index in self.unreachable:
                 continue
             raw = self.compute.transport(node).read_bytes(paths.heartbeat)
+            if raw is None and index in self.beats:  # it beat, then its file went (folder deleted)
+                raw = b""
             if raw is None:
                 if now - self.launched_at > START_GRACE_SECONDS:
                     return index, f"the agent on node {node.id} never started"

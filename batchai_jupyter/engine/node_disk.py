@@ -3,8 +3,10 @@
 A run's folder on a node goes once the run is final (the driver collected its outputs, logs,
 metrics and stdout before it marked the run so), unless the run asked to keep it
 (`JobSpec(keep_node_files=True)`) or it is one of the cluster's latest `keep_failed_runs` failed
-runs (its current attempt). Each cluster is swept when one of its runs ended (history's latest `ended`), when the engine
-starts (so what an earlier engine or a restarted node left is cleaned) and every SWEEP_SECONDS;
+runs (its current attempt), or the run was deleted (`run.delete()`: history keeps its id a while,
+so nodes the cluster does not own alone, ssh and slurm ones, lose its folder too). Each cluster
+is swept when one of its runs ended or was deleted, when the engine starts (so what an earlier
+engine or a restarted node left is cleaned) and every SWEEP_SECONDS;
 a sweep also bounds each node's cache (node/cache.py) and writes each node's cache and
 run-folder bytes into its row (`info["disk"]`), which `cluster.get_status()` reports.
 """
@@ -41,8 +43,8 @@ class NodeDisk:
             name = row["name"]
             if row.get("deleting"):
                 continue
-            ended = ctx.history.last_ended(name)
-            ran_since = ended is not None and ended >= self._swept.get(name, 0.0)
+            ended = max(ctx.history.last_ended(name) or 0.0, ctx.history.last_deleted(name) or 0.0)
+            ran_since = ended > 0 and ended >= self._swept.get(name, 0.0)
             if not ran_since and now < self._due.get(name, 0.0):
                 continue
             compute = ctx.compute(name)
@@ -60,6 +62,7 @@ def sweep(ctx: EngineContext, compute: Compute) -> list[str]:
     active = ctx.history.run_rows(status=ACTIVE_STATUSES)  # the workspace's, any cluster
     protect = [run_key(r["id"], int(r["properties"].get("attempt", 0))) for r in active]
     active_ids = {r["id"] for r in active}
+    deleted = ctx.history.deleted_run_ids(compute.name)
     settings = compute.settings
     keep = settings.keep_failed_runs
     kept_failed = {r["id"] for r in ctx.history.run_rows(status=("Failed",), cluster=compute.name,
@@ -73,7 +76,7 @@ def sweep(ctx: EngineContext, compute: Compute) -> list[str]:
             report = compute.node_disk(target, request)
             evicted = report["evicted_objects"]
             keys = sorted({k for usage in report["roots"].values() for k in usage["runs"]})
-            verdicts = {k: _verdict(ctx, compute, k, active_ids, kept_failed) for k in keys}
+            verdicts = {k: _verdict(ctx, compute, k, active_ids, kept_failed, deleted) for k in keys}
             remove = [k for k, v in verdicts.items() if v == "remove"]
             close = [k for k, v in verdicts.items() if v == "close"]
             if remove or close:
@@ -94,14 +97,14 @@ def sweep(ctx: EngineContext, compute: Compute) -> list[str]:
 
 
 def _verdict(ctx: EngineContext, compute: Compute, key: str, active_ids: set[str],
-             kept_failed: set[str]) -> str:
+             kept_failed: set[str], deleted: set[str]) -> str:
     """What becomes of a run folder: "remove", "close" (an ended run's kept folder) or "keep"."""
     run_id, attempt = parse_run_key(key)
     if run_id in active_ids:
         return "keep"  # every attempt's folder stays while the run is active
     row: RunRow | None = ctx.history.run_row(run_id)
-    if row is None:  # a deleted run's (or, on a shared node root, maybe another workspace's)
-        return "remove" if compute.owns_node_roots else "keep"
+    if row is None:  # a run deleted here, or (on a node root not ours alone) another workspace's
+        return "remove" if compute.owns_node_roots or run_id in deleted else "keep"
     if row["status"] not in TERMINAL_STATUSES:
         return "keep"
     current = int(row["properties"].get("attempt", 0))

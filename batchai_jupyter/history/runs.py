@@ -13,6 +13,9 @@ from .metrics import _Metrics
 from .registry import _Registry
 from .schema import TERMINAL_STATUSES, RunKey
 
+#: how long a deleted run's id is kept for node upkeep: a node away longer keeps its folder
+TOMBSTONE_SECONDS = 30 * 24 * 3600.0
+
 
 class RunHistory(_Registry, _Metrics):
     """Typed access to history.db; safe to use from several threads and processes."""
@@ -125,14 +128,32 @@ class RunHistory(_Registry, _Metrics):
         and the caller sees its active status. The run's files are the caller's to remove.
         """
         with self.tx() as db:
-            row = db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
+            row = db.execute("SELECT status, cluster FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 return None
             if row["status"] in TERMINAL_STATUSES:
                 db.execute("DELETE FROM runs WHERE id=?", (run_id,))
                 for table in ("events", "metrics", "offsets"):
                     db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+                now = time.time()  # a tombstone for node upkeep (deleted_run_ids)
+                db.execute("INSERT OR REPLACE INTO deleted_runs VALUES(?, ?, ?)", (run_id, row["cluster"], now))
+                db.execute("DELETE FROM deleted_runs WHERE deleted<?", (now - TOMBSTONE_SECONDS,))
             return str(row["status"])
+
+    def deleted_run_ids(self, cluster: str) -> set[str]:
+        """The cluster's runs deleted in the last TOMBSTONE_SECONDS: their node folders may go."""
+        return {str(r["id"]) for r in self.query("SELECT id FROM deleted_runs WHERE cluster=?", (cluster,))}
+
+    def last_deleted(self, cluster: str) -> float | None:
+        """When a run of the cluster was deleted last (node disk upkeep sweeps after it)."""
+        rows = self.query("SELECT MAX(deleted) AS deleted FROM deleted_runs WHERE cluster=?", (cluster,))
+        return float(rows[0]["deleted"]) if rows and rows[0]["deleted"] is not None else None
+
+    def queued_order(self) -> list[tuple[str, str]]:
+        """(id, cluster) of the queued runs in the order the queue takes them; no row is
+        decoded (the engine asks every pass, and a fan-out queues hundreds)."""
+        return [(str(r["id"]), str(r["cluster"] or "")) for r in self.query(
+            "SELECT id, cluster FROM runs WHERE status='Queued' ORDER BY priority DESC, created, number")]
 
     def queued_runs(self) -> list[RunRow]:
         return [_run_dict(r) for r in self.query(

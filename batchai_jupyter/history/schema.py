@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS offsets(run_id TEXT NOT NULL, node TEXT NOT NULL, pat
     offset INTEGER NOT NULL, PRIMARY KEY(run_id, node, path));
 CREATE TABLE IF NOT EXISTS intents(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
     target TEXT NOT NULL, payload TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL, done REAL);
+-- runs deleted from the history, so node upkeep removes the folders they left on nodes it does
+-- not own (ssh, slurm); made by this CREATE in a database from before it, forgotten after a while
+CREATE TABLE IF NOT EXISTS deleted_runs(id TEXT PRIMARY KEY, cluster TEXT, deleted REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS deleted_runs_by_cluster ON deleted_runs(cluster, deleted);
 """
 
 #: where a run sits in the newest-first order: (created, rowid), the key of keyset pagination

@@ -18,7 +18,7 @@ import sys
 from typing import TypedDict
 
 from .paths import RunPaths, parse_run_key, trees_path
-from .tree import close_view, remove_tree, tree_id
+from .tree import close_view, remove_tree, tree_name
 
 
 class DiskRequest(TypedDict, total=False):
@@ -88,12 +88,15 @@ def _in_use(root: str, key: str, protect: set[str]) -> tuple[str, set[str]] | No
         return None
     try:
         with open(paths.manifest, "rb") as fh:
-            snap = json.load(fh).get("snapshot") or {}
+            data = json.load(fh)
+        snap, user = data.get("snapshot") or {}, data.get("job_user")
         files = {str(r): (str(d), int(s), int(m)) for r, (d, s, m) in (snap.get("files") or {}).items()}
         links = {str(k): str(v) for k, v in (snap.get("links") or {}).items()}
-    except (OSError, ValueError, TypeError, AttributeError):
+        owner = (int(user["uid"]), int(user["gid"])) if user else None
+        name = tree_name(files, links, str(snap.get("tree") or ""), owner)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return "", set()  # no readable manifest yet: keep everything it could name
-    return tree_id(files, links), {d for d, _s, _m in files.values()}
+    return name, {d for d, _s, _m in files.values()}
 
 
 def upkeep(request: DiskRequest) -> DiskReport:

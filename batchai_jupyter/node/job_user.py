@@ -18,7 +18,8 @@ from .manifest import JobUser
 def hand_over(user: JobUser, folders: Iterable[str], files: Iterable[str] = (),
               keep: Iterable[str] = ()) -> None:
     """The folders (recursively) and files become the account's; symlinks are not followed, and
-    mount points (FUSE volumes show their own owner) and the `keep` folders are left as they are."""
+    mount points (FUSE volumes show their own owner; an overlay view of the snapshot shows the
+    account's own tree, node/tree.py) and the `keep` folders are left as they are."""
     uid, gid = user["uid"], user["gid"]
     kept = {os.path.abspath(k) for k in keep}
 

@@ -3,6 +3,8 @@
 Standard library and spec.py only: it is read on bare GPU nodes. The engine builds a RunManifest
 and writes `to_json()`; the agent reads it back with `RunManifest.from_json`, which refuses a
 manifest newer than the code on the node instead of guessing at fields it does not know.
+MANIFEST_VERSION goes up when an older agent would run a manifest wrongly; an optional field
+an older agent may ignore (it does without it, as `snapshot.tree`) leaves it as it is.
 """
 from __future__ import annotations
 
@@ -118,18 +120,41 @@ FileEntry = tuple[str, int, int]  # content digest, size, mode
 
 @dataclass(frozen=True)
 class ManifestSnapshot:
-    """The run's source snapshot: relative path -> (digest, size, mode), and symlinks."""
+    """The run's source snapshot: relative path -> (digest, size, mode), and symlinks.
+
+    `tree` names the snapshot's tree on the node (node/tree.py): the snapshot id, a digest of
+    these files taken once at submit; "" (an older engine's manifest): the agent hashes them."""
 
     files: dict[str, FileEntry] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
+    tree: str = ""
+    #: the JSON text of {"files", "links"} these were read from (the workspace's stored
+    #: manifest): written out as it is instead of serialising every file again
+    text: str = field(default="", compare=False, repr=False)
+
+    def to_json(self) -> str:
+        body = self.text.rstrip()
+        if not (body.startswith("{") and body.endswith("}") and '"files"' in body):
+            return json.dumps(self.to_dict())
+        return body[:-1] + (f', "tree": {json.dumps(self.tree)}}}' if self.tree else "}")
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], text: str, tree: str = "") -> ManifestSnapshot:
+        """The snapshot of a stored manifest: `data` parsed from `text`, its JSON."""
+        return dataclasses.replace(cls.from_dict(data), tree=tree, text=text)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": {rel: list(entry) for rel, entry in self.files.items()}, "links": dict(self.links)}
+        d: dict[str, Any] = {"files": {rel: list(entry) for rel, entry in self.files.items()},
+                             "links": dict(self.links)}
+        if self.tree:
+            d["tree"] = self.tree
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManifestSnapshot:
         files = {str(rel): (str(d), int(s), int(m)) for rel, (d, s, m) in data.get("files", {}).items()}
-        return cls(files=files, links={str(k): str(v) for k, v in (data.get("links") or {}).items()})
+        return cls(files=files, links={str(k): str(v) for k, v in (data.get("links") or {}).items()},
+                   tree=str(data.get("tree") or ""))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,15 +205,16 @@ class RunManifest:
         return dataclasses.replace(self, secrets={}, data=None, container=container)
 
     # -- JSON ----------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, with_snapshot: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
             "version": self.version, "run_id": self.run_id, "experiment": self.experiment,
             "run_key": self.run_key, "node_root": self.node_root, "node_index": self.node_index,
             "nodes": [n.to_dict() for n in self.nodes], "master_port": self.master_port,
             "objects_dir": self.objects_dir, "shared_dir": self.shared_dir, "python": self.python,
-            "snapshot": self.snapshot.to_dict(), "spec": self.spec.to_dict(),
-            "kill_grace_seconds": self.kill_grace_seconds,
+            "spec": self.spec.to_dict(), "kill_grace_seconds": self.kill_grace_seconds,
         }
+        if with_snapshot:
+            d["snapshot"] = self.snapshot.to_dict()
         if self.secrets:
             d["secrets"] = dict(self.secrets)
         if self.data is not None:
@@ -202,7 +228,8 @@ class RunManifest:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        d = self.to_dict(with_snapshot=False)  # the snapshot's files: written once, as read
+        return json.dumps(d)[:-1] + f', "snapshot": {self.snapshot.to_json()}}}'
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunManifest:

@@ -1,9 +1,11 @@
 """Snapshot trees on a node: one read-only tree per snapshot, and each run's writable view of it.
 
-The tree (`<node_root>/trees/<tree id>/`) is built once from the node's object cache, into a
-temporary folder renamed into place, so two agents building it at once leave one tree. Its files
-carry no write bits, and nothing ever writes into it: a run works in a view of its own, made the
-cheapest way the node allows —
+The tree (`<node_root>/trees/<name>/`) is built once from the node's object cache, into a
+temporary folder renamed into place, so two agents building it at once leave one tree. Its name is
+the snapshot id the engine carries in the manifest (a digest of the same paths, contents, modes
+and links, taken once at submit), so a later run of the snapshot finds its tree without reading
+or hashing its file list. Nothing ever writes into a tree: a run works in a view of its own, made
+the cheapest way the node allows —
 
     overlay   an overlayfs mount with the tree as its lower layer (root, a kernel with overlay,
               a node root that is not on the cluster's shared root: the engine must see the mount);
@@ -14,6 +16,12 @@ cheapest way the node allows —
 so a second run of a snapshot copies nothing on overlay and reflink nodes. Never hard links: a
 job (often root) would write through them into the tree. BATCHAI_NODE_VIEW=overlay|reflink|copy
 asks for one way (a way the node cannot do falls back to the next).
+
+A tree's files carry no write bits. Where the job runs as another account than the agent (a
+root engine's local clusters, node/job_user.py), its overlay must show the job its files as its
+own and writable, as a copy would: that account gets a tree of its own (`<name>-<uid>-<gid>`),
+owned by it with the snapshot's modes, and `trees/` is the agent's alone (0700), so the job
+reaches the tree only through its overlay, whose writes land in the run's upper layer.
 
 When the job is over, `close_view` unmounts an overlay and leaves the run's changes (its
 outputs, logs and any file it wrote) as the run's wd: what the engine collects is there, and a
@@ -28,6 +36,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -42,6 +51,8 @@ MNT_DETACH = 2
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 FileEntry = tuple[str, int, int]  # digest, size, mode
+Owner = tuple[int, int]  # uid, gid of the account a tree is built for
+_CARRIED = re.compile(r"^[0-9a-f]{16,64}$")
 
 
 def tree_id(files: Mapping[str, FileEntry], links: Mapping[str, str]) -> str:
@@ -49,6 +60,14 @@ def tree_id(files: Mapping[str, FileEntry], links: Mapping[str, str]) -> str:
     body = json.dumps({"f": sorted((rel, d, m) for rel, (d, _s, m) in files.items()),
                        "l": sorted(links.items())}, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def tree_name(files: Mapping[str, FileEntry], links: Mapping[str, str], carried: str = "",
+              owner: Owner | None = None) -> str:
+    """The folder name of a snapshot's tree: the id the manifest carries (hashed here only when
+    it carries none, or one that is not a hex digest), suffixed for an account's own tree."""
+    base = carried if _CARRIED.match(carried) else tree_id(files, links)
+    return base if owner is None else f"{base}-{owner[0]}-{owner[1]}"
 
 
 # -- copies ----------------------------------------------------------------------------------------
@@ -90,27 +109,38 @@ def clone_file(src: str, dst: str, mode: int) -> None:
 
 # -- the tree --------------------------------------------------------------------------------------
 def build_tree(node_root: str, objects_dir: str, files: Mapping[str, FileEntry],
-               links: Mapping[str, str]) -> str:
-    """The snapshot's tree on this node, built from the object cache unless it is there."""
+               links: Mapping[str, str], name: str | None = None, owner: Owner | None = None) -> str:
+    """The snapshot's tree on this node, built from the object cache unless it is there.
+
+    Parameters
+    ----------
+    name: the tree's folder name (tree_name); None: computed from files and links.
+    owner: (uid, gid) of the account the tree is for (see the module docstring); None: the
+        agent's own, without write bits.
+    """
     trees = trees_path(node_root)
-    tree = os.path.join(trees, tree_id(files, links))
-    if os.path.isdir(tree):
+    tree = os.path.join(trees, name or tree_name(files, links, owner=owner))
+    if os.path.isdir(tree):  # a later run: nothing per file
         touch(tree)
         return tree
     os.makedirs(trees, exist_ok=True)
+    if owner is not None:  # the job's account reaches its tree through its overlay only
+        os.chmod(trees, 0o700)
     tmp = os.path.join(trees, f".build-{os.path.basename(tree)}-{os.getpid()}-{secrets.token_hex(3)}")
     try:
         for rel, (digest, _size, mode) in files.items():
             dst = os.path.join(tmp, rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             src = objects_path(objects_dir, digest)
-            copy_file(src, dst, stat.S_IMODE(mode) & ~_WRITE_BITS)
+            copy_file(src, dst, stat.S_IMODE(mode) if owner is not None else stat.S_IMODE(mode) & ~_WRITE_BITS)
             touch(src)  # the object cache evicts the least recently used first
         for rel, target in links.items():
             dst = os.path.join(tmp, rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.symlink(target, dst)
         os.makedirs(tmp, exist_ok=True)
+        if owner is not None:
+            _chown_all(tmp, owner)
         try:
             os.rename(tmp, tree)
         except OSError as exc:  # another agent built it meanwhile: use that one
@@ -120,6 +150,14 @@ def build_tree(node_root: str, objects_dir: str, files: Mapping[str, FileEntry],
         if os.path.lexists(tmp):
             remove_tree(tmp)
     return tree
+
+
+def _chown_all(folder: str, owner: Owner) -> None:
+    """folder and everything below it become the account's (links themselves, not followed)."""
+    os.lchown(folder, *owner)
+    for root, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            os.lchown(os.path.join(root, name), *owner)
 
 
 def touch(path: str) -> None:
@@ -195,8 +233,11 @@ def wanted_modes(paths: RunPaths, shared_dir: str | None, env: Mapping[str, str]
 
 
 def open_view(paths: RunPaths, tree: str, files: Mapping[str, FileEntry], links: Mapping[str, str],
-              modes: list[str]) -> str:
-    """Make paths.wd the run's writable view of tree; returns the way it was made."""
+              modes: list[str], owner: Owner | None = None) -> str:
+    """Make paths.wd the run's writable view of tree; returns the way it was made.
+
+    owner: the job's account, when it is not the agent's: an overlay's top folder is its (the
+    rest of the view the agent hands over, node/job_user.py)."""
     os.makedirs(paths.wd, exist_ok=True)
     made = "copy"
     for mode in modes:
@@ -205,6 +246,8 @@ def open_view(paths: RunPaths, tree: str, files: Mapping[str, FileEntry], links:
                 upper, work = os.path.join(paths.view, "upper"), os.path.join(paths.view, "work")
                 os.makedirs(upper, exist_ok=True)
                 os.makedirs(work, exist_ok=True)
+                if owner is not None:  # the merged top folder shows its upper folder's owner
+                    os.chown(upper, *owner)
                 mount_overlay(tree, upper, work, paths.wd)
             else:
                 _fill(paths.wd, tree, files, links, clone_file if mode == "reflink" else copy_file)
