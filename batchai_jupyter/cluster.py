@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .cluster_config import DEFAULT_DEALLOCATION, ClusterConfig
 from .compute.base import NODE_STATES, NodeInfo
 from .compute.scale_log import ScaleEvent, ScaleLog
-from .engine.control import ensure_engine
+from .engine.control import ensure_engine, wake_engine
 from .errors import ClusterError, SpecError
 from .history import ACTIVE_STATUSES
 
@@ -134,6 +134,7 @@ class Cluster:
         self.workspace.history.put_cluster_config(config)
         self.refresh()
         ensure_engine(self.workspace.path)
+        wake_engine(self.workspace.path)
 
     def resize(self, target_node_count: int, node_deallocation_option: str = DEFAULT_DEALLOCATION) -> None:
         """Manual scale: the cluster holds exactly this many nodes (min = max = target)."""
@@ -166,3 +167,4 @@ class Cluster:
         self.workspace.history.add_intent("delete_cluster", self.name)
         self.workspace.history.put_cluster_config(self._settings.replace(deleting=True))
         ensure_engine(self.workspace.path)
+        wake_engine(self.workspace.path)

@@ -67,6 +67,11 @@ class WorkspacePaths:
     def engine_log(self) -> Path:
         return self.root / "engine.log"
 
+    @property
+    def wake_dir(self) -> Path:
+        """Clients touch a file here after a submit or an intent; the engine watches it."""
+        return self.root / "wake"
+
     # -- folders ---------------------------------------------------------------------------------
     @property
     def snapshots(self) -> Path:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .engine.control import ensure_engine
+from .engine.control import ensure_engine, wake_engine
 from .errors import FileNotInRun, RunActive, RunFailed, RunNotFound, WaitTimeout
 from .history import ACTIVE_STATUSES, TERMINAL_STATUSES
 from .records import RunRow
@@ -265,6 +265,7 @@ class Run(AzureMLRunNames):
             return
         self.workspace.history.add_intent("cancel", self.id)
         ensure_engine(self.workspace.path)
+        wake_engine(self.workspace.path)
 
     def submit_child(self, spec: JobSpec, tags: dict[str, str] | None = None,
                      cluster: str | None = None, *, extra_files: dict[str, bytes] | None = None,

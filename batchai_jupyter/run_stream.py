@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from .engine.control import ensure_engine
+from .fs_events import FolderEvents
 from .history import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def follow_lines(run: Run, name: str, follow: bool, deadline: float | None = Non
         attempt = run.attempt
     fh: IO[bytes] | None = None  # kept open: it follows the file when a requeue renames it
     pending = b""
+    events: FolderEvents | None = None  # the engine's copy of a line wakes us, not the next poll
     try:
         while True:
             row = run.row()
@@ -65,10 +67,15 @@ def follow_lines(run: Run, name: str, follow: bool, deadline: float | None = Non
             if deadline is not None and time.monotonic() > deadline:
                 return
             ensure_engine(run.workspace.path)
-            time.sleep(POLL_SECONDS)
+            if events is None:
+                events = FolderEvents()
+            events.watch([str(path.parent)])
+            events.wait(POLL_SECONDS)
     finally:
         if fh is not None:
             fh.close()
+        if events is not None:
+            events.close()
 
 def _attempt_switch(run: Run, name: str, fh: IO[bytes] | None, pending: bytes, attempt: int,
                 current: int) -> Iterator[str]:

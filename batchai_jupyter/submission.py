@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .engine.control import ensure_engine
+from .engine.control import ensure_engine, wake_engine
 from .errors import UNWRITABLE_ERRNOS, SpecError, WorkspaceError
 from .parallel.config import ParallelRunConfig
 from .records import NewRun
@@ -255,4 +255,5 @@ def submit_many(workspace: Workspace, experiment: str, specs: Sequence[JobSpec],
         runs.append((run_id, item, item.new_run(run_id, experiment, tags, parent_id)))
     insert(workspace, runs)
     ensure_engine(workspace.path)
+    wake_engine(workspace.path)
     return [run_id for run_id, _item, _row in runs]

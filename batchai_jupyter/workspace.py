@@ -22,7 +22,7 @@ from .cluster_config import (
     DEFAULT_MIN_NODES,
     ClusterConfig,
 )
-from .engine.control import ensure_engine
+from .engine.control import ensure_engine, notify_engine, wake_engine
 from .errors import (
     ClusterError,
     ClusterNotFound,
@@ -205,6 +205,7 @@ class Workspace:
                 raise SpecError(f"mount_volumes[{i}].datastore", f"datastore {volume['datastore']!r} is not "
                                 "registered in this workspace", known)
         self.history.put_cluster_config(config)
+        wake_engine(self.path)  # a running engine takes the new cluster now
         if config.min_nodes:
             ensure_engine(self.path)
         return self.cluster(name)
@@ -347,6 +348,7 @@ class Workspace:
         if run_on_create:
             schedule.trigger()
         ensure_engine(self.path)
+        wake_engine(self.path)
         return schedule
 
     def schedules(self) -> list[Schedule]:
@@ -371,7 +373,7 @@ class Workspace:
     def _schedule_ports(self) -> ClientPorts:
         from .submission import prepare
         return ClientPorts(prepare=lambda spec, cluster, extra: prepare(self, spec, cluster, extra),
-                           wake=lambda: ensure_engine(self.path))
+                           wake=lambda: notify_engine(self.path))
 
 
 def _tag_filter(tags: TagFilter | None) -> dict[str, str | None] | None:

@@ -50,6 +50,23 @@ def ensure_engine(ws_path: Path) -> None:
     _CHECK_CACHE[key] = now
 
 
+def wake_engine(ws_path: Path) -> None:
+    """Tell a sleeping engine there is work (a submit, an intent) instead of letting it find
+    that at its next tick; without an engine, or where nothing watches, this changes nothing."""
+    wake = WorkspacePaths.of(ws_path).wake_dir
+    try:
+        wake.mkdir(exist_ok=True)
+        (wake / "client").touch()
+    except OSError:
+        pass  # the tick finds the work anyway
+
+
+def notify_engine(ws_path: Path) -> None:
+    """After a change the engine acts on: start it if none runs, and wake it."""
+    ensure_engine(ws_path)
+    wake_engine(ws_path)
+
+
 def start_engine(ws_path: Path) -> None:
     """Spawn `python -m batchai_jupyter.engine` detached: it outlives this process."""
     log = WorkspacePaths.of(ws_path).engine_log

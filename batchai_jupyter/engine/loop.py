@@ -3,12 +3,13 @@
     python -m batchai_jupyter.engine serve --workspace PATH
 
 The loop runs its steps in turn (steps.py, maintenance.py): apply intents (cancel, cluster
-delete) -> schedule queued runs onto nodes (gang, by priority then age) -> step each run's
-driver (launch, tail logs and metrics, finalize) -> maintain clusters (scale pools, advance
-deletions); schedules fire their due slots before the queue, and waiting parents are followed
-after the drivers (an enabled schedule always has a next slot, so it keeps the engine up).
-Each step answers a Wait; the loop sleeps until the earliest and exits once every step has had
-nothing to do for `idle_exit` seconds. It holds engine.lock while alive; started on
+delete) -> step each run's driver (tail logs and metrics, follow state, finalize) -> schedule
+queued runs onto nodes (gang, by priority then age) and launch them -> maintain clusters (scale
+pools, advance deletions); schedules fire their due slots before the queue, and waiting parents
+are followed after the drivers (an enabled schedule always has a next slot, so it keeps the
+engine up). Each step answers a Wait; the loop sleeps until the earliest, or until a client
+touches the wake folder or a local node's run folder changes (fs_events.py), and exits once
+every step has had nothing to do for `idle_exit` seconds. It holds engine.lock while alive; started on
 demand by clients. On start it reconciles (reconcile.py): active runs are picked up from
 history.db and the nodes' files.
 """
@@ -22,10 +23,13 @@ import os
 import signal
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 from ..compute.base import Compute
+from ..compute.transport import LocalTransport
 from ..errors import ClusterError
+from ..fs_events import FolderEvents
 from ..history import RunHistory
 from ..layout import WorkspacePaths
 from ..node.manifest import DEFAULT_KILL_GRACE_SECONDS, ManifestExtras, data_config
@@ -42,6 +46,9 @@ from .steps import DriverStep, IntentStep, QueueStep, ScheduleStep
 
 log = logging.getLogger("batchai_jupyter.engine")
 MIN_SLEEP = 0.005  # the loop never spins: it sleeps at least this long between passes
+#: the longest sleep while changes wake the engine (fs_events.py): the fallback look for what
+#: no event announces (a lost node's silence, a missed event)
+WATCHED_TICK = 1.0
 
 
 class Engine:
@@ -62,10 +69,12 @@ class Engine:
         self.workspace = self.ctx
         self.drivers: Drivers = {}
         self.deletions = Deletions()
+        # drivers before the queue: a node a run's end frees takes the next run in the same pass
+        self.driver_step = DriverStep(self.drivers)
         self.steps: list[Step] = [IntentStep(self.drivers, self.deletions),
                                   ScheduleStep(),  # an enabled schedule keeps the engine up
+                                  self.driver_step,
                                   QueueStep(self.drivers, self.deletions),
-                                  DriverStep(self.drivers),
                                   ParentStep(self.drivers),
                                   MaintenanceStep(self.drivers, self.deletions)]
         self._stop = False
@@ -97,17 +106,44 @@ class Engine:
         log.info("engine %d serving %s", os.getpid(), self.workspace.path)
         reconcile(self.ctx, self.drivers)
         idle_since = time.time()
-        while not self._stop:
-            due = [w.next_due for w in self.tick() if w.next_due is not None]
-            now = time.time()
-            if due:
-                idle_since = now
-            elif self.idle_exit >= 0 and now - idle_since > self.idle_exit:
-                log.info("idle for %.0f s; exiting", self.idle_exit)
-                break
-            time.sleep(min(TICK, max(MIN_SLEEP, min(due) - now)) if due else TICK)
+        # a job's line, an agent's state change or a client's wake-up ends a sleep early
+        # what only the agent reads (its manifest, host file, view) or the engine itself wrote
+        # wakes nobody
+        with closing(FolderEvents(ignore=("heartbeat", "run.json", "hostfile", "view."))) as events:
+            while not self._stop:
+                due = [w.next_due for w in self.tick() if w.next_due is not None]
+                now = time.time()
+                if due:
+                    idle_since = now
+                elif self.idle_exit >= 0 and now - idle_since > self.idle_exit:
+                    log.info("idle for %.0f s; exiting", self.idle_exit)
+                    break
+                folders, every_run_watched = self.watched_folders()
+                if events.watch(folders):
+                    continue  # a folder watched from now on: look at it once before sleeping
+                self.driver_step.relaxed = events.active and every_run_watched
+                cap = WATCHED_TICK if events.active else TICK
+                events.wait(min(cap, max(MIN_SLEEP, min(due) - now)) if due else cap)
         self.computes.close_all()
         return 0
+
+    def watched_folders(self) -> tuple[list[str], bool]:
+        """Where a change means work: the clients' wake folder and, for every active run on
+        nodes whose files are on this machine, its node folders (state, logs, outputs); and
+        whether that covers every active run (else the drivers keep the short tick)."""
+        folders, every = [str(self.ctx.paths.wake_dir)], True
+        self.ctx.paths.wake_dir.mkdir(exist_ok=True)
+        for driver in list(self.drivers.values()):
+            for node, paths in zip(driver.nodes, driver.paths, strict=True):
+                try:
+                    local = isinstance(driver.compute.transport(node), LocalTransport)
+                except Exception:  # noqa: BLE001 -- a node that cannot say is polled
+                    local = False
+                if local:
+                    folders += [paths.run_dir, paths.stdouterr, paths.logs, paths.artifacts]
+                else:
+                    every = False
+        return folders, every
 
     def stop(self) -> None:
         self._stop = True

@@ -20,6 +20,9 @@ from .maintenance import Deletions
 from .runs import Drivers, cancel_run, fail_run
 
 log = logging.getLogger("batchai_jupyter.engine")
+#: how often drivers are looked at when changes wake the engine: what no event announces (files
+#: in folders below ./logs, a node gone silent) is found at most this late
+RELAXED_TICK = 0.5
 
 
 class IntentStep:
@@ -66,14 +69,16 @@ class QueueStep:
 
     def step(self, ctx: EngineContext) -> Wait:
         blocked: set[str] = set()
-        queued = ctx.history.queued_runs()
+        queued = ctx.history.queued_order()
         if len(self._gang) > len(queued):  # forget runs that left the queue some other way
-            ids = {run["id"] for run in queued}
+            ids = {run_id for run_id, _cluster in queued}
             self._gang = {k: v for k, v in self._gang.items() if k in ids}
-        for run in queued:
-            cluster = run["cluster"] or ""
+        for run_id, cluster in queued:
             if cluster in blocked or cluster in self.deletions:
                 continue  # strict order per cluster (unless the backend orders its own queue)
+            run = ctx.history.run_row(run_id)  # only the rows the queue looks at are read whole
+            if run is None or run["status"] != "Queued":
+                continue
             compute = ctx.compute(cluster)
             if compute is None:
                 ctx.history.set_status(run["id"], "Failed", "unknown cluster",
@@ -95,7 +100,7 @@ class QueueStep:
                 fail_run(ctx, run["id"], outcome.message, exit_codes={})
             else:
                 self._start(ctx, run, compute, outcome)
-        if ctx.history.run_rows(status=("Queued",), limit=1):
+        if ctx.history.queued_order():
             return Wait.within(TICK)
         return Wait.idle()
 
@@ -136,6 +141,9 @@ class DriverStep:
 
     def __init__(self, drivers: Drivers):
         self.drivers = drivers
+        #: every active run's node folders are watched (engine loop): changes wake the engine,
+        #: so the drivers are looked at on the slow tick only
+        self.relaxed = False
 
     def step(self, ctx: EngineContext) -> Wait:
         for run_id, driver in list(self.drivers.items()):
@@ -144,7 +152,9 @@ class DriverStep:
                     del self.drivers[run_id]
             except Exception:  # one bad run must not stop the others
                 log.exception("run %s: step failed", run_id)
-        return Wait.within(TICK) if self.drivers else Wait.idle()
+        if not self.drivers:
+            return Wait.idle()
+        return Wait.within(RELAXED_TICK if self.relaxed else TICK)
 
 
 class ScheduleStep:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -20,11 +21,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING, Any
 
 from ..compat import with_shim
-from ..errors import SpecError
+from ..errors import DISK_FULL_ERRNOS, SpecError
 from ..spec import DEFAULT_WALL_CLOCK, DISTRIBUTIONS
 from . import job_user, reap, tree
 from .manifest import ManifestError, RunManifest
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.05
 HEARTBEAT_SECONDS = 1.0
 RANK_POLL_SECONDS = 0.2
+DISK_FULL_RETRY_SECONDS = 1.0  # a full node disk: how often status.json is tried again
 
 Planner = Callable[[PlanInputs], NodePlan]
 PLANNERS: dict[str | None, Planner] = {None: plan_per_process, "pytorch": plan_per_process,
@@ -80,9 +82,55 @@ def read_mca(path: str) -> dict[str, str]:
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError:
+        with suppress(OSError):  # no half-written file is left behind (a full disk)
+            os.unlink(tmp)
+        raise
     os.replace(tmp, path)
+
+
+def write_in_place(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Overwrite a small file where it is: once written, a file of one block needs no new
+    block, so a full node disk does not stop it (a reader may see a mix of old and new bytes)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, mode)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
+def write_small(path: str, data: bytes) -> None:
+    """write_atomic, or in place when the node's disk is full (no block for a new file)."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        write_in_place(path, data)
+
+
+def write_when_space(path: str, data: bytes) -> None:
+    """write_atomic, waiting for space while the node's disk is full (the heartbeat goes on)."""
+    told = False
+    while True:
+        try:
+            write_atomic(path, data)
+            return
+        except OSError as exc:
+            if exc.errno not in DISK_FULL_ERRNOS:
+                raise
+            if not told:
+                told = True
+                try:  # the agent's log is on that disk too
+                    print(f"[agent] the node's disk is full: {os.path.basename(path)} waits for space",
+                          flush=True)
+                except OSError:
+                    pass
+        time.sleep(DISK_FULL_RETRY_SECONDS)
 
 
 class Agent:
@@ -162,19 +210,21 @@ class Agent:
             print(f"[agent] cannot close the view of the snapshot: {exc}", flush=True)
         status.update(exit_codes=self.exit_codes, files=self.files, reason=self.stop_reason,
                       canceled=self.canceled, timed_out=self.timed_out, ended=time.time())
+        write_when_space(self.paths.status, json.dumps(status).encode())
         self._done.set()
-        write_atomic(self.paths.status, json.dumps(status).encode())
 
     def _heartbeat(self) -> None:
+        """Beat in place, one fixed-width file: a full node disk does not stop it (no node is
+        declared lost because the disk filled up)."""
         while not self._done.is_set():
             try:
-                write_atomic(self.paths.heartbeat, str(time.time()).encode())
+                write_in_place(self.paths.heartbeat, f"{time.time():020.6f}".encode())
             except OSError:
                 pass
             self._done.wait(HEARTBEAT_SECONDS)
 
     def _set_state(self, state: str) -> None:
-        write_atomic(self.paths.state, state.encode())
+        write_small(self.paths.state, state.encode())
 
     def _make_folders(self) -> None:
         p = self.paths
@@ -185,11 +235,12 @@ class Agent:
     def _materialise(self) -> None:
         """wd: a writable view of the snapshot's one read-only tree on this node (tree.py)."""
         snap, m = self.manifest.snapshot, self.manifest
-        built = tree.build_tree(m.node_root, m.objects_dir, snap.files, snap.links)
+        # a job running as its own account gets a tree of its own, so its overlay shows it its files
+        owner = None if m.job_user is None else (m.job_user["uid"], m.job_user["gid"])
+        name = tree.tree_name(snap.files, snap.links, snap.tree, owner)
+        built = tree.build_tree(m.node_root, m.objects_dir, snap.files, snap.links, name, owner)
         modes = tree.wanted_modes(self.paths, m.shared_dir, os.environ)
-        if m.job_user is not None:  # the job's account owns its wd: a copy it can write anywhere in
-            modes = [mode for mode in modes if mode != "overlay"]
-        tree.open_view(self.paths, built, snap.files, snap.links, modes)
+        tree.open_view(self.paths, built, snap.files, snap.links, modes, owner)
 
     def _hand_over(self, read_only: list[str]) -> None:
         """The folders the job writes become its account's (job_user.py); staged read-only
@@ -311,7 +362,8 @@ class Agent:
             try:
                 # the cluster's setup task runs as the agent (it sets the node up); the job's
                 # processes as its account, if it has one
-                as_user = job_user.popen_kwargs(None if plan.name == "setup_task" else self.manifest.job_user)
+                as_user = job_user.popen_kwargs(None if plan.name == "setup_task" or plan.as_agent
+                                                else self.manifest.job_user)
                 proc = subprocess.Popen(plan.argv, cwd=self.paths.wd, env=plan.env,
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                         start_new_session=True, **as_user)
@@ -350,7 +402,7 @@ class Agent:
                 self.stop_reason = (f"exceeded max_wall_clock_seconds="
                                     f"{self.spec.max_wall_clock_seconds}")
                 self._kill_all()
-            time.sleep(POLL_SECONDS)
+            _until_one_ends([p for n, p in self.procs.items() if n not in self.exit_codes], POLL_SECONDS)
 
     def _kill_all(self) -> None:
         """TERM every live process group, wait the grace period, then KILL what is left."""
@@ -365,6 +417,27 @@ class Agent:
         for name, proc in self.procs.items():
             if name not in self.exit_codes:
                 self.exit_codes[name] = proc.wait()
+
+
+def _until_one_ends(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """Sleep until one of the processes ends (pidfds, where the kernel has them) or the timeout,
+    so a run's end costs no poll interval; cancel and the wall clock are still looked at each
+    `timeout`."""
+    fds = []
+    try:
+        for proc in procs:
+            try:
+                fds.append(os.pidfd_open(proc.pid))
+            except (AttributeError, OSError):  # no pidfds here, or the process is already reaped
+                fds = []
+                break
+        if fds:
+            select.select(fds, [], [], timeout)
+        else:
+            time.sleep(timeout)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def rank_markers(folder: str) -> tuple[list[str], list[int]]:
@@ -423,7 +496,9 @@ def main(argv: list[str]) -> int:
         return _refuse(RunPaths.of_run_dir(os.path.dirname(os.path.abspath(manifest_path))), exc)
     # secrets and datastore credentials (SAS tokens) are kept in memory only, not on disk:
     # dropped before anything else, so an agent that loses the launch race leaves none either
-    write_atomic(manifest_path, manifest.without_secrets().to_json().encode(), 0o600)
+    bare = manifest.without_secrets()
+    if bare != manifest:  # a manifest with nothing secret stays as the engine wrote it
+        write_atomic(manifest_path, bare.to_json().encode(), 0o600)
     if not _claim(manifest.paths):
         return 0
     Agent(manifest).run()

@@ -57,6 +57,7 @@ class NodeContainer:
         self.log_names = [f"stdout-container{suffix}.txt", f"stderr-container{suffix}.txt"]
         self.spec = self._container_spec()
         self.started = False
+        self.launcher = False  # the container starts our processes itself (no exec; LAUNCHER)
         self._seq = 0
 
     # -- the spec --------------------------------------------------------------------------------
@@ -77,7 +78,8 @@ class NodeContainer:
             labels={cargv.LABEL: m.run_id, "batchai.node": m.node.id, "batchai.run_dir": m.paths.run_dir},
             binds=self._binds(), gpu_ids=list(m.node.gpu_ids), shm_size=m.spec.shm_size,
             options=list(m.spec.container_options), runtime_args=self._runtime_args(),
-            ulimits=node_ulimits())
+            ulimits=node_ulimits(), fifo=os.path.join(self.folder, "launch.fifo"),
+            starter=f"{cargv.PACKAGE_MOUNT}/batchai_jupyter/node/container_starter.py")
 
     def _runtime_args(self) -> list[str]:
         """The cluster's container_runtime_args; by default podman runs with runc where runc is
@@ -124,6 +126,8 @@ class NodeContainer:
         Under 'missing' and 'never' the container is started first: an image already on the node
         costs no separate look-up; only a start that fails makes us ask whether the image is there."""
         os.makedirs(self.folder, mode=0o700, exist_ok=True)
+        if self.runtime != "apptainer" and not os.path.exists(self.spec.fifo):
+            os.mkfifo(self.spec.fifo, 0o600)
         t0 = time.monotonic()
         policy = self.manifest.spec.image_pull
         node = self.manifest.node.id
@@ -171,7 +175,10 @@ class NodeContainer:
 
     def _started(self, out: IO[str], t0: float) -> None:
         self.started = True
-        out.write(f"container {self.spec.name} started ({time.monotonic() - t0:.2f} s)\n")
+        self.launcher = _launcher_answer(self.spec.fifo + ".ready") == "python3"
+        how = "started by the container" if self.launcher else "exec'd (the image has no python3)"
+        out.write(f"container {self.spec.name} started ({time.monotonic() - t0:.2f} s); "
+                  f"job processes are {how}\n")
         out.flush()
 
     def _pull(self, out: IO[str], err: IO[str], cancel_path: str, deadline: float) -> str | None:
@@ -237,6 +244,15 @@ class NodeContainer:
             return dataclasses.replace(plan, argv=cargv.apptainer_argv(self.spec, cwd, plan.argv), env=env)
         self._seq += 1
         pid_file = os.path.join(self.folder, f"{plan.name}.{self._seq}.pid")
+        if self.launcher:  # the helper runs as the agent; the job's account is the starter's to take
+            user = self.manifest.job_user
+            as_user = ["--user", f"{user['uid']}:{user['gid']}"] if user else []
+            names = [a for name in sorted(inner) for a in ("--env", name)]
+            logs = self.manifest.paths.stdouterr
+            argv = [sys.executable, "-I", "-S", _helper_path(), "--fifo", self.spec.fifo, "--cwd", cwd,
+                    "--stdout", os.path.join(logs, plan.stdout), "--stderr", os.path.join(logs, plan.stderr),
+                    *as_user, *names, pid_file, "--", *plan.argv]
+            return dataclasses.replace(plan, argv=argv, env=dict(plan.env, **inner), as_agent=True)
         argv = [sys.executable, _helper_path(), pid_file,
                 *cargv.exec_argv(self.spec, cwd, inner, plan.argv, pid_file)]
         # the runtime client runs with the agent's environment plus the values it passes by name
@@ -284,6 +300,22 @@ def _pid_max() -> int:
             return int(fh.read().strip())
     except (OSError, ValueError):
         return 32768
+
+
+def _launcher_answer(path: str, wait: float = 10.0) -> str:
+    """What the container's first process said of the image ("python3" or "exec"); "" if nothing."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+            if text:
+                return text
+        except OSError:
+            pass
+        if time.monotonic() >= end:
+            return ""
+        time.sleep(0.005)
 
 
 def _last(text: str, lines: int = 3) -> str:

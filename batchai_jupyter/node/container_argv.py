@@ -3,8 +3,10 @@
 node/container.py runs them; keeping them pure lets every flag be checked without a runtime
 (GPU flags and apptainer cannot run on every test machine). One container per node is started
 detached (`run -d --rm`) with a small shell loop as its first process that ends when the
-node's agent is gone, so a container never outlives the agent that started it, and every job
-process is `exec`'d into it. Apptainer has no long-lived container: each process is its own
+node's agent is gone, so a container never outlives the agent that started it. Where the image
+has python3, that first process also starts the job's processes when the agent asks through a
+FIFO (container_starter.py: cheaper than an `exec`); in other images every job process is
+`exec`'d into it. Apptainer has no long-lived container: each process is its own
 `apptainer exec`.
 """
 from __future__ import annotations
@@ -30,6 +32,14 @@ WATCHDOG = ('trap "exit 0" TERM INT; while read -r s 2>/dev/null < "/proc/$1/sta
             'for f in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/pids/cgroup.procs '
             '/sys/fs/cgroup/memory/cgroup.procs; do [ -r "$f" ] || continue; '
             'while read -r p; do [ "$p" = "$$" ] || kill -9 "$p" 2>/dev/null; done < "$f"; break; done')
+#: The first process when the agent starts processes through a FIFO ($2): where the image has
+#: python3, a reader in the background runs container_starter.py ($3) for every request file
+#: named on the FIFO (opened read-write, so it never sees an end of file); "$2.ready" then says
+#: "python3", else "exec" (the agent falls back to `exec`). The watchdog (agent pid $1) follows.
+LAUNCHER = ('if command -v python3 >/dev/null 2>&1; then '
+            '( exec 3<>"$2"; while read -r req <&3; do python3 -I -S "$3" "$req" & done ) & '
+            'reader=$!; echo python3 > "$2.ready"; else reader=; echo exec > "$2.ready"; fi; '
+            + WATCHDOG.replace('trap "exit 0"', 'trap "kill -9 $reader 2>/dev/null; exit 0"', 1))
 #: Where the image has python3, the job runs as the child of this small waiter, in a session of
 #: its own: the waiter leaves the job's pid (a host pid: the container shares the host's pid
 #: namespace) in the pid file and, once it ended, its exit status in "<pid file>.status", where
@@ -98,6 +108,8 @@ class ContainerSpec:
     options: Sequence[str] = ()     # the spec's container_options, last before the image
     runtime_args: Sequence[str] = ()  # global flags of the runtime (podman --runtime runc)
     ulimits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    fifo: str = ""                  # where the agent asks for processes (LAUNCHER); "": exec only
+    starter: str = ""               # container_starter.py as the container sees it
 
 
 def _base(spec: ContainerSpec) -> list[str]:
@@ -162,7 +174,11 @@ def run_argv(spec: ContainerSpec) -> list[str]:
     for bind in spec.binds:
         argv += ["-v", f"{bind.src}:{bind.target}" + (":ro" if bind.read_only else "")]
     argv += list(spec.options)
-    argv += ["--entrypoint", "/bin/sh", spec.image, "-c", WATCHDOG, "batchai-watchdog", str(spec.agent_pid)]
+    if spec.fifo:
+        argv += ["--entrypoint", "/bin/sh", spec.image, "-c", LAUNCHER, "batchai-launcher",
+                 str(spec.agent_pid), spec.fifo, spec.starter]
+    else:
+        argv += ["--entrypoint", "/bin/sh", spec.image, "-c", WATCHDOG, "batchai-watchdog", str(spec.agent_pid)]
     return argv
 
 

@@ -1,6 +1,7 @@
 """RunPaths: the one owner of a run's on-node folder layout (and the run key that names it)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -54,8 +55,13 @@ class RunPaths:
         p = PurePosixPath(run_dir)
         return cls(str(p.parent.parent), p.name)
 
+    @functools.cached_property
+    def _base(self) -> str:
+        return str(PurePosixPath(self.node_root, "runs", self.key))
+
     def _p(self, *parts: str) -> str:
-        return str(PurePosixPath(self.node_root, "runs", self.key, *parts))
+        """A path in the run folder; parts are plain names (the engine asks for these every pass)."""
+        return "/".join((self._base, *parts)) if parts else self._base
 
     @property
     def run_dir(self) -> str:

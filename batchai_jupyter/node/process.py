@@ -29,6 +29,9 @@ class ProcessPlan:
     env: dict[str, str] = field(default_factory=dict)
     stdout: str = "stdout.txt"
     stderr: str = "stderr.txt"
+    # started as the agent even when the job has an account (a container helper that hands the
+    # job to the container, which switches to the account itself)
+    as_agent: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,8 +192,10 @@ def batchai_cluster_env(manifest: RunManifest) -> dict[str, str]:
 
 
 def job_prep_plan(manifest: RunManifest, env: Mapping[str, str]) -> ProcessPlan:
-    """The spec's job_preparation command line, before any process of the job."""
+    """The spec's job_preparation command line, before any process of the job (once per node:
+    its AZ_BATCHAI_TASK_INDEX is the node's index)."""
     suffix = f"-{manifest.node_index}" if manifest.multi_node else ""
     return ProcessPlan(name="job_prep", argv=["/bin/bash", "-c", str(manifest.spec.job_preparation)],
-                       env=dict(env), stdout=f"stdout-job_prep{suffix}.txt",
+                       env={**env, "AZ_BATCHAI_TASK_INDEX": str(manifest.node_index)},
+                       stdout=f"stdout-job_prep{suffix}.txt",
                        stderr=f"stderr-job_prep{suffix}.txt")

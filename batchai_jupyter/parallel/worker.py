@@ -26,6 +26,9 @@ from .config import CONFIG_ENV
 from .queue import BatchQueue
 
 RENEW_EVERY = 2.0
+#: how often an idle worker looks at the queue again (the queue is ready, a batch freed, the last
+#: batches of the others done): the tail of a run waits at most this long
+WAIT_SECONDS = 0.02
 
 
 def _items(settings: dict[str, Any], cwd: Path) -> list[Any]:
@@ -83,11 +86,11 @@ def main() -> int:
         items = _items(settings, cwd)
         size = int(settings["mini_batch_size"])
         queue.fill([items[i:i + size] for i in range(0, len(items), size)])
-    while not queue.ready():
-        time.sleep(0.1)
-    module = _load(cwd / settings["entry_script"])
+    module = _load(cwd / settings["entry_script"])  # while rank 0 fills the queue
     if callable(getattr(module, "init", None)):
         module.init()
+    while not queue.ready():
+        time.sleep(WAIT_SECONDS)
     input_root = Path(os.environ[f"AZ_BATCHAI_INPUT_{settings['input_id']}"]) if settings.get("input_id") else None
     signal.signal(signal.SIGALRM, _alarm)
     current: list[int] = []  # the batch being worked on (for the lease renewer)
@@ -108,7 +111,7 @@ def main() -> int:
             counts = queue.counts()
             if counts["pending"] == 0 and counts["leased"] == 0:
                 break
-            time.sleep(0.2)  # others are working (or a lost lease has yet to expire)
+            time.sleep(WAIT_SECONDS)  # others are working (or a lost lease has yet to expire)
             continue
         batch, items = got
         current[:] = [batch]
@@ -140,7 +143,7 @@ def main() -> int:
     if rank != 0:
         return 0
     while queue.flag("abort") is None and queue.counts()["leased"]:
-        time.sleep(0.2)  # the last batches of the other workers
+        time.sleep(WAIT_SECONDS)  # the last batches of the other workers
     assert progress is not None
     progress.log()
     _write_outputs(queue, settings, out_dir, cwd / "outputs")

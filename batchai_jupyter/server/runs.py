@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..engine.control import ensure_engine
+from ..engine.control import ensure_engine, wake_engine
 from ..errors import RunNotFound, SpecError
 from ..history import TERMINAL_STATUSES
 from ..records import NewRun, RunRow
 from ..run import Run
 from ..run_ids import new_run_id
 from ..spec import JobSpec
+from ..view.children import read_sweep
 from ..view.reader import log_file_names
 from ..workspace import Workspace
 from .errors import conflict, invalid
@@ -25,6 +26,8 @@ from .query import run_json
 #: the tag a POST /runs with an idempotency key leaves on its run (looked up before submitting)
 IDEMPOTENCY_TAG = "idempotency_key"
 SNAPSHOT_PROPERTIES = ("snapshot_files", "snapshot_bytes")
+#: the largest script GET /runs/{id} sends back as `job.script_source`
+CELL_SOURCE_BYTES = 1 << 20
 
 
 class RunService:
@@ -51,7 +54,45 @@ class RunService:
         run = Run(self.ws, run_id)
         names = run.get_file_names()
         body.update(details=run.get_details(), files=names, streams=log_file_names(run.files_dir))
+        body["job"] = self._job(self.row(run_id))
+        if body["children"]:
+            body["sweep"] = self._sweep(run_id)
         return body
+
+    def _sweep(self, run_id: str) -> dict[str, Any]:
+        """The children's primary metric as the notebook's children table picks it (the first
+        scalar metric every child logs), its goal, the best child and each child's last value."""
+        sweep = read_sweep(self.ws.history, run_id)
+        return {"primary_metric": sweep.primary, "goal": sweep.goal, "best": sweep.best,
+                "values": {r["id"]: r["metric"] for r in sweep.rows if sweep.primary}}
+
+    def _job(self, row: RunRow) -> dict[str, Any]:
+        """What a clone into a new %%batchai_job cell needs: the image the spec names and the
+        text of its script as the snapshot holds it (the cell body of a cell-magic run), or null
+        when the snapshot has no such file or it is not text of at most 1 MiB."""
+        spec = row["spec"]
+        script, text = spec.get("script"), None
+        if script and row["snapshot"] and not spec.get("command"):
+            entry = self.ws.store.manifest(row["snapshot"])["files"].get(script)
+            if entry is not None and entry[1] <= CELL_SOURCE_BYTES:
+                try:
+                    text = self.ws.store.object_path(entry[0]).read_bytes().decode("utf-8")
+                except (OSError, UnicodeDecodeError):
+                    text = None
+        return {"image": spec.get("image"), "image_pull": spec.get("image_pull"), "script_source": text,
+                "source_in_root": self._in_root(spec.get("source_directory"))}
+
+    def _in_root(self, source: str | None) -> str | None:
+        """The snapshotted folder relative to root_dir (`.` for root_dir itself, as the Lab file
+        browser names folders), or null when it lies outside: a cell cloned into a notebook of
+        that folder then needs no --source."""
+        if not source:
+            return None
+        try:
+            rel = Path(source).resolve().relative_to(self.root_dir.resolve())
+        except (ValueError, OSError):
+            return None
+        return rel.as_posix()
 
     def events(self, run_id: str) -> dict[str, Any]:
         self.row(run_id)
@@ -125,6 +166,7 @@ class RunService:
             snapshot=row["snapshot"], tags={**tags, "rerun_of": run_id}, priority=row["priority"],
             parent_id=row["parent_id"], properties=props, status="Queued" if spec.has_process else "Running")])
         ensure_engine(self.ws.path)
+        wake_engine(self.ws.path)
         return self.json(new_id)
 
     def delete(self, run_id: str) -> None:

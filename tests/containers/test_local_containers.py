@@ -114,6 +114,41 @@ def test_failing_job_keeps_its_exit_code_and_stderr(ws: bai.Workspace, tmp_path:
     assert codes[0] == codes[1] == {"0-0": -11}
 
 
+@pytest.mark.parametrize("started_by", ["launcher", "exec"])
+def test_both_ways_of_starting_a_process_behave_as_bare(ws: bai.Workspace, tmp_path: Path, image: str,
+                                                      started_by: str) -> None:
+    """The container's first process starts the job where the image has python3; without one on
+    its PATH (here: PATH hidden), every process is exec'd. Either way: the same output, exit
+    code, environment, own session and SIGINT reaching the job as KeyboardInterrupt."""
+    src = _write(tmp_path / "src", "job.py", """
+        import os, signal, sys, time
+        print("env", os.environ["WHO"], flush=True)
+        print("sigint", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+        print("session", os.getsid(0) == os.getpid(), flush=True)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        sys.exit(int(sys.argv[1]))
+    """)
+    hidden = ["-e", "PATH=/nowhere"] if started_by == "exec" else []
+    spec = JobSpec(source_directory=src, image=image, container_options=hidden,
+                   command="/usr/bin/python3 job.py 4", environment_variables={"WHO": "me"})
+    run = ws.experiment("img").submit(spec)
+    details = run.wait_for_completion(raise_on_error=False)
+    out = run.file_path("stdout.txt").read_text()
+    assert details["error"]["exit_codes"] == {"0-0": 4}, details
+    assert "env me" in out and "sigint True" in out and "session True" in out and "interrupted" in out
+    said = run.file_path("stdout-container.txt").read_text()
+    assert ("started by the container" if started_by == "launcher" else "exec'd") in said, said
+    crashed = ws.experiment("img").submit(JobSpec(source_directory=src, image=image, container_options=hidden,
+                                                  command="/bin/kill -SEGV $$"))
+    # without python3 in the image nothing can see the signal: the runtime's 128+N (documented)
+    signal_death = -11 if started_by == "launcher" else 128 + 11
+    assert crashed.wait_for_completion(raise_on_error=False)["error"]["exit_codes"] == {"0-0": signal_death}
+
+
 def test_cancel_mid_run_stops_the_process_in_the_container(ws: bai.Workspace, tmp_path: Path,
                                                           image: str) -> None:
     src = _write(tmp_path / "src", "sleepy.py", """

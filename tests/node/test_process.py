@@ -81,10 +81,12 @@ def test_gpu_split() -> None:
 
 def test_job_preparation_plan() -> None:
     one = job_prep_plan(make_manifest(spec={"job_preparation": "pip install x"}, nodes=1), {"A": "1"})
-    assert one == ProcessPlan(name="job_prep", argv=["/bin/bash", "-c", "pip install x"], env={"A": "1"},
+    assert one == ProcessPlan(name="job_prep", argv=["/bin/bash", "-c", "pip install x"],
+                              env={"A": "1", "AZ_BATCHAI_TASK_INDEX": "0"},
                               stdout="stdout-job_prep.txt", stderr="stderr-job_prep.txt")
     two = job_prep_plan(make_manifest(spec={"job_preparation": "true"}, node_index=1), {})
     assert (two.stdout, two.stderr) == ("stdout-job_prep-1.txt", "stderr-job_prep-1.txt")
+    assert two.env["AZ_BATCHAI_TASK_INDEX"] == "1"  # job preparation knows its node, as on Batch AI
 
 
 def test_the_batch_ai_cluster_variables_follow_the_spec_and_the_nodes() -> None:

@@ -35,6 +35,7 @@ from .accounts import (
     isolated_root,
     make_traversable,
 )
+from .starter import AgentStarter, is_agent_of
 
 log = logging.getLogger("batchai_jupyter.engine")
 
@@ -52,6 +53,7 @@ class LocalCompute(NodePool):
         self.run_as_fallback: str | None = None  # why run_as="auto" runs jobs as the engine's user
         self.root = isolated_root(self.workspace_path, self.name) if self.account else \
             WorkspacePaths.of(self.workspace_path).cluster_dir(self.name)
+        self._zygote = AgentStarter(self.root)
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +155,16 @@ class LocalCompute(NodePool):
     def python(self, node: NodeInfo | None = None) -> str:
         return str(self.config.get("python") or sys.executable)
 
+    def launch(self, node: NodeInfo, manifest_path: str, log_path: str) -> None:
+        """Start the agent from the cluster's warm starter (node/zygote.py), which forks it
+        detached; a fresh interpreter (the base launch) if the starter cannot be had."""
+        if not self._zygote.request(self.python(node), manifest_path, log_path):
+            super().launch(node, manifest_path, log_path)
+
+    def close(self) -> None:
+        self._zygote.close()
+        super().close()
+
 
 def _kill_leftovers(paths: RunPaths) -> None:
     """SIGKILL the process groups and the agent a run folder without status.json recorded."""
@@ -171,8 +183,7 @@ def _kill_leftovers(paths: RunPaths) -> None:
     try:
         with open(paths.started, encoding="utf-8") as fh:
             agent = int(fh.read().strip())
-        with open(f"/proc/{agent}/cmdline", "rb") as fh:  # only if that pid is still the agent
-            if paths.manifest.encode() in fh.read():
-                os.kill(agent, signal.SIGKILL)
+        if is_agent_of(agent, paths.manifest):  # only if that pid is still the agent
+            os.kill(agent, signal.SIGKILL)
     except (OSError, ValueError):
         pass
