@@ -13,6 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
 from batchai_jupyter.engine.control import info_path
@@ -84,6 +86,42 @@ def test_reading_an_active_run_restarts_a_killed_engine(ws: bai.Workspace, tmp_p
         time.sleep(0.05)
     assert json.loads(info_path(ws.path).read_text())["pid"] != pid
     assert (run.files_dir / run.main_log()).read_text() == _expected()
+
+
+@pytest.mark.parametrize("reader", ["get_details", "get_metrics"])
+def test_reading_details_or_metrics_restarts_a_killed_engine(ws: bai.Workspace, tmp_path: Path,
+                                                             reader: str) -> None:
+    """Only this reader is called after the kill: it alone must bring an engine back."""
+    gate = tmp_path / "gate"
+    src = _script(tmp_path / "src", "metered.py", f"""
+        import os, time
+        from batchai_jupyter import Run
+        run = Run.get_context()
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.02)
+        for i in range(40):
+            run.log("n", i)
+        print("done", flush=True)
+    """)
+    run = ws.experiment("life").submit(JobSpec(source_directory=src, script="metered.py"))
+    assert wait_until(lambda: run.status == "Running", 60)
+    pid = int(json.loads(info_path(ws.path).read_text())["pid"])
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: process_gone(pid), 10)
+    gate.write_text("go")
+    if reader == "get_details":
+        def over() -> bool:
+            return bool(run.get_details()["status"] == "Completed")
+    else:
+        def over() -> bool:
+            return bool(run.get_metrics().get("n") == list(range(40)))
+    deadline = time.monotonic() + 60
+    while not over():  # the loop users write: it must not spin forever
+        assert time.monotonic() < deadline, ws.history.run_row(run.id)
+        time.sleep(0.05)
+    assert json.loads(info_path(ws.path).read_text())["pid"] != pid
+    assert run.wait_for_completion(timeout=60)["status"] == "Completed"
+    assert run.get_metrics()["n"] == list(range(40))
 
 
 def test_a_run_folder_deleted_mid_run_is_copied_anew_from_the_start(ws: bai.Workspace,

@@ -20,6 +20,7 @@ from batchai_jupyter.compute import base
 from batchai_jupyter.compute.base import NodeInfo, NodePool
 from batchai_jupyter.compute.outcomes import Granted, Pending
 from batchai_jupyter.compute.transport import LocalTransport, Transport
+from batchai_jupyter.node.tree import unmount_below
 from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, running_hosts
 from tests.support import process_gone, wait_until
 
@@ -184,3 +185,48 @@ def test_an_ssh_host_that_failed_its_probe_is_probed_again_and_runs(
     assert run.wait_for_completion(timeout=120)["status"] == "Completed"
     [node] = ws.cluster("reprobe").nodes()
     assert node.state in ("idle", "running") and node.error is None
+
+
+def test_a_node_folder_deleted_mid_run_is_reclaimed_and_runs_again(
+        ws: bai.Workspace, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder of the node a run is on is deleted for real while the job runs: the node is
+    found lost (its heartbeat is gone), what ran there is stopped, the folder is made anew and
+    the run goes on in a new attempt there; a later run completes too."""
+    monkeypatch.setenv("BATCHAI_NODE_LOST_SECONDS", "2")
+    monkeypatch.setenv("BATCHAI_NODE_RETRY_SECONDS", "1")
+    ws.create_cluster("one", backend="local", max_nodes=1)
+    gate = tmp_path / "gate"
+    gated = _gated_job(tmp_path / "gated", gate)
+    run = ws.experiment("gone").submit(JobSpec(source_directory=gated, script="job.py"), cluster="one")
+    pids = Path()
+
+    def started() -> bool:
+        nonlocal pids
+        pids = next(ws.paths.cluster_dir("one").glob(f"nodes/*/runs/{run.id}/pids.json"), Path())
+        return pids.name == "pids.json" and (pids.parent / "agent.started").exists()
+
+    assert wait_until(started, 60)
+    # the engine has seen the job's first line, so the agent's heartbeat too (the same pass)
+    log = run.files_dir / run.main_log()
+    assert wait_until(lambda: log.is_file() and log.read_text() == "started\n", 60)
+    node_dir = pids.parents[2]
+    job_pids = [int(p) for p in json.loads(pids.read_text()).values()]
+    agent = int(pids.parent.joinpath("agent.started").read_text())
+    unmount_below(str(node_dir))  # as `umount -R -l` then `rm -rf` would (wd is an overlay as root)
+    shutil.rmtree(node_dir)
+    assert wait_until(lambda: run.get_details()["properties"].get("attempt") == 1, 90), run.get_details()
+    lost = [e["message"] for e in run.get_details()["events"] if e["status"] == "Queued"][-1]
+    assert lost.startswith(f"requeued: node {node_dir.name} lost"), lost
+    for pid in [agent, *job_pids]:  # nothing of the lost attempt lives on
+        assert wait_until(functools.partial(process_gone, pid), 30), pid
+    gate.write_text("go")
+    details = run.wait_for_completion(timeout=90)
+    assert details["status"] == "Completed"
+    assert run.file_path(run.main_log()).read_text() == "started\ndone\n"
+    later = ws.experiment("gone").submit(JobSpec(source_directory=src, script="train.py", arguments=["1"]),
+                                         cluster="one")
+    assert later.wait_for_completion(timeout=90)["status"] == "Completed"
+    assert node_dir.joinpath("runs").is_dir()
+    [node] = ws.cluster("one").nodes()
+    assert wait_until(lambda: ws.cluster("one").nodes()[0].state == "idle", 30)
+    assert node.error is None

@@ -75,6 +75,24 @@ def test_a_finished_run_leaves_no_secret(ws: bai.Workspace, src: Path) -> None:
     assert wait_until(lambda: VALUE not in _secrets_text(ws), 10)
 
 
+def test_a_failed_run_leaves_no_secret_in_its_node_files(ws: bai.Workspace, tmp_path: Path) -> None:
+    """A failed run's node folder is kept for a look (keep_failed_runs): its secret is not in it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    digest = hashlib.sha256(VALUE.encode()).hexdigest()
+    (src / "fail.py").write_text("import hashlib, os, sys\nprint('secret seen:', hashlib.sha256("
+                                 f"os.environ['API_KEY'].encode()).hexdigest() == {digest!r})\nsys.exit(3)\n")
+    run = ws.experiment("s").submit(JobSpec(source_directory=src, script="fail.py", secrets={"API_KEY": VALUE}))
+    details = run.wait_for_completion(timeout=60, raise_on_error=False)
+    assert details["status"] == "Failed", details
+    assert "secret seen: True" in run.file_path(run.main_log()).read_text()
+    [run_dir] = ws.paths.cluster_dir("local").glob(f"nodes/*/runs/{run.id}")
+    assert (run_dir / "run.json").is_file()  # the folder is kept, manifest and all
+    assert wait_until(lambda: VALUE not in _secrets_text(ws), 10)
+    assert _files_holding(ws.paths.cluster_dir("local"), VALUE) == []
+    assert _files_holding(ws.paths.run_dir(run.id), VALUE) == []
+
+
 def _stalling_python(tmp_path: Path, stalls: int) -> tuple[Path, Path]:
     """A node "python" whose first `stalls` starts hang before the agent reads its manifest."""
     pids, count = tmp_path / "stalled.pids", tmp_path / "starts"

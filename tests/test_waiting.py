@@ -1,8 +1,10 @@
-"""Blocked runs say why: a run waiting for unusable ssh hosts names their errors, and a run
-that can never be placed (every host refused its key) fails with that error."""
+"""Blocked runs say why: a run waiting for unusable ssh hosts names their errors, a run that
+can never be placed (every host refused its key) fails with that error, and so does a run whose
+image needs a container runtime its node does not have (it never waits for one)."""
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +117,28 @@ def test_a_run_waiting_for_a_down_host_says_why_and_starts_once_it_is_back(
     details = run.wait_for_completion(timeout=120)
     assert details["status"] == "Completed"
     assert "Waiting" not in dict(render.run_properties(run.row()))
+
+
+def test_a_run_whose_node_lacks_the_container_runtime_fails_naming_it(ws: bai.Workspace,
+                                                                      tmp_path: Path) -> None:
+    """The node's PATH holds no runtime (its "python" sets it so): the run fails at once with
+    what to do; the node is not given up, a run without an image completes there."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nPATH={empty} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    ws.create_cluster("noruntime", backend="local", max_nodes=1, python=str(python), container_runtime="podman")
+    run = ws.experiment("why").submit(JobSpec(source_directory=_hello(tmp_path), script="hello.py",
+                                              image="docker.io/library/python:3.11-slim"),
+                                      cluster="noruntime")
+    details = run.wait_for_completion(raise_on_error=False, timeout=90)
+    assert details["status"] == "Failed", details
+    message = details["error"]["message"]
+    assert "container runtime 'podman' is not installed on node" in message, message
+    assert "container_runtime=" in message  # what to do about it
+    assert "waiting" not in details["properties"]
+    again = ws.experiment("why").submit(JobSpec(source_directory=_hello(tmp_path), script="hello.py"),
+                                        cluster="noruntime")
+    assert again.wait_for_completion(timeout=90)["status"] == "Completed"
+    assert list(again.stream(again.main_log(), follow=False)) == ["hello"]
