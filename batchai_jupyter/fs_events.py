@@ -49,6 +49,7 @@ class FolderEvents:
         if self._libc is not None:
             self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         self._watches: dict[str, int] = {}
+        self._changed: set[int] = set()  # watch descriptors with a change since take_changed()
 
     @property
     def active(self) -> bool:
@@ -92,6 +93,12 @@ class FolderEvents:
             if changed:
                 return True
 
+    def take_changed(self) -> set[str]:
+        """The watched folders that changed since the last call (what woke the waits)."""
+        by_wd = {wd: folder for folder, wd in self._watches.items()}
+        changed, self._changed = self._changed, set()
+        return {by_wd[wd] for wd in changed if wd in by_wd}
+
     def _read(self, data: bytes) -> bool:
         """Whether the events hold a change; drops the watches the kernel removed (a deleted
         folder, or one dropped by watch()), so a folder made again is watched anew."""
@@ -103,6 +110,7 @@ class FolderEvents:
             name = data[at + 16:at + 16 + length].rstrip(b"\0")
             if mask & CHANGES and not (name.startswith(self._ignore) or (self._ignore and b".tmp" in name)):
                 changed = True
+                self._changed.add(wd)
             at += 16 + length
         if gone:
             self._watches = {f: w for f, w in self._watches.items() if w not in gone}

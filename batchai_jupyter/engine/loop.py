@@ -79,6 +79,7 @@ class Engine:
                                   MaintenanceStep(self.drivers, self.deletions)]
         self._stop = False
         self._lock_fd: int | None = None
+        self._folder_runs: dict[str, str] = {}  # a watched node folder -> the run it belongs to
 
     # -- lifecycle ------------------------------------------------------------------------------
     def acquire(self, wait: float = 1.0) -> bool:
@@ -120,10 +121,14 @@ class Engine:
                     break
                 folders, every_run_watched = self.watched_folders()
                 if events.watch(folders):
-                    continue  # a folder watched from now on: look at it once before sleeping
+                    self.driver_step.dirty = None
+                    continue  # a folder watched from now on: look at every run once before sleeping
                 self.driver_step.relaxed = events.active and every_run_watched
                 cap = WATCHED_TICK if events.active else TICK
                 events.wait(min(cap, max(MIN_SLEEP, min(due) - now)) if due else cap)
+                # the next pass steps the runs whose folders changed (and those due a look anyway)
+                self.driver_step.dirty = {self._folder_runs[f] for f in events.take_changed()
+                                          if f in self._folder_runs}
         self.computes.close_all()
         return 0
 
@@ -133,14 +138,17 @@ class Engine:
         whether that covers every active run (else the drivers keep the short tick)."""
         folders, every = [str(self.ctx.paths.wake_dir)], True
         self.ctx.paths.wake_dir.mkdir(exist_ok=True)
-        for driver in list(self.drivers.values()):
+        self._folder_runs = {}
+        for run_id, driver in list(self.drivers.items()):
             for node, paths in zip(driver.nodes, driver.paths, strict=True):
                 try:
                     local = isinstance(driver.compute.transport(node), LocalTransport)
                 except Exception:  # noqa: BLE001 -- a node that cannot say is polled
                     local = False
                 if local:
-                    folders += [paths.run_dir, paths.stdouterr, paths.logs, paths.artifacts]
+                    mine = [paths.run_dir, paths.stdouterr, paths.logs, paths.artifacts]
+                    folders += mine
+                    self._folder_runs.update(dict.fromkeys(mine, run_id))
                 else:
                     every = False
         return folders, every

@@ -6,6 +6,7 @@ nothing to do or to wait for. The loop (loop.py) sleeps and decides to exit from
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from ..compute.base import Compute
@@ -144,14 +145,25 @@ class DriverStep:
         #: every active run's node folders are watched (engine loop): changes wake the engine,
         #: so the drivers are looked at on the slow tick only
         self.relaxed = False
+        #: while relaxed, the runs whose folders changed since the last pass (None: every run);
+        #: the others are looked at once every RELAXED_TICK
+        self.dirty: set[str] | None = None
+        self._looked: dict[str, float] = {}
 
     def step(self, ctx: EngineContext) -> Wait:
+        now = time.monotonic()
         for run_id, driver in list(self.drivers.items()):
+            if (self.relaxed and self.dirty is not None and run_id not in self.dirty
+                    and now - self._looked.get(run_id, -RELAXED_TICK) < RELAXED_TICK):
+                continue
+            self._looked[run_id] = now
             try:
                 if driver.step():
                     del self.drivers[run_id]
             except Exception:  # one bad run must not stop the others
                 log.exception("run %s: step failed", run_id)
+        if len(self._looked) > len(self.drivers):
+            self._looked = {k: v for k, v in self._looked.items() if k in self.drivers}
         if not self.drivers:
             return Wait.idle()
         return Wait.within(RELAXED_TICK if self.relaxed else TICK)
