@@ -62,15 +62,8 @@ def main(argv: list[str]) -> int:
     def forward(signum: int, _frame: object) -> None:
         forwarded.append(signum)
         pid = read_pid(pid_file, PID_WAIT_SECONDS if client.poll() is None else 0)
-        if pid is None:
-            return
-        try:
-            os.killpg(pid, signum)
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.kill(pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
+        if pid is not None:
+            _signal(pid, signum)
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
