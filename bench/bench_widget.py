@@ -4,6 +4,8 @@
 1. Traffic: a job prints 1 MB/s on the local cluster; every comm message of the widget and its
    children (state, updates, log deltas) is counted at the comm, as the kernel would put it on
    the wire. Prints comm bytes/s next to the log's own byte rate; target ratio <= 1.2.
+   The same for a job printing a line and logging a metric point 50 times a second, against
+   the log and metric bytes it produced.
 2. Latency: a job prints time stamps every 10 ms; run.stream() (the engine's own stream path)
    and the widget's log pane (the moment its delta is handed to the comm) watch it at once.
    Prints both p95s and their ratio; target: pane p95 <= 0.3 s.
@@ -33,10 +35,14 @@ class CountingComm(BaseComm):
     """Counts what would go to the front end: the JSON of each message plus its buffers."""
 
     total = 0
+    opening = 0  # the widgets' first state (comm_open): paid once per view, not per second
 
     def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None,
                     buffers: Any = None, **keys: Any) -> None:
-        CountingComm.total += len(json.dumps(data or {}, default=str)) + sum(len(b) for b in buffers or [])
+        size = len(json.dumps(data or {}, default=str)) + sum(len(b) for b in buffers or [])
+        CountingComm.total += size
+        if msg_type == "comm_open":
+            CountingComm.opening += size
 
 
 def _args() -> argparse.Namespace:
@@ -76,6 +82,40 @@ def traffic(ws: Any, src: Path, seconds: int) -> None:
           f"(target <= 1.2)", flush=True)
     print(f"sent {sent:,} bytes for a {log_bytes:,}-byte log in {duration:.1f} s; target met: "
           f"{ratio <= 1.2}", flush=True)
+
+
+def metrics_traffic(ws: Any, src: Path, seconds: int) -> None:
+    """Comm bytes for a job printing a line and logging a metric point 50 times a second,
+    against the log and metric bytes the job produced (its stdout and its metrics file)."""
+    (src / "metrics.py").write_text(
+        "import time\nfrom batchai_jupyter import Run\nrun = Run.get_context()\n"
+        f"for i in range({seconds} * 50):\n"
+        "    print(f'step {i} loss {1.0 / (i + 1):.6f}', flush=True)\n"
+        "    run.log('loss', 1.0 / (i + 1), step=i)\n"
+        "    time.sleep(0.02)\n")
+    run = ws.experiment("bench").submit(bai.JobSpec(source_directory=src, script="metrics.py"))
+    before = comm.create_comm
+    comm.create_comm = CountingComm
+    CountingComm.total = CountingComm.opening = 0
+    try:
+        widget = RunDetails(run)
+        if not widget.wait(seconds * 10 + 120):
+            raise SystemExit("the widget did not stop after the run ended")
+        chart_points = widget.metrics.sent_bytes
+        widget.close()
+    finally:
+        comm.create_comm = before
+    rows = ws.history.metrics_since(run.id, 0)  # the metric records, as the job's JSON lines
+    metric_bytes = sum(len(json.dumps({k: r[k] for k in ("name", "kind", "step", "value", "ts")})) + 1
+                       for r in rows)
+    produced = max(1, (run.files_dir / "stdout.txt").stat().st_size + metric_bytes)
+    updates = CountingComm.total - CountingComm.opening
+    print(f"{'comm bytes after the first state, 50 points/s':<44} {updates:9,} B | "
+          f"{'log + metrics produced':<28} {produced:9,} B | ratio {updates / produced:6.2f}  "
+          f"(target <= 1.2)", flush=True)
+    print(f"{len(rows)} points ({metric_bytes:,} bytes as JSON lines) went to the charts as "
+          f"{chart_points:,} bytes of [step, value] pairs; the first state of the widgets "
+          f"{CountingComm.opening:,} B; all comm bytes {CountingComm.total:,} B", flush=True)
 
 
 def latency(ws: Any, src: Path, lines: int) -> None:
@@ -166,6 +206,7 @@ def main() -> None:
         src.mkdir()
         ws.experiment("bench").submit(bai.JobSpec(source_directory=src, command="echo warm")).wait_for_completion()
         traffic(ws, src, 3 if args.quick else 15)
+        metrics_traffic(ws, src, 3 if args.quick else 15)
         latency(ws, src, 60 if args.quick else 400)
     if args.browser:
         browser(100 if args.quick else 600)

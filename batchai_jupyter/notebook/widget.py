@@ -1,5 +1,6 @@
-"""RunDetails: the live view of one run; stock ipywidgets for the controls, one anywidget log
-pane fed with deltas (log_pane.py) and the child runs' table (children_view.py).
+"""RunDetails: the live view of one run; stock ipywidgets for the controls, anywidgets fed
+with deltas for the log (log_pane.py) and the metric charts (metrics_pane.py), and the child
+runs' table (children_view.py).
 
 A background thread reads the workspace (never a node) a few times a second, sends only what
 changed, and stops when the run and its child runs have ended. Then every display it was shown
@@ -26,6 +27,7 @@ from ..view.terminal import screen_text
 from .children_view import ChildrenView
 from .handles import FinalDisplays
 from .log_pane import LogPane
+from .metrics_pane import MetricsPane
 from .save_hook import marker_metadata
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ class RunDetails(W.VBox):
         self.pane = LogPane(self._files / main, run_id=run.id, root=self._files,
                             layout=W.Layout(width="100%"))
         self.pane.listeners.append(self._on_text)
-        self.metrics = W.HTML(layout=W.Layout(display="none"))
+        self.metrics = MetricsPane(self._metrics, layout=W.Layout(display="none", width="100%"))
         self.children_view = ChildrenView(run.id, self._history, self._child_details,
                                           primary_metric, goal)
         header = W.Box([self.badge, self.title, self.facts, self.cancel_button, self.message],
@@ -218,10 +220,7 @@ class RunDetails(W.VBox):
             if slow or final or status_changed:
                 self._refresh_files()
             self.pane.poll()
-        if self._metrics.read():
-            html = render.metrics_html(self._metrics.series, self._metrics.others)
-            if html != self.metrics.value:
-                self.metrics.value = html
+        if (self.metrics.poll() or not self.metrics.empty) and self.metrics.layout.display == "none":
             self.metrics.layout.display = None
         ended = False
         if slow or final:
@@ -247,6 +246,7 @@ class RunDetails(W.VBox):
                              f"--- attempt {attempt + 1} ({why}) ---\n")
             self.log_text = self.pane.text
             self._metrics = MetricsTail(self._history, self.run.id, attempt)
+            self.metrics.switch(self._metrics)
 
     def _show_status(self, row: RunRow, progress: str = "") -> None:
         self.status = row["status"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..history import TERMINAL_STATUSES
-from .metrics import Series, add_to_series, summarize_metrics
+from .metrics import Point, Series, add_to_series, summarize_metrics
 
 if TYPE_CHECKING:
     from ..history import RunHistory
@@ -93,6 +93,10 @@ class MetricsTail:
         self.attempt = attempt
         self.last_seq = 0
         self.series: Series = {}
+        #: series key -> (metric name, rank or None): what the live chart groups by
+        self.keys: dict[str, tuple[str, Any]] = {}
+        #: counts the restarts (a newer attempt logged): a consumer of new_points starts over
+        self.generation = 0
         self._other_rows: list[dict[str, Any]] = []
 
     def read(self) -> bool:
@@ -107,10 +111,27 @@ class MetricsTail:
                 continue
             if attempt > self.attempt:  # a new attempt logs: start over
                 self.attempt, self.series, self._other_rows = attempt, {}, []
+                self.keys, self.generation = {}, self.generation + 1
             changed = True
-            if not add_to_series(self.series, r):
+            if add_to_series(self.series, r):
+                rank = r.get("rank")
+                key = r["name"] if rank is None else f"{r['name']} [rank {rank}]"
+                self.keys.setdefault(key, (r["name"], rank))
+            else:
                 self._other_rows.append({"name": r["name"], "kind": r["kind"], "value": r["value"]})
         return changed
+
+    def new_points(self, sent: dict[str, int]) -> list[tuple[str, Any, str, list[Point]]]:
+        """(metric, rank, series key, points) added since `sent` (series key -> points already
+        handed on, updated here): the live chart is sent each point once."""
+        out = []
+        for key, points in self.series.items():
+            done = sent.get(key, 0)
+            if len(points) > done:
+                name, rank = self.keys.get(key, (key, None))
+                out.append((name, rank, key, points[done:]))
+                sent[key] = len(points)
+        return out
 
     @property
     def others(self) -> dict[str, Any]:

@@ -46,6 +46,10 @@ LIVE_JOB = textwrap.dedent(f"""\
     print("all printed", flush=True)
     time.sleep(6)
 """)
+# the JupyterLab variant also logs a metric while it prints: its live chart is checked there
+LAB_JOB = LIVE_JOB.replace("from tqdm import tqdm\n", "from tqdm import tqdm\nfrom batchai_jupyter import Run\n") \
+    .replace("    time.sleep(0.004)\n", "    time.sleep(0.004)\n    if i % 100 == 0:\n"
+             "        Run.get_context().log('loss', 1.0 / (i + 1), step=i)\n")
 FAILING_JOB = textwrap.dedent("""\
     %%batchai_job --experiment broken
     def load(shape):
@@ -188,14 +192,25 @@ def test_live_pane_follows_the_tail_in_jupyterlab(tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
     root = tmp_path / "nb"
     root.mkdir()
-    write_notebook(root / "live.ipynb", [SETUP, LOAD, LIVE_JOB])
+    write_notebook(root / "live.ipynb", [SETUP, LOAD, LAB_JOB])
     with jupyter_server(tmp_path, root, "lab") as (base, token), sync_playwright() as pw:
         browser = _browser(pw)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         try:
             open_notebook(page, f"{base}/lab/tree/live.ipynb?token={token}")
             run_command(page, "notebook:run-all-cells")
+            chart = page.locator('.bai-mchart[data-metric="loss"]')
+            expect(chart.locator("svg")).to_be_visible(timeout=120_000)
+            first_label = chart.locator(".bai-mchart-last").inner_text()
             figures = _follow_checks(page, expect, theme_switch=True)
+            # the live chart got its points as they came: the last value is the job's last one
+            expect(chart.locator(".bai-mchart-last")).to_contain_text("last 0.000526", timeout=30_000)
+            assert first_label != chart.locator(".bai-mchart-last").inner_text(), first_label
+            box = chart.locator("svg").bounding_box()
+            assert box is not None and box["width"] > 100 and box["height"] > 50, box
+            expect(chart.locator("svg path.bai-mseries")).to_be_visible()  # a line, not a dot
+            chart.scroll_into_view_if_needed()
+            screenshot(page, "live-metric-chart-dark.png")
             print(f"print -> visible in the pane: p95 {figures['p95'] * 1000:.0f} ms, max "
                   f"{figures['max'] * 1000:.0f} ms over {figures['samples']} lines; contrast light "
                   f"{figures['contrast_light']:.1f}, dark {figures['contrast_dark']:.1f}, badge "

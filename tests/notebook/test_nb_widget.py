@@ -58,8 +58,9 @@ def test_live_view_follows_the_run_and_stops(ws: bai.Workspace, tmp_path: Path) 
     assert widget.log_text == "from ./logs\n"
     widget.log_picker.value = "stderr.txt"
     assert "to stderr" in widget.log_text
-    assert 'data-metric="loss"' in widget.metrics.value
-    assert 'src="data:image/svg+xml;base64,' in widget.metrics.value  # an image sanitizers keep
+    assert widget.metrics.tail.series == {"loss": [(0, 0.9), (1, 0.4)]}  # the live charts' data
+    summary = widget.static_bundle()["text/html"]  # the final display: images sanitizers keep
+    assert 'data-metric="loss"' in summary and 'src="data:image/svg+xml;base64,' in summary
     assert widget.metrics.layout.display is None  # shown once there are metrics
 
 
