@@ -35,6 +35,10 @@ export interface RunDetails extends RunRow {
   details: Record<string, unknown>;
   files: string[];
   streams: string[];
+  /** what a clone into a new %%batchai_job cell needs: the image and the script's text in the snapshot */
+  job?: { image: string | null; image_pull: string | null; script_source: string | null; source_in_root: string | null };
+  /** a parent's children compared: the primary metric, its goal, the best child, each child's last value */
+  sweep?: { primary_metric: string | null; goal: string; best: string | null; values: Record<string, number | null> };
 }
 
 export interface RunQuery {

@@ -8,7 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import { BatchAIClient, EventsClient } from './api';
 import { BatchAIPanel } from './panel';
-import { createRunView } from './runview';
+import { createRunView, LastNotebook } from './runview';
 
 import '../style/index.css';
 
@@ -37,11 +37,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const events = new EventsClient(client);
     let notifyOn: string[] = ['Failed', 'Completed'];
     const views = new Map<string, Widget>();
+    const notebooks = new LastNotebook(app);
 
     const openRun = (id: string) => {
       let view = views.get(id);
       if (!view || view.isDisposed) {
-        view = createRunView({ runId: id, client, events, app });
+        view = createRunView({ runId: id, client, events, app, notebooks });
         views.set(id, view);
         app.shell.add(view, 'main');
       }

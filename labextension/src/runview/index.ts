@@ -8,7 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import type { BatchAIClient, EventsClient } from '../api';
 import { Visibility } from './hooks';
-import { RunRest } from './rest';
+import { LastNotebook } from './clone';
 import { RunView } from './RunView';
 
 import '../../style/runview.css';
@@ -17,7 +17,7 @@ import '../../style/runview.css';
 class RunViewContent extends ReactWidget {
   readonly visibility = new Visibility();
 
-  constructor(private readonly rest: RunRest, private readonly app: JupyterFrontEnd) {
+  constructor(private readonly props: Omit<React.ComponentProps<typeof RunView>, 'visibility'>) {
     super();
     this.addClass('bai-runview-root');
   }
@@ -43,18 +43,20 @@ class RunViewContent extends ReactWidget {
   }
 
   render(): JSX.Element {
-    return React.createElement(RunView, { rest: this.rest, app: this.app, visibility: this.visibility });
+    return React.createElement(RunView, { ...this.props, visibility: this.visibility });
   }
 }
+
+export { LastNotebook };
 
 export function createRunView(options: {
   runId: string;
   client: BatchAIClient;
   events: EventsClient;
   app: JupyterFrontEnd;
+  notebooks: LastNotebook;
 }): Widget {
-  const rest = new RunRest(options.app.serviceManager.serverSettings, options.runId);
-  const content = new RunViewContent(rest, options.app);
+  const content = new RunViewContent(options);
   const widget = new MainAreaWidget({ content });
   widget.id = `batchai-run-${options.runId}`;
   widget.title.label = options.runId;
