@@ -25,6 +25,7 @@ def parse_args(description: str) -> argparse.Namespace:
 def temp_workspace() -> Iterator[object]:
     import batchai_jupyter as bai
     from batchai_jupyter.engine.control import stop_engine
+    accounts = _accounts()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         ws = bai.Workspace.create(Path(tmp) / ".batchai")
         try:
@@ -32,6 +33,7 @@ def temp_workspace() -> Iterator[object]:
         finally:
             stop_engine(ws.path)
             _remove_node_folders_outside(ws)
+            _remove_accounts_made(ws, accounts)
 
 
 def _remove_node_folders_outside(ws: object) -> None:
@@ -42,6 +44,23 @@ def _remove_node_folders_outside(ws: object) -> None:
     from batchai_jupyter.compute.local.accounts import isolated_root
     for cluster in ws.clusters():  # type: ignore[attr-defined]
         shutil.rmtree(isolated_root(ws.path, cluster.name).parent, ignore_errors=True)  # type: ignore[attr-defined]
+
+
+def _accounts() -> set[str]:
+    import pwd
+    return {entry.pw_name for entry in pwd.getpwall()}
+
+
+def _remove_accounts_made(ws: object, before: set[str]) -> None:
+    """The job accounts a root engine made for the benchmark's clusters (run_as="auto") go too;
+    an account that was there before is left alone."""
+    import subprocess
+
+    from batchai_jupyter.compute.local.accounts import account_name
+    for cluster in ws.clusters():  # type: ignore[attr-defined]
+        name = account_name({}, cluster.name)
+        if name and name not in before and name in _accounts():
+            subprocess.run(["userdel", name], capture_output=True, check=False)
 
 
 def p95(values: list[float]) -> float:
