@@ -12,7 +12,7 @@ import pytest
 
 import batchai_jupyter as bai
 from batchai_jupyter import JobSpec
-from batchai_jupyter.engine.control import engine_info, forget
+from batchai_jupyter.engine.control import engine_info, forget, is_running
 from tests.compute.ssh_env import SSHHosts, make_ssh_cluster
 from tests.support import process_gone, wait_until
 
@@ -58,7 +58,9 @@ def test_an_ssh_host_down_across_an_engine_restart_ends_only_its_run(
     assert wait_until(lambda: list(remote.stream("stdout.txt", follow=False)) == ["up"], 90)
     engine = int(engine_info(ws.path)["pid"])
     os.kill(engine, signal.SIGKILL)
-    assert wait_until(lambda: process_gone(engine), 10)
+    # gone, lock and all: a killed process's threads may still hold its files a moment after it
+    # shows as a zombie, and a submit that sees the lock held starts no engine
+    assert wait_until(lambda: process_gone(engine) and not is_running(ws.path), 10)
     forget(ws.path)
     _kill_sshd_and_sessions(ssh_hosts, index)
     try:
