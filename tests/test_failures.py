@@ -88,7 +88,7 @@ def test_multi_node_mpi_failure_shows_the_ranks_traceback(ws: bai.Workspace, tmp
     the tail, so RunFailed and the summary show the traceback (and which rank failed first)."""
     import shutil
     if shutil.which("mpirun") is None:
-        pytest.skip("mpirun (OpenMPI) is not installed")
+        pytest.skip(reason="mpirun (OpenMPI) is not installed")
     src = tmp_path / "mpi"
     src.mkdir()
     (src / "train.py").write_text(textwrap.dedent("""

@@ -21,11 +21,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from ..compat import with_shim
-from ..errors import DISK_FULL_ERRNOS, SpecError
+from ..errors import SpecError
 from ..spec import DEFAULT_WALL_CLOCK, DISTRIBUTIONS
 from . import job_user, reap, tree
 from .manifest import ManifestError, RunManifest
@@ -34,6 +34,7 @@ from .plan_mpi import hostfile_text, plan_mpi
 from .plan_pytorch import plan_per_process
 from .plan_tensorflow import plan_tensorflow
 from .process import NodePlan, PlanInputs, ProcessPlan, job_env, job_prep_plan
+from .writes import write_atomic, write_in_place, write_small, write_when_space
 
 if TYPE_CHECKING:
     from .container import NodeContainer
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.05
 HEARTBEAT_SECONDS = 1.0
 RANK_POLL_SECONDS = 0.2
-DISK_FULL_RETRY_SECONDS = 1.0  # a full node disk: how often status.json is tried again
 
 Planner = Callable[[PlanInputs], NodePlan]
 PLANNERS: dict[str | None, Planner] = {None: plan_per_process, "pytorch": plan_per_process,
@@ -77,60 +77,6 @@ def read_mca(path: str) -> dict[str, str]:
     except (FileNotFoundError, ValueError):
         return {}
     return {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else {}
-
-
-def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-    except OSError:
-        with suppress(OSError):  # no half-written file is left behind (a full disk)
-            os.unlink(tmp)
-        raise
-    os.replace(tmp, path)
-
-
-def write_in_place(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Overwrite a small file where it is: once written, a file of one block needs no new
-    block, so a full node disk does not stop it (a reader may see a mix of old and new bytes)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, mode)
-    try:
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
-    finally:
-        os.close(fd)
-
-
-def write_small(path: str, data: bytes) -> None:
-    """write_atomic, or in place when the node's disk is full (no block for a new file)."""
-    try:
-        write_atomic(path, data)
-    except OSError as exc:
-        if exc.errno not in DISK_FULL_ERRNOS:
-            raise
-        write_in_place(path, data)
-
-
-def write_when_space(path: str, data: bytes) -> None:
-    """write_atomic, waiting for space while the node's disk is full (the heartbeat goes on)."""
-    told = False
-    while True:
-        try:
-            write_atomic(path, data)
-            return
-        except OSError as exc:
-            if exc.errno not in DISK_FULL_ERRNOS:
-                raise
-            if not told:
-                told = True
-                try:  # the agent's log is on that disk too
-                    print(f"[agent] the node's disk is full: {os.path.basename(path)} waits for space",
-                          flush=True)
-                except OSError:
-                    pass
-        time.sleep(DISK_FULL_RETRY_SECONDS)
 
 
 class Agent:
