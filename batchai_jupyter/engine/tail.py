@@ -60,8 +60,6 @@ class RunTail:
             for rel, size in transport.list_files(source).items():
                 if _AGENT_TMP.search(rel.rsplit("/", 1)[-1]):
                     continue
-                if source == paths.artifacts and rel.endswith(".part"):
-                    continue  # an upload or image the job is still writing (run_context renames it)
                 try:
                     self._copy_tail(transport, f"{source}/{rel}", prefix + rel, size,
                                     check_head=source == paths.logs)

@@ -3,6 +3,7 @@ register_model, mixed into JobRun (job_run.py), which says where files go and wh
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from ..errors import FileNotInRun, SpecError
 from .channel import MetricRecord, OpRecord, now
 from .logging_api import MetricsLogger, check_rel
 from .reader import WorkspaceView
+
+_WRITING = re.compile(r"\.tmp\d+$")  # an upload not renamed into place yet (logging_api.py)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class JobFiles(MetricsLogger):
         own = self._file_target("")
         if own is not None and os.path.isdir(own):
             names.update(p.relative_to(own).as_posix() for p in Path(own).rglob("*")
-                         if p.is_file() and not p.name.endswith(".part"))
+                         if p.is_file() and not _WRITING.search(p.name))
         return sorted(names)
 
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:

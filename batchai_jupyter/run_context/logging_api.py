@@ -157,7 +157,7 @@ class MetricsLogger:
             print(f"[image] {name}")
             return
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = target + ".part"
+        tmp = f"{target}.tmp{os.getpid()}"  # the engine copies no .tmp<pid> file
         if plot is not None:
             figure = plot.gcf() if hasattr(plot, "gcf") else plot
             figure.savefig(tmp, format="png")
@@ -179,7 +179,7 @@ class MetricsLogger:
             print(f"[upload] {rel}")
             return rel
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        tmp = f"{target}.part"
+        tmp = f"{target}.tmp{os.getpid()}"
         if is_stream:
             with open(tmp, "wb") as out:
                 data = path_or_stream.read()  # type: ignore[union-attr]
