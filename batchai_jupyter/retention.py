@@ -200,7 +200,7 @@ def _prune_store(ws: Workspace, keep: set[str], before: float, dry_run: bool) ->
             doomed_manifests.append(path)
     doomed: list[tuple[str, int]] = []
     for folder in sorted(store.objects.iterdir()) if store.objects.is_dir() else []:
-        if not folder.is_dir():
+        if not folder.is_dir() or len(folder.name) != 2:  # packs/: store.prune_packs below
             continue
         for obj in folder.iterdir():
             digest = folder.name + obj.name
@@ -209,6 +209,8 @@ def _prune_store(ws: Workspace, keep: set[str], before: float, dry_run: bool) ->
             st = obj.lstat()
             if st.st_mtime < before:
                 doomed.append((str(obj), st.st_size))
+    packs = store.prune_packs(wanted, before, dry_run)
+    doomed_packed = {d for _index, _size, digests in packs for d in digests}
     if not dry_run:
         for path in doomed_manifests:
             path.unlink(missing_ok=True)
@@ -217,9 +219,10 @@ def _prune_store(ws: Workspace, keep: set[str], before: float, dry_run: bool) ->
                 os.unlink(obj_path)
             except OSError:
                 pass
-        _drop_hash_caches(ws, {os.path.basename(os.path.dirname(p)) + os.path.basename(p) for p, _ in doomed},
-                          {p.stem for p in doomed_manifests})
-    return len(doomed_manifests), len(doomed), sum(s for _, s in doomed)
+        _drop_hash_caches(ws, {os.path.basename(os.path.dirname(p)) + os.path.basename(p) for p, _ in doomed}
+                          | doomed_packed, {p.stem for p in doomed_manifests})
+    return (len(doomed_manifests), len(doomed) + len(doomed_packed),
+            sum(s for _, s in doomed) + sum(size for _index, size, _digests in packs))
 
 
 def _drop_hash_caches(ws: Workspace, digests: set[str], manifests: set[str]) -> None:

@@ -1,9 +1,11 @@
 """Snapshots: which files of a source directory a job gets, and the content-addressed store.
 
 A snapshot is a manifest (relative path -> content hash, size, mode) saved under
-snapshots/manifests/<id>.json, its content in snapshots/objects/<h[:2]>/<h[2:]>. A (size, mtime)
-cache means an unchanged file is neither read nor hashed twice; objects already in the store are
-not copied again and do not count against the limits (docs/reference/snapshots.md).
+snapshots/manifests/<id>.json, its content in snapshots/objects/: a large file as its own object
+(<h[:2]>/<h[2:]>), the small files a snapshot adds together in one pack (node/packs.py), so a
+first snapshot of 2,000 small files writes two files, not 2,000. A (size, mtime, ctime) cache
+means an unchanged file is neither read nor hashed twice; objects already in the store are not
+copied again and do not count against the limits (docs/reference/snapshots.md).
 """
 from __future__ import annotations
 
@@ -11,34 +13,32 @@ import hashlib
 import json
 import os
 import pickle
-import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pathspec
+from typing import Any, BinaryIO
 
 from .errors import SnapshotError
+from .node.packs import PackIndex, prune_packs, read_at, write_pack
+from .snapshot_walk import ALWAYS_EXCLUDED, WalkedFile, scan, walk
 
+__all__ = ["ALWAYS_EXCLUDED", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_FILES", "Snapshot", "SnapshotStore",
+           "iter_digests", "walk"]
 DEFAULT_MAX_BYTES = 300 * 1024 * 1024
 DEFAULT_MAX_FILES = 2000
-ALWAYS_EXCLUDED = (".git",)
 RECENT_MANIFESTS = 8  # parsed manifests a store keeps (manifest())
+PACK_MAX_OBJECT = 256 * 1024  # files up to this size go into the snapshot's pack
+PACK_MIN_OBJECTS = 8          # fewer new small objects than this are stored loose
+#: A file changed less than this before the walk that cached it may change again within the
+#: same step of the filesystem's clock, unseen by (size, mtime, ctime): it is read again next time.
+RACY_NS = 20_000_000
+RACY_COARSE_NS = 2_000_000_000  # the same on filesystems that keep whole seconds
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
-
-
-@dataclass(slots=True)
-class FileEntry:
-    rel: str
-    path: str
-    size: int
-    mtime_ns: int
-    mode: int
-    digest: str | None = None
+CacheEntry = tuple[int, int, str, int, int]  # size, mtime_ns, digest, mode, ctime_ns
 
 
 @dataclass
@@ -56,70 +56,6 @@ class Snapshot:
         return sum(v[1] for v in self.files.values())
 
 
-# -- ignore rules ---------------------------------------------------------------------------
-def _folder_spec(folder: str, names: set[str]) -> pathspec.GitIgnoreSpec | None:
-    """The ignore file of one folder: .amlignore if present, else .gitignore."""
-    for name in (".amlignore", ".gitignore"):
-        if name in names:
-            try:
-                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as fh:
-                    return pathspec.GitIgnoreSpec.from_lines(fh.read().splitlines())
-            except OSError:
-                return None
-    return None
-
-
-def _ignored(specs: list[tuple[str, pathspec.GitIgnoreSpec]], rel: str, is_dir: bool) -> bool:
-    """Deeper ignore files override shallower ones, as git does."""
-    verdict = False
-    for base, spec in specs:
-        sub = rel[len(base) + 1:] if base else rel
-        result = spec.check_file(sub + "/" if is_dir else sub)
-        if result.include is not None:
-            verdict = result.include
-    return verdict
-
-
-def walk(source: Path, exclude: tuple[Path, ...] = ()) -> tuple[list[FileEntry], dict[str, str]]:
-    """Files and symlinks of `source` that are not ignored; ignored folders are never entered."""
-    files: list[FileEntry] = []
-    links: dict[str, str] = {}
-    excluded = {str(p) for p in exclude}
-
-    def visit(folder: str, rel: str, specs: list[tuple[str, pathspec.GitIgnoreSpec]]) -> None:
-        try:
-            with os.scandir(folder) as it:
-                entries = list(it)
-        except OSError as exc:
-            raise SnapshotError(f"While attempting to take snapshot of {source}\n"
-                                f"cannot read {folder}: {exc}") from None
-        spec = _folder_spec(folder, {e.name for e in entries})
-        if spec is not None:
-            specs = specs + [(rel, spec)]
-        prefix = f"{rel}/" if rel else ""
-        for entry in entries:
-            if entry.name in ALWAYS_EXCLUDED or entry.path in excluded:
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            kind = stat.S_IFMT(st.st_mode)
-            child_rel = prefix + entry.name
-            if specs and _ignored(specs, child_rel, kind == stat.S_IFDIR):
-                continue
-            if kind == stat.S_IFREG:
-                files.append(FileEntry(child_rel, entry.path, st.st_size, st.st_mtime_ns,
-                                       stat.S_IMODE(st.st_mode)))
-            elif kind == stat.S_IFDIR:
-                visit(entry.path, child_rel, specs)
-            elif kind == stat.S_IFLNK:
-                links[child_rel] = os.readlink(entry.path)
-
-    visit(str(source), "", [])
-    return files, links
-
-
 # -- the store ------------------------------------------------------------------------------
 class SnapshotStore:
     """snapshots/ of a workspace: objects, manifests and the (size, mtime) hash cache."""
@@ -132,16 +68,18 @@ class SnapshotStore:
         self.manifests.mkdir(parents=True, exist_ok=True)
         self._recent: dict[str, tuple[str, dict]] = {}  # snapshot id -> its manifest's text, parsed
         self._recent_lock = threading.Lock()
+        self._packs = PackIndex(str(self.objects))
 
     def _cache_path(self, src: Path) -> Path:
         return self.root / "cache" / (hashlib.sha1(str(src).encode()).hexdigest() + ".pickle")
 
     def _load_cache(self, src: Path) -> dict[str, Any]:
-        """{"files": path -> (size, mtime_ns, digest, mode), "last": the previous snapshot}."""
+        """{"files": rel -> CacheEntry, "last": the previous snapshot} (one pickle: a few ms for
+        thousands of files)."""
         try:
             with open(self._cache_path(src), "rb") as fh:
                 return pickle.load(fh)
-        except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
             return {}
 
     def _save_cache(self, src: Path, cache: dict[str, Any]) -> None:
@@ -153,10 +91,28 @@ class SnapshotStore:
         os.replace(tmp, path)
 
     def object_path(self, digest: str) -> Path:
-        return self.objects / digest[:2] / digest[2:]
+        """The object as a file of its own; a packed one is written out loose on first ask
+        (for what copies files, e.g. a send to a remote node's cache)."""
+        path = self.objects / digest[:2] / digest[2:]
+        if not path.exists():
+            where = self._packs.get(digest)
+            if where is not None:
+                self._put_loose(digest, read_at(where))
+        return path
 
     def has(self, digest: str) -> bool:
-        return self.object_path(digest).exists()
+        return self._packs.get(digest) is not None or (self.objects / digest[:2] / digest[2:]).exists()
+
+    def read_object(self, digest: str) -> bytes:
+        """An object's bytes, loose or packed (FileNotFoundError if the store lacks it)."""
+        path = self.objects / digest[:2] / digest[2:]
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            where = self._packs.get(digest)
+            if where is None:
+                raise
+            return read_at(where)
 
     def manifest(self, snapshot_id: str) -> dict:
         """A stored manifest, parsed; the latest few are kept (an id is the digest of its
@@ -188,92 +144,147 @@ class SnapshotStore:
         if not src.is_dir():
             raise SnapshotError(f"While attempting to take snapshot of {src}\n"
                                 f"the source directory does not exist")
-        files, links = walk(src, exclude)
+        walked_at = time.time_ns()
         cache = self._load_cache(src)
-        known = cache.get("files", {})
-        pending: list[FileEntry] = []
-        for f in files:
-            hit = known.get(f.path)
-            if hit and hit[0] == f.size and hit[1] == f.mtime_ns and hit[3] == f.mode:
-                f.digest = hit[2]  # objects are never removed from the store
-            else:
-                pending.append(f)
+        cached: dict[str, CacheEntry] = cache.get("files", {})
+        found = scan(src, exclude, cached)
+        manifest, pending, links = found.known, found.pending, found.links
         extra = {rel: (data, hashlib.sha256(data).hexdigest()) for rel, data in (extra_files or {}).items()}
-        files = [f for f in files if f.rel not in extra]
-        pending = [f for f in pending if f.rel not in extra]
+        count = found.files
+        if extra:  # an extra file replaces the folder's file of that name
+            count -= sum(1 for rel in extra if rel in manifest) + sum(1 for f in pending if f.rel in extra)
+            for rel in extra:
+                manifest.pop(rel, None)
+            pending = [f for f in pending if f.rel not in extra]
+        extra_digests = {rel: v[1] for rel, v in extra.items()}
+        last = cache.get("last", {})
+        if not pending and len(cached) == count and last.get("links") == links \
+                and last.get("extra") == extra_digests and "id" in last:  # nothing changed: same id
+            for rel, (data, digest) in extra.items():
+                manifest[rel] = [digest, len(data), 0o644]
+            return Snapshot(last["id"], manifest, links, 0, 0)
         new_extra = {rel: v for rel, v in extra.items() if not self.has(v[1])}
-        new_bytes = sum(f.size for f in pending) + sum(len(v[0]) for v in new_extra.values())
-        new_count = len(pending) + len(new_extra)
-        self._check_limits(src, files, pending, new_bytes, new_count, max_bytes, max_files)
-        self._store_pending(pending, progress)
+        extra_bytes = sum(len(v[0]) for v in new_extra.values())
+        at_most = (sum(f.size for f in pending) + extra_bytes, len(pending) + len(new_extra))
+        if at_most[0] > max_bytes or at_most[1] > max_files:  # hashed first: only new content counts
+            digests = self._hash_all(pending)
+            really_new = [f for f in pending if not self.has(digests[f.rel])]
+            _check_limits(src, really_new, sum(f.size for f in really_new) + extra_bytes,
+                      len(really_new) + len(new_extra), max_bytes, max_files)
+        unchanged = list(manifest)
+        new_count, new_bytes = self._store_pending(pending, manifest, progress)
         for data, _digest in new_extra.values():
             self.put_bytes(data)
-        manifest = {f.rel: [f.digest, f.size, f.mode] for f in files}
-        extra_digests = {rel: v[1] for rel, v in extra.items()}
         for rel, (data, digest) in extra.items():
             manifest[rel] = [digest, len(data), 0o644]
-        last = cache.get("last", {})
-        if not pending and len(known) == len(files) and last.get("links") == links \
-                and last.get("extra") == extra_digests:  # nothing changed: same manifest, same id
-            return Snapshot(last["id"], manifest, links, new_count, new_bytes)
-        snap = self._save(manifest, links, new_count, new_bytes)
-        self._save_cache(src, {"files": {f.path: (f.size, f.mtime_ns, f.digest, f.mode) for f in files},
+        snap = self._save(manifest, links, new_count + len(new_extra), new_bytes + extra_bytes)
+        entries = {rel: cached[rel] for rel in unchanged}  # as cached
+        entries.update({f.rel: (f.size, self._trusted_mtime(f, walked_at), manifest[f.rel][0], f.mode, f.ctime_ns)
+                        for f in pending})
+        self._save_cache(src, {"files": entries,
                                "last": {"id": snap.id, "links": links, "extra": extra_digests}})
         return snap
 
-    def _check_limits(self, src: Path, files: list[FileEntry], pending: list[FileEntry],
-                      new_bytes: int, new_count: int, max_bytes: int, max_files: int) -> None:
-        if new_bytes <= max_bytes and new_count <= max_files:
-            return
-        if new_bytes > max_bytes:
-            head = f"Your total snapshot size exceeds the limit of {max_bytes / 1024 / 1024:.1f} MB"
-        else:
-            head = f"Your project exceeds the file limit of {max_files}."
-        sizes: dict[str, list[int]] = {}
-        for f in pending:
-            top = f.rel.split("/", 1)[0] + ("/" if "/" in f.rel else "")
-            agg = sizes.setdefault(top, [0, 0])
-            agg[0] += f.size
-            agg[1] += 1
-        largest = sorted(sizes.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:5]
-        lines = [f"  {name:<40} {size / 1024 / 1024:10.1f} MB  {count:6d} files"
-                 for name, (size, count) in largest]
-        raise SnapshotError(
-            f"While attempting to take snapshot of {src}\n{head}\n"
-            f"Largest entries:\n" + "\n".join(lines) + "\n"
-            f"Add what the job does not need to {src / '.amlignore'} (or .gitignore), or raise the "
-            f"limit with ws.set_snapshot_limits(max_bytes=..., max_files=...).")
+    @staticmethod
+    def _trusted_mtime(f: WalkedFile, walked_at: int) -> int:
+        """The file's mtime as cached; -1 (never a hit) for a file changed just before the walk."""
+        window = RACY_COARSE_NS if f.ctime_ns % 1_000_000_000 == 0 else RACY_NS
+        return -1 if f.ctime_ns >= walked_at - window else f.mtime_ns
 
-    def _store_pending(self, pending: list[FileEntry], progress: Progress | None) -> None:
+    def _hash_all(self, pending: list[WalkedFile]) -> dict[str, str]:
+        """rel -> digest of each file, nothing stored (to tell new content from known)."""
+        def one(f: WalkedFile) -> tuple[str, str]:
+            h = hashlib.sha256()
+            with self._open_source(f) as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+            return f.rel, h.hexdigest()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(pool.map(one, pending))
+
+    def _store_pending(self, pending: list[WalkedFile], manifest: dict[str, list],
+                       progress: Progress | None) -> tuple[int, int]:
+        """Hash and store the files the cache did not vouch for, filling in their manifest
+        entries; returns (objects, bytes) that were new to the store. Small files are read in
+        threads and written together in one pack; large ones are copied in threads, one object each."""
         total = sum(f.size for f in pending)
         done = [0]
         lock = threading.Lock()
 
-        def one(f: FileEntry) -> None:
-            f.digest = self._put_file(f.path, f.rel)
+        def step(size: int) -> None:
             if progress is not None:
                 with lock:
-                    done[0] += f.size
+                    done[0] += size
                     progress(done[0], total)
 
-        if len(pending) > 8:
-            with ThreadPoolExecutor(max_workers=4) as pool:
-                list(pool.map(one, pending))
+        small = [f for f in pending if f.size <= PACK_MAX_OBJECT]
+        large = [f for f in pending if f.size > PACK_MAX_OBJECT]
+
+        def read_small(f: WalkedFile) -> tuple[WalkedFile, bytes, str]:
+            data = self._read_whole(f)
+            step(f.size)
+            return f, data, hashlib.sha256(data).hexdigest()
+
+        def put_large(f: WalkedFile) -> tuple[WalkedFile, str, bool]:
+            digest, new = self._put_file(f)
+            step(f.size)
+            return f, digest, new
+
+        new_count = new_bytes = 0
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            copying = pool.map(put_large, large)  # large files in threads (hashlib lets go of
+            read = [read_small(f) for f in small]  # the GIL); small ones here, where threads only add
+            copied = list(copying)                 # contention for the GIL to each few-kB read
+        fresh: dict[str, bytes] = {}
+        objects = str(self.objects)
+        self._packs.refresh()
+        for f, data, digest in read:
+            manifest[f.rel] = [digest, len(data), f.mode]
+            if digest not in fresh and self._packs.peek(digest) is None \
+                    and not os.path.exists(os.path.join(objects, digest[:2], digest[2:])):
+                fresh[digest] = data
+        for f, digest, new in copied:
+            manifest[f.rel] = [digest, f.size, f.mode]
+            new_count += new
+            new_bytes += f.size if new else 0
+        if len(fresh) >= PACK_MIN_OBJECTS:
+            self._write_pack(fresh)
         else:
-            for f in pending:
-                one(f)
+            for digest, data in fresh.items():
+                self._put_loose(digest, data)
+        new_count += len(fresh)
+        new_bytes += sum(len(d) for d in fresh.values())
         if progress is not None and not pending:
             progress(0, 0)
+        return new_count, new_bytes
 
-    def _put_file(self, path: str, rel: str | None = None) -> str:
-        """Hash while copying into a temp file, then rename into place (one read of the file)."""
-        h = hashlib.sha256()
+    @staticmethod
+    def _open_source(f: WalkedFile) -> BinaryIO:
         try:
-            source = open(path, "rb")  # noqa: SIM115 — closed by the with below
-        except OSError as exc:  # e.g. a mode-000 file: named, as a folder that cannot be read is
-            raise SnapshotError(f"While attempting to take snapshot: cannot read {path}: "
-                                f"{exc.strerror or exc}\nMake it readable, or add {rel or path!r} to "
-                                f".amlignore (or .gitignore) if the job does not need it.") from None
+            return open(f.path, "rb")  # the caller closes it
+        except OSError as exc:
+            raise _unreadable(f, exc) from None
+
+    @staticmethod
+    def _read_whole(f: WalkedFile) -> bytes:
+        """A small file's bytes in two reads (its size as the walk saw it, then the end)."""
+        try:
+            fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _unreadable(f, exc) from None
+        try:
+            parts = [os.read(fd, f.size + 1)]
+            while parts[-1]:  # grown since the walk, or not yet at its end
+                parts.append(os.read(fd, 1 << 16))
+        finally:
+            os.close(fd)
+        return b"".join(parts)
+
+    def _put_file(self, f: WalkedFile) -> tuple[str, bool]:
+        """Hash while copying into a temp file, then rename into place (one read of the file);
+        returns (digest, whether the store lacked it)."""
+        h = hashlib.sha256()
+        source = self._open_source(f)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".in-")
         except BaseException:
@@ -285,13 +296,13 @@ class SnapshotStore:
                     h.update(chunk)
                     dst.write(chunk)
             digest = h.hexdigest()
-            target = self.object_path(digest)
-            if target.exists():
+            target = self.objects / digest[:2] / digest[2:]
+            if target.exists() or self._packs.get(digest) is not None:
                 os.unlink(tmp)
-            else:
-                target.parent.mkdir(exist_ok=True)
-                os.replace(tmp, target)
-            return digest
+                return digest, False
+            target.parent.mkdir(exist_ok=True)
+            os.replace(tmp, target)
+            return digest, True
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -299,14 +310,30 @@ class SnapshotStore:
 
     def put_bytes(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        target = self.object_path(digest)
-        if not target.exists():
-            target.parent.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".in-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
+        if not self.has(digest):
+            self._put_loose(digest, data)
         return digest
+
+    def _put_loose(self, digest: str, data: bytes) -> None:
+        target = self.objects / digest[:2] / digest[2:]
+        target.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".in-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+
+    def _write_pack(self, objects: dict[str, bytes]) -> None:
+        write_pack(str(self.objects), objects)
+        self._packs.refresh()
+
+    def prune_packs(self, wanted: set[str], before: float, dry_run: bool) -> list[tuple[str, int, set[str]]]:
+        """Packs written before `before` none of whose objects is wanted: removed unless
+        dry_run; returns (index path, bytes, digests) of each. A pack with one wanted object
+        stays whole."""
+        doomed = prune_packs(str(self.objects), wanted, before, dry_run)
+        for index, _size, _digests in doomed if not dry_run else []:
+            self._packs.forget(os.path.basename(index))
+        return doomed
 
     def _save(self, files: dict[str, list], links: dict[str, str], new_count: int,
               new_bytes: int) -> Snapshot:
@@ -319,6 +346,38 @@ class SnapshotStore:
                 fh.write(body)
             os.replace(tmp, target)
         return Snapshot(snapshot_id, files, links, new_count, new_bytes)
+
+
+def _check_limits(src: Path, new: list[WalkedFile], new_bytes: int, new_count: int, max_bytes: int,
+                  max_files: int) -> None:
+    """SnapshotError naming the largest new entries when the new content is over a limit."""
+    if new_bytes <= max_bytes and new_count <= max_files:
+        return
+    if new_bytes > max_bytes:
+        head = f"Your total snapshot size exceeds the limit of {max_bytes / 1024 / 1024:.1f} MB"
+    else:
+        head = f"Your project exceeds the file limit of {max_files}."
+    sizes: dict[str, list[int]] = {}
+    for f in new:
+        top = f.rel.split("/", 1)[0] + ("/" if "/" in f.rel else "")
+        agg = sizes.setdefault(top, [0, 0])
+        agg[0] += f.size
+        agg[1] += 1
+    largest = sorted(sizes.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:5]
+    lines = [f"  {name:<40} {size / 1024 / 1024:10.1f} MB  {count:6d} files"
+             for name, (size, count) in largest]
+    raise SnapshotError(
+        f"While attempting to take snapshot of {src}\n{head}\n"
+        f"Largest entries:\n" + "\n".join(lines) + "\n"
+        f"Add what the job does not need to {src / '.amlignore'} (or .gitignore), or raise the "
+        f"limit with ws.set_snapshot_limits(max_bytes=..., max_files=...).")
+
+
+def _unreadable(f: WalkedFile, exc: OSError) -> SnapshotError:
+    """e.g. a mode-000 file: named, as a folder that cannot be read is."""
+    return SnapshotError(f"While attempting to take snapshot: cannot read {f.path}: {exc.strerror or exc}\n"
+                         f"Make it readable, or add {f.rel!r} to .amlignore (or .gitignore) if the job "
+                         f"does not need it.")
 
 
 def iter_digests(manifest: dict) -> Iterator[str]:

@@ -152,7 +152,7 @@ WRITER = textwrap.dedent("""
     with open("data.txt", "a") as fh:
         fh.write("changed by the job\\n")
     os.remove("job.py")
-    print(open("data.txt").read().strip().replace("\\n", " | "), flush=True)
+    print(open("data.txt").read().strip().replace("\\n", " | "), "|", open("pkg/m7.py").read(), flush=True)
 """)
 
 
@@ -164,14 +164,18 @@ def _writes_its_sources(ws: bai.Workspace, cluster: str, tmp_path: Path) -> str:
     src.mkdir()
     (src / "data.txt").write_text("original\n")
     (src / "job.py").write_text(WRITER)
+    (src / "pkg").mkdir()
+    for i in range(20):  # small files: stored in one pack, materialised from it on the nodes
+        (src / "pkg" / f"m{i}.py").write_text(f"m{i}")
     pristine = _tree_digest(src)
     exp = ws.experiment("w")
     first = exp.submit(JobSpec(source_directory=src, script="job.py", keep_node_files=True), cluster=cluster)
     first.wait_for_completion(show_output=False, timeout=120)
     second = exp.submit(JobSpec(source_directory=src, script="job.py"), cluster=cluster)
     second.wait_for_completion(show_output=False, timeout=120)
-    assert list(first.stream(follow=False)) == ["original | changed by the job"]
-    assert list(second.stream(follow=False)) == ["original | changed by the job"]
+    assert list(first.stream(follow=False)) == ["original | changed by the job | m7"]
+    assert list(second.stream(follow=False)) == ["original | changed by the job | m7"]
+    assert list((ws.store.objects / "packs").glob("*.pack"))
     trees = [t for root in _node_roots(ws) for t in (root / "trees").glob("*")]
     assert trees and all(_tree_digest(t) == pristine for t in trees), trees
     assert {t.name for t in trees} == {ws.history.run_row(first.id)["snapshot"]}  # named at submit

@@ -156,3 +156,22 @@ def test_a_schedules_pinned_snapshot_is_kept(ws: bai.Workspace, tmp_path: Path) 
               for d, _s, _m in json.loads(p.read_text())["files"].values()}
     result = ws.prune(dry_run=False)
     assert result.objects == 0 and pinned <= _objects(ws)
+
+
+def test_a_pack_of_small_files_goes_when_no_kept_run_needs_it(ws: bai.Workspace, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "job.py").write_text("print('old', flush=True)\n")
+    for i in range(30):  # small files: one pack, not 30 objects
+        (old / f"m{i}.py").write_text(f"old {i}")
+    first = _run(ws, old)
+    packs = ws.store.objects / "packs"
+    assert sorted(p.suffix for p in packs.iterdir()) == [".idx", ".pack"]
+    newest = _run(ws, _project(tmp_path / "new", "new", JOB))  # its own objects, none packed with old's
+    dry = ws.prune(older_than=0, keep_last=1)
+    assert dry.objects >= 31 and len(list(packs.iterdir())) == 2  # the pack's objects counted, kept
+    ws.prune(older_than=0, keep_last=1, dry_run=False)
+    assert list(packs.iterdir()) == [] and first.get_file_names() == []
+    assert list(newest.stream(follow=False)) == ["trained"]
+    again = _run(ws, old)  # the folder's hash cache named the pruned pack: read again, packed again
+    assert again.get_details()["status"] == "Completed" and list(again.stream(follow=False)) == ["old"]

@@ -18,7 +18,7 @@ import sys
 from typing import TypedDict
 
 from .paths import RunPaths, parse_run_key, trees_path
-from .tree import close_view, remove_tree, tree_name
+from .tree import close_view, forget_tree_bytes, remove_tree, tree_bytes, tree_name
 
 
 class DiskRequest(TypedDict, total=False):
@@ -139,8 +139,10 @@ def upkeep(request: DiskRequest) -> DiskReport:
         trees = trees_path(root)
         for name in _listdir(trees):
             path = os.path.join(trees, name)
-            entries.append((_mtime(path), folder_bytes(path), "tree", path))
+            entries.append((_mtime(path), tree_bytes(path, folder_bytes), "tree", path))
     for name in _listdir(objects_dir) if objects_dir else []:
+        if len(name) != 2:  # packs/ is the workspace store's, never a node cache's to evict
+            continue
         folder = os.path.join(str(objects_dir), name)
         for rest in _listdir(folder):
             path = os.path.join(folder, rest)
@@ -158,7 +160,11 @@ def upkeep(request: DiskRequest) -> DiskReport:
             digest = os.path.basename(os.path.dirname(path)) + name
             if (kind == "tree" and name in used_trees) or (kind == "object" and digest in used_objects):
                 continue
-            remove_tree(path) if kind == "tree" else _unlink(path)
+            if kind == "tree":
+                remove_tree(path)
+                forget_tree_bytes(path)
+            else:
+                _unlink(path)
             report["evicted_trees" if kind == "tree" else "evicted_objects"] += 1
             total -= size
             entries.remove((last, size, kind, path))

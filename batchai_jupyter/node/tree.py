@@ -43,6 +43,7 @@ import stat
 import time
 from collections.abc import Callable, Mapping
 
+from .packs import PackIndex, PackReader
 from .paths import RunPaths, objects_path, trees_path
 
 VIEW_MODES = ("overlay", "reflink", "copy")
@@ -93,6 +94,18 @@ def copy_file(src: str, dst: str, mode: int) -> None:
     os.chmod(dst, mode)
 
 
+def write_file(dst: str, data: bytes, mode: int) -> None:
+    """A new file holding data (a packed object), made as copy_file makes its copies."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def clone_file(src: str, dst: str, mode: int) -> None:
     """dst shares src's blocks until either is written (FICLONE); OSError where the fs cannot."""
     with open(src, "rb") as fin:
@@ -127,13 +140,27 @@ def build_tree(node_root: str, objects_dir: str, files: Mapping[str, FileEntry],
     if owner is not None:  # the job's account reaches its tree through its overlay only
         os.chmod(trees, 0o700)
     tmp = os.path.join(trees, f".build-{os.path.basename(tree)}-{os.getpid()}-{secrets.token_hex(3)}")
+    packed = PackIndex(objects_dir)
+    packed.refresh()
+    reader = PackReader()
+    made: set[str] = set()
     try:
         for rel, (digest, _size, mode) in files.items():
             dst = os.path.join(tmp, rel)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            src = objects_path(objects_dir, digest)
-            copy_file(src, dst, stat.S_IMODE(mode) if owner is not None else stat.S_IMODE(mode) & ~_WRITE_BITS)
-            touch(src)  # the object cache evicts the least recently used first
+            parent = os.path.dirname(dst)
+            if parent not in made:
+                os.makedirs(parent, exist_ok=True)
+                made.add(parent)
+            wanted = stat.S_IMODE(mode) if owner is not None else stat.S_IMODE(mode) & ~_WRITE_BITS
+            where = packed.peek(digest)
+            if where is not None:
+                write_file(dst, reader.read(where), wanted)  # from the pack: one open pack, no copy
+            else:
+                src = objects_path(objects_dir, digest)
+                copy_file(src, dst, wanted)
+                touch(src)  # the object cache evicts the least recently used first
+        for pack in reader.packs():
+            touch(pack)
         for rel, target in links.items():
             dst = os.path.join(tmp, rel)
             os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -146,10 +173,49 @@ def build_tree(node_root: str, objects_dir: str, files: Mapping[str, FileEntry],
         except OSError as exc:  # another agent built it meanwhile: use that one
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not os.path.isdir(tree):
                 raise
+        else:
+            note_tree_bytes(tree, sum(size for _digest, size, _mode in files.values()))
     finally:
+        reader.close()
         if os.path.lexists(tmp):
             remove_tree(tmp)
     return tree
+
+
+def _bytes_note(tree: str) -> str:
+    """<node_root>/.tree-bytes/<name>: beside trees/, which holds trees only."""
+    return os.path.join(os.path.dirname(os.path.dirname(tree)), ".tree-bytes", os.path.basename(tree))
+
+
+def note_tree_bytes(tree: str, total: int) -> None:
+    """Keep the tree's byte count beside it: a tree never changes, so node upkeep reads the
+    count instead of walking thousands of files after every run."""
+    try:
+        os.makedirs(os.path.dirname(_bytes_note(tree)), exist_ok=True)
+        tmp = f"{_bytes_note(tree)}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(str(total))
+        os.replace(tmp, _bytes_note(tree))
+    except OSError:
+        pass
+
+
+def tree_bytes(tree: str, walk: Callable[[str], int]) -> int:
+    """The tree's bytes as noted when it was built, else walk(tree) (then noted)."""
+    try:
+        with open(_bytes_note(tree), encoding="utf-8") as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        total = walk(tree)
+        note_tree_bytes(tree, total)
+        return total
+
+
+def forget_tree_bytes(tree: str) -> None:
+    try:
+        os.unlink(_bytes_note(tree))
+    except OSError:
+        pass
 
 
 def _chown_all(folder: str, owner: Owner) -> None:
