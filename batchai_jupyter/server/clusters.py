@@ -12,6 +12,7 @@ from .errors import invalid, not_found
 from .query import run_json
 
 SCHEDULE_ACTIONS = ("enable", "disable", "trigger")
+RESIZE_FIELDS = ("target_node_count", "min_nodes", "max_nodes")
 
 
 def node_json(node: NodeInfo) -> dict[str, Any]:
@@ -52,10 +53,21 @@ class ClusterService:
         return {"nodes": [node_json(n) for n in self.ws.cluster(name).nodes()]}
 
     def resize(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`{target_node_count}` (a fixed size, as cluster.resize) or `{min_nodes, max_nodes}`
+        (autoscale bounds, as cluster.update; either may be left out to keep it)."""
         cluster = self.ws.cluster(name)
-        if "target_node_count" not in body:
-            raise invalid("target_node_count", "is missing", "an integer >= 0")
-        cluster.resize(body["target_node_count"])
+        unknown = [k for k in body if k not in RESIZE_FIELDS]
+        if unknown:
+            raise invalid(unknown[0], "is not a resize setting", RESIZE_FIELDS)
+        if "target_node_count" in body:
+            if "min_nodes" in body or "max_nodes" in body:
+                raise invalid("target_node_count", "cannot be given with min_nodes/max_nodes",
+                              "target_node_count alone, or min_nodes and/or max_nodes")
+            cluster.resize(body["target_node_count"])
+        elif "min_nodes" in body or "max_nodes" in body:
+            cluster.update(min_nodes=body.get("min_nodes"), max_nodes=body.get("max_nodes"))
+        else:
+            raise invalid("target_node_count", "is missing (or give min_nodes/max_nodes)", "an integer >= 0")
         return cluster_json(cluster)
 
     def schedules(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
-from . import logs
+from . import facets, logs
 from .errors import ApiError, from_exception, invalid
 from .query import parse_limit, parse_run_filter
 from .service import Service
@@ -95,6 +95,20 @@ class ResizeHandler(ApiHandler):
     async def post(self, name: str) -> None:
         body = self.body_json()
         self.answer(await self.service.call(lambda: self.service.clusters.resize(name, body)))
+
+
+class ExperimentsHandler(ApiHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        ws = self.service.ws()
+        self.answer(await self.service.call(facets.experiments, ws))
+
+
+class TagsHandler(ApiHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        ws = self.service.ws()
+        self.answer(await self.service.call(facets.tags, ws))
 
 
 class RunsHandler(ApiHandler):

@@ -15,6 +15,8 @@ ROUTES: list[tuple[str, Any]] = [
     ("clusters", h.ClustersHandler),
     (rf"clusters/{_ID}{_COLON}resize", h.ResizeHandler),
     (rf"clusters/{_ID}/nodes", h.NodesHandler),
+    ("experiments", h.ExperimentsHandler),
+    ("tags", h.TagsHandler),
     ("runs", h.RunsHandler),
     (rf"runs/{_ID}{_COLON}(cancel|rerun)", h.RunActionHandler),
     (rf"runs/{_ID}", h.RunHandler),

@@ -77,6 +77,12 @@ export interface NodeInfo {
   reason: string | null;
 }
 
+/** GET /experiments: top-level runs per experiment. */
+export interface ExperimentInfo { name: string; runs: number; last_created: number }
+
+/** GET /tags: top-level runs per tag key; `values` null when a key has too many to list. */
+export interface TagInfo { key: string; runs: number; values: { value: string; runs: number }[] | null }
+
 export interface LogFile { name: string; size: number }
 
 export interface LogChunk {
@@ -215,8 +221,18 @@ export class BatchAIClient {
     return (await this.request<{ nodes: NodeInfo[] }>(`clusters/${enc(cluster)}/nodes`)).nodes;
   }
 
-  resize(cluster: string, targetNodeCount: number): Promise<ClusterInfo> {
-    return this.post(`clusters/${enc(cluster)}:resize`, { target_node_count: targetNodeCount });
+  /** A fixed size (a number: min = max = it) or autoscale bounds (either may be left out). */
+  resize(cluster: string, size: number | { min_nodes?: number; max_nodes?: number }): Promise<ClusterInfo> {
+    const body = typeof size === 'number' ? { target_node_count: size } : size;
+    return this.post(`clusters/${enc(cluster)}:resize`, body);
+  }
+
+  async experiments(): Promise<ExperimentInfo[]> {
+    return (await this.request<{ experiments: ExperimentInfo[] }>('experiments')).experiments;
+  }
+
+  async tags(): Promise<TagInfo[]> {
+    return (await this.request<{ tags: TagInfo[] }>('tags')).tags;
   }
 
   runs(query: RunQuery = {}): Promise<RunPage> {

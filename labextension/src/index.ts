@@ -8,6 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import { BatchAIClient, EventsClient } from './api';
 import { BatchAIPanel } from './panel';
+import { canRunCell, runCellAsJob } from './runcell';
 import { createRunView, LastNotebook } from './runview';
 
 import '../style/index.css';
@@ -62,7 +63,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Batch AI: Open run',
       execute: args => openRun(String(args.id))
     });
+    app.commands.addCommand('batchai:run-cell', {
+      label: 'Run cell as a Batch AI job',
+      caption: 'Submit this cell as a %%batchai_job run (the run shows in the Batch AI panel)',
+      icon,
+      isEnabled: () => canRunCell(app),
+      execute: async () => {
+        try {
+          await runCellAsJob(app);
+        } catch (err) {
+          Notification.error(`Run cell as a Batch AI job: ${(err as Error).message}`, { autoClose: 8000 });
+        }
+      }
+    });
     palette?.addItem({ command: 'batchai-jupyter:open-panel', category: 'Batch AI' });
+    palette?.addItem({ command: 'batchai:run-cell', category: 'Batch AI' });
 
     if (statusBar) {
       const item = new Widget();

@@ -3,8 +3,10 @@ import * as React from 'react';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 
-import { BatchAIClient, ClusterInfo, EventsClient, RunRow, ScheduleInfo } from './api';
-import { formatDuration, formatRelative, isActiveStatus, runElapsed, statusClass } from './format';
+import { BatchAIClient, ClusterInfo, EventsClient, ScheduleInfo } from './api';
+import { Clusters } from './sidebar/Clusters';
+import { Runs } from './sidebar/Runs';
+import { Schedules } from './sidebar/Schedules';
 
 export interface PanelOptions {
   client: BatchAIClient;
@@ -12,7 +14,7 @@ export interface PanelOptions {
   openRun: (id: string) => void;
 }
 
-/** Polls and listens only while shown. */
+/** Reads and listens only while shown. */
 export class BatchAIPanel extends ReactWidget {
   private shown = false;
   private listeners = new Set<(v: boolean) => void>();
@@ -47,91 +49,67 @@ export class BatchAIPanel extends ReactWidget {
   }
 }
 
+/**
+ * `tick` counts the reads: one when the panel is shown, one 100 ms after a burst of events while
+ * it is; each section reads again when it changes (nothing polls).
+ */
 function PanelBody(props: PanelOptions & { subscribe: (l: (v: boolean) => void) => () => void }): JSX.Element {
   const [visible, setVisible] = React.useState(false);
-  const [runs, setRuns] = React.useState<RunRow[]>([]);
-  const [counts, setCounts] = React.useState<Record<string, number>>({});
-  const [filter, setFilter] = React.useState<string | null>(null);
+  const [tick, setTick] = React.useState(0);
   const [clusters, setClusters] = React.useState<ClusterInfo[]>([]);
   const [schedules, setSchedules] = React.useState<ScheduleInfo[]>([]);
   const [error, setError] = React.useState<string | null>(null);
+  const [runsError, setRunsError] = React.useState<string | null>(null);
   const [now, setNow] = React.useState(Date.now() / 1000);
 
   React.useEffect(() => props.subscribe(setVisible), []);
-
-  const refresh = React.useCallback(async () => {
-    try {
-      const page = await props.client.runs({ status: filter ? [filter] : undefined, limit: 100 });
-      setRuns(page.runs);
-      setCounts(page.counts);
-      setClusters(await props.client.clusters());
-      setSchedules(await props.client.schedules().catch(() => []));
-      setError(null);
-    } catch (err) {
-      setError((err as Error).message);
-    }
-  }, [filter]);
+  const bump = React.useCallback(() => setTick(t => t + 1), []);
 
   React.useEffect(() => {
     if (!visible) return;
-    void refresh();
+    bump();
     let pending: number | null = null;
     const off = props.events.listen(() => {
-      if (pending === null) pending = window.setTimeout(() => { pending = null; void refresh(); }, 100);
+      if (pending === null) pending = window.setTimeout(() => { pending = null; bump(); }, 100);
     });
-    const tick = window.setInterval(() => setNow(Date.now() / 1000), 1000);
+    const timer = window.setInterval(() => setNow(Date.now() / 1000), 1000);
     return () => {
       off();
-      window.clearInterval(tick);
+      window.clearInterval(timer);
       if (pending !== null) window.clearTimeout(pending);
     };
-  }, [visible, refresh]);
+  }, [visible]);
 
+  React.useEffect(() => {
+    if (tick === 0) return;
+    let live = true;
+    void (async () => {
+      try {
+        const c = await props.client.clusters();
+        const s = await props.client.schedules().catch(() => []);
+        if (!live) return;
+        setClusters(c);
+        setSchedules(s);
+        setError(null);
+      } catch (err) {
+        if (live) setError((err as Error).message);
+      }
+    })();
+    return () => { live = false; };
+  }, [tick]);
+
+  const clusterNames = React.useMemo(() => clusters.map(c => c.name), [clusters]);
   return (
     <div className="bai-panel-body">
-      {error && <div className="bai-error">{error}</div>}
+      {(error || runsError) && <div className="bai-error">{error || runsError}</div>}
       <h3 className="bai-section-title">Clusters</h3>
-      {clusters.map(c => (
-        <div className="bai-cluster-card" key={c.name}>
-          <b>{c.name}</b> <span className="bai-muted">{c.backend}</span>
-          <div className="bai-chips">
-            {(['idle', 'running', 'preparing', 'unusable'] as const).map(k => (
-              <span key={k} className={`bai-chip bai-node-${k}`}>{k} {c.nodes[k]}</span>
-            ))}
-            <span className="bai-chip">GPUs {c.gpus.free}/{c.gpus.total}</span>
-            <span className="bai-chip">queued {c.queued}</span>
-          </div>
-        </div>
-      ))}
+      <Clusters client={props.client} clusters={clusters} tick={tick} openRun={props.openRun}
+        onChanged={c => setClusters(all => all.map(x => (x.name === c.name ? c : x)))} />
       <h3 className="bai-section-title">Runs</h3>
-      <div className="bai-chips">
-        {Object.entries(counts).filter(([, n]) => n > 0).map(([s, n]) => (
-          <button key={s} className={`${statusClass(s)} bai-chip${filter === s ? ' bai-chip-on' : ''}`}
-            onClick={() => setFilter(filter === s ? null : s)}>{s} {n}</button>
-        ))}
-      </div>
-      <div className="bai-run-list">
-        {runs.map(r => (
-          <div className="bai-run-row" data-run-id={r.id} key={r.id} onClick={() => props.openRun(r.id)}>
-            <span className={statusClass(r.status)}>{r.status}</span>
-            <span className="bai-run-id">{r.id}</span>
-            <span className="bai-muted">{r.experiment}</span>
-            <span className="bai-run-elapsed">{isActiveStatus(r.status) || r.ended ? formatDuration(runElapsed(r, now)) : ''}</span>
-            <span className="bai-muted">{formatRelative(r.created, now)}</span>
-          </div>
-        ))}
-      </div>
+      {tick > 0 && <Runs client={props.client} clusters={clusterNames} tick={tick} now={now} openRun={props.openRun}
+        onError={setRunsError} />}
       <h3 className="bai-section-title">Schedules</h3>
-      {schedules.map(s => (
-        <div className="bai-schedule-row" key={s.name}>
-          <b>{s.name}</b> <span className="bai-muted">{s.cron ?? String(s.every ?? '')}</span>
-          <span className="bai-muted"> next {s.next?.[0] ?? '—'}</span>
-          <button onClick={() => void props.client.scheduleAction(s.name, s.state === 'enabled' ? 'disable' : 'enable').then(refresh)}>
-            {s.state === 'enabled' ? 'Disable' : 'Enable'}
-          </button>
-          <button onClick={() => void props.client.scheduleAction(s.name, 'trigger').then(refresh)}>Trigger</button>
-        </div>
-      ))}
+      <Schedules client={props.client} schedules={schedules} refresh={bump} />
     </div>
   );
 }

@@ -5,23 +5,16 @@ One JupyterLab server and one browser page serve the whole module; the tests run
 (the run the first one submits is opened, followed and cancelled by the next two)."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import batchai_jupyter as bai
-from tests.notebook.lab_server import CHROMIUM, jupyter_server, need_browser, screenshot
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.lab.conftest import LabSession
+from tests.notebook.lab_server import screenshot
 
 SUBMIT = """
 import sys, time
@@ -46,51 +39,28 @@ FAILS = textwrap.dedent("""
 """)
 
 
+LAB_FILES = {"src/lines.py": LINES, "src/fails.py": FAILS}
+LAB_VIEWPORT = {"width": 1280, "height": 640}
+
+
 class Lab:
     """The shared page and the project folder the server (and every submitting process) uses."""
 
-    def __init__(self, page: Any, root: Path) -> None:
-        self.page = page
-        self.root = root
+    def __init__(self, session: LabSession) -> None:
+        self.session = session
+        self.page = session.page
+        self.root: Path = session.root
         self.runs: dict[str, str] = {}
 
     def submit(self, experiment: str, script: str) -> tuple[str, float]:
         """Submit from a separate Python process in the project folder: (run id, when submit returned)."""
-        env = {k: v for k, v in os.environ.items() if k != "BATCHAI_WORKSPACE"}
-        env.update(BATCHAI_ENGINE_IDLE_SECONDS="30", BATCHAI_KILL_GRACE="2")
-        out = subprocess.run([sys.executable, "-c", SUBMIT, experiment, script], cwd=self.root, env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
-        assert out.returncode == 0, out.stderr
-        run_id, returned = out.stdout.split()
+        run_id, returned = self.session.python(SUBMIT, experiment, script, timeout=60)
         return run_id, float(returned)
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    need_browser()
-    if not (Path(bai.__file__).parent / "labextension" / "package.json").exists():
-        pytest.skip(reason="the JupyterLab extension is not built (npm was missing at install: "
-                           "install nodejs and npm, then `make labextension`)")
-    from playwright.sync_api import sync_playwright
-
-    tmp = tmp_path_factory.mktemp("lab")
-    root = tmp / "root"
-    (root / "src").mkdir(parents=True)
-    (root / "src" / "lines.py").write_text(LINES)
-    (root / "src" / "fails.py").write_text(FAILS)
-    workspace = bai.Workspace.create(root / ".batchai")  # the one the server finds from its root_dir
-    with jupyter_server(tmp, root) as (base, token), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 640})
-            page.goto(f"{base}/lab?token={token}")
-            tab = page.locator('.jp-SideBar [data-id="batchai-jupyter:panel"]')
-            tab.wait_for(state="visible", timeout=60_000)
-            yield Lab(page, root)
-        finally:
-            for run in workspace.history.run_rows(status=("Queued", "Preparing", "Running", "CancelRequested")):
-                workspace.history.add_intent("cancel", run["id"])
-            browser.close()
+def lab(lab_session: LabSession) -> Lab:
+    return Lab(lab_session)
 
 
 def test_panel_icon_opens_the_batch_ai_panel(lab: Lab) -> None:

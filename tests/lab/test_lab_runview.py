@@ -4,27 +4,15 @@ and Chromium, for runs submitted from other processes (the Python API and the %%
 One JupyterLab server and one browser page serve the whole module, as in test_lab_panel.py."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import batchai_jupyter as bai
-from tests.lab.test_lab_panel import CHROMIUM_ARGS
-from tests.notebook.lab_server import (
-    CHROMIUM,
-    jupyter_server,
-    need_browser,
-    run_command,
-    screenshot,
-    write_notebook,
-)
+from tests.lab.conftest import LabSession
+from tests.notebook.lab_server import run_command, screenshot, write_notebook
 
 METRICS = textwrap.dedent("""
     import time
@@ -74,21 +62,21 @@ CELL = ("%%batchai_job --cluster local --experiment lab-clone --env GREETING=hi 
         "import os, sys\nprint(os.environ['GREETING'], sys.argv[1:])\n")
 
 
+LAB_FILES = {"src/metrics.py": METRICS, "src/quiet.py": "print('no metrics here')\n", "src/child.py": CHILD}
+LAB_VIEWPORT = {"width": 1280, "height": 720}
+
+
 class Lab:
     """The shared page and the project folder the server and every submitting process use."""
 
-    def __init__(self, page: Any, root: Path) -> None:
-        self.page = page
-        self.root = root
+    def __init__(self, session: LabSession) -> None:
+        self.session = session
+        self.page = session.page
+        self.root: Path = session.root
 
     def python(self, code: str, *args: str) -> list[str]:
         """Run `code` in a separate Python process in the project folder: its stdout's words."""
-        env = {k: v for k, v in os.environ.items() if k != "BATCHAI_WORKSPACE"}
-        env.update(BATCHAI_ENGINE_IDLE_SECONDS="30", BATCHAI_KILL_GRACE="2")
-        out = subprocess.run([sys.executable, "-c", code, *args], cwd=self.root, env=env,
-                             capture_output=True, text=True, timeout=90, check=False)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.split()
+        return self.session.python(code, *args)
 
     def submit(self, experiment: str, script: str) -> str:
         return self.python(SUBMIT, experiment, script)[-1]
@@ -102,41 +90,8 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    need_browser()
-    if not (Path(bai.__file__).parent / "labextension" / "package.json").exists():
-        pytest.skip(reason="the JupyterLab extension is not built (npm was missing at install: "
-                           "install nodejs and npm, then `make labextension`)")
-    tmp = tmp_path_factory.mktemp("lab")
-    root = tmp / "root"
-    (root / "src").mkdir(parents=True)
-    (root / "src" / "metrics.py").write_text(METRICS)
-    (root / "src" / "quiet.py").write_text("print('no metrics here')\n")
-    (root / "src" / "child.py").write_text(CHILD)
-    workspace = bai.Workspace.create(root / ".batchai")
-    # the extension as built from this tree, ahead of a copy an earlier install left in the venv
-    built = tmp / "jupyter" / "labextensions"
-    built.mkdir(parents=True)
-    (built / "batchai-jupyter-labextension").symlink_to(Path(bai.__file__).parent / "labextension")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(tmp / "jupyter"), os.environ.get("JUPYTER_PATH")])))
-        yield from _serve(tmp, root, workspace)
-
-
-def _serve(tmp: Path, root: Path, workspace: bai.Workspace) -> Iterator[Lab]:
-    from playwright.sync_api import sync_playwright
-
-    with jupyter_server(tmp, root) as (base, token), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(f"{base}/lab?token={token}")
-            page.locator('.jp-SideBar [data-id="batchai-jupyter:panel"]').wait_for(state="visible", timeout=60_000)
-            yield Lab(page, root)
-        finally:
-            for run in workspace.history.run_rows(status=("Queued", "Preparing", "Running", "CancelRequested")):
-                workspace.history.add_intent("cancel", run["id"])
-            browser.close()
+def lab(lab_session: LabSession) -> Lab:
+    return Lab(lab_session)
 
 
 def in_viewport(page: Any, locator: Any) -> bool:

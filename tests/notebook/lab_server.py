@@ -63,8 +63,10 @@ def write_notebook(path: Path, sources: list[str]) -> None:
 
 
 @contextmanager
-def jupyter_server(tmp_path: Path, root: Path, app: str = "lab") -> Iterator[tuple[str, str]]:
-    """(base url, token) of `jupyter lab` or `jupyter notebook` serving `root`."""
+def jupyter_server(tmp_path: Path, root: Path, app: str = "lab",
+                   command: list[str] | None = None) -> Iterator[tuple[str, str]]:
+    """(base url, token) of `jupyter lab` or `jupyter notebook` serving `root`; `command` starts
+    the app another way (another environment's `python -m jupyterlab`)."""
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
@@ -82,7 +84,7 @@ def jupyter_server(tmp_path: Path, root: Path, app: str = "lab") -> Iterator[tup
     expose = "--LabApp.expose_app_in_browser=True" if app == "lab" else "--expose-app-in-browser"
     log = open(tmp_path / f"jupyter-{app}.log", "wb")  # noqa: SIM115 — written until the end
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        [*(command or [sys.executable, "-m", "jupyter", app]), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--ServerApp.token={token}", "--allow-root", f"--ServerApp.root_dir={root}", expose,
          "--ServerApp.open_browser=False"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
