@@ -16,6 +16,7 @@ import pickle
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from typing import Any, BinaryIO
 
 from .errors import SnapshotError
 from .node.packs import PackIndex, prune_packs, read_at, write_pack
-from .snapshot_walk import ALWAYS_EXCLUDED, WalkedFile, scan, walk
+from .snapshot_walk import ALWAYS_EXCLUDED, Scan, WalkedFile, scan, walk
+from .snapshot_watch import SourceWatches, Watched
 
 __all__ = ["ALWAYS_EXCLUDED", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_FILES", "Snapshot", "SnapshotStore",
            "iter_digests", "walk"]
@@ -69,6 +71,8 @@ class SnapshotStore:
         self._recent: dict[str, tuple[str, dict]] = {}  # snapshot id -> its manifest's text, parsed
         self._recent_lock = threading.Lock()
         self._packs = PackIndex(str(self.objects))
+        self._watches = SourceWatches()
+        weakref.finalize(self, self._watches.close)  # its inotify instances go with the store
 
     def _cache_path(self, src: Path) -> Path:
         return self.root / "cache" / (hashlib.sha1(str(src).encode()).hexdigest() + ".pickle")
@@ -145,9 +149,45 @@ class SnapshotStore:
             raise SnapshotError(f"While attempting to take snapshot of {src}\n"
                                 f"the source directory does not exist")
         walked_at = time.time_ns()
-        cache = self._load_cache(src)
+        key = (str(src), tuple(sorted(os.path.abspath(p) for p in exclude)))
+        watched = self._watches.unchanged(key)
+        if watched is not None and watched.stamp != _stamp(self._cache_path(src)):
+            watched = None  # the cache file changed elsewhere (a prune, another process's snapshot)
+        watch = None
+        if watched is not None:  # nothing under src changed since its last walk: no walk
+            cache = watched.cache
+            found = Scan(watched.files, [], watched.links, len(watched.files))
+        else:
+            cache = self._load_cache(src)
+            watch = self._watches.start(str(src), key[1])
+            try:
+                found = scan(src, exclude, cache.get("files", {}), watch.add if watch is not None else None)
+            except BaseException:
+                if watch is not None:
+                    watch.close()
+                raise
+        extra_rels = set(extra_files or ())
+        replaced = any(rel in found.known for rel in extra_rels) or any(f.rel in extra_rels for f in found.pending)
+        try:
+            snap, cache = self._finish(src, found, cache, walked_at, extra_files, max_bytes, max_files, progress)
+        except BaseException:
+            if watch is not None:
+                watch.close()
+            raise
+        if watch is not None:
+            stamp = _stamp(self._cache_path(src))
+            if watch.complete and not found.linked and not replaced and stamp is not None:
+                folder = {rel: entry for rel, entry in snap.files.items() if rel not in extra_rels}
+                self._watches.keep(key, watch, Watched(folder, dict(snap.links), cache, stamp))
+            else:
+                watch.close()
+        return snap
+
+    def _finish(self, src: Path, found: Scan, cache: dict[str, Any], walked_at: int,
+                extra_files: dict[str, bytes] | None, max_bytes: int, max_files: int,
+                progress: Progress | None) -> tuple[Snapshot, dict[str, Any]]:
+        """The snapshot of what the walk found, and the hash cache as it stands after it."""
         cached: dict[str, CacheEntry] = cache.get("files", {})
-        found = scan(src, exclude, cached)
         manifest, pending, links = found.known, found.pending, found.links
         extra = {rel: (data, hashlib.sha256(data).hexdigest()) for rel, data in (extra_files or {}).items()}
         count = found.files
@@ -162,7 +202,7 @@ class SnapshotStore:
                 and last.get("extra") == extra_digests and "id" in last:  # nothing changed: same id
             for rel, (data, digest) in extra.items():
                 manifest[rel] = [digest, len(data), 0o644]
-            return Snapshot(last["id"], manifest, links, 0, 0)
+            return Snapshot(last["id"], manifest, links, 0, 0), cache
         new_extra = {rel: v for rel, v in extra.items() if not self.has(v[1])}
         extra_bytes = sum(len(v[0]) for v in new_extra.values())
         at_most = (sum(f.size for f in pending) + extra_bytes, len(pending) + len(new_extra))
@@ -181,9 +221,9 @@ class SnapshotStore:
         entries = {rel: cached[rel] for rel in unchanged}  # as cached
         entries.update({f.rel: (f.size, self._trusted_mtime(f, walked_at), manifest[f.rel][0], f.mode, f.ctime_ns)
                         for f in pending})
-        self._save_cache(src, {"files": entries,
-                               "last": {"id": snap.id, "links": links, "extra": extra_digests}})
-        return snap
+        cache = {"files": entries, "last": {"id": snap.id, "links": links, "extra": extra_digests}}
+        self._save_cache(src, cache)
+        return snap, cache
 
     @staticmethod
     def _trusted_mtime(f: WalkedFile, walked_at: int) -> int:
@@ -346,6 +386,15 @@ class SnapshotStore:
                 fh.write(body)
             os.replace(tmp, target)
         return Snapshot(snapshot_id, files, links, new_count, new_bytes)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which version of a file this is (None: there is none)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _check_limits(src: Path, new: list[WalkedFile], new_bytes: int, new_count: int, max_bytes: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -69,6 +70,7 @@ class Scan(NamedTuple):
     pending: list[WalkedFile]       # files the cache does not vouch for
     links: dict[str, str]
     files: int                      # files in all (known + pending)
+    linked: int = 0                 # files with more than one hard link
 
 
 def walk(source: Path, exclude: tuple[Path, ...] = ()) -> tuple[list[WalkedFile], dict[str, str]]:
@@ -77,17 +79,23 @@ def walk(source: Path, exclude: tuple[Path, ...] = ()) -> tuple[list[WalkedFile]
     return got.pending, got.links
 
 
-def scan(source: Path, exclude: tuple[Path, ...], cache: dict[str, tuple[int, int, str, int, int]]) -> Scan:
+def scan(source: Path, exclude: tuple[Path, ...], cache: dict[str, tuple[int, int, str, int, int]],
+         on_folder: Callable[[str], None] | None = None) -> Scan:
     """walk(), each file looked up in `cache` (rel -> (size, mtime_ns, digest, mode, ctime_ns))
-    as it is seen: an unchanged file costs its stat and one look-up, nothing else."""
+    as it is seen: an unchanged file costs its stat and one look-up, nothing else. on_folder is
+    told each folder's path before it is listed (snapshot_watch arms its watch there)."""
     known: dict[str, list] = {}
     pending: list[WalkedFile] = []
     links: dict[str, str] = {}
     excluded = {os.path.abspath(p) for p in exclude}
     near_excluded = {os.path.dirname(p) for p in excluded}  # folders holding an excluded path
     append, get = pending.append, cache.get
+    linked = 0
 
     def visit(fd: int, folder: str, rel: str, specs: Specs) -> None:
+        nonlocal linked
+        if on_folder is not None:
+            on_folder(folder)
         try:
             with os.scandir(fd) as it:
                 entries = list(it)
@@ -115,6 +123,8 @@ def scan(source: Path, exclude: tuple[Path, ...], cache: dict[str, tuple[int, in
             if kind == _REG:
                 hit = get(child_rel)
                 size, mode = st.st_size, st.st_mode & 0o7777
+                if st.st_nlink > 1:
+                    linked += 1
                 if hit is not None and hit[0] == size and hit[1] == st.st_mtime_ns \
                         and hit[4] == st.st_ctime_ns and hit[3] == mode:
                     known[child_rel] = [hit[2], size, mode]
@@ -142,4 +152,4 @@ def scan(source: Path, exclude: tuple[Path, ...], cache: dict[str, tuple[int, in
         visit(fd, top, "", [])
     finally:
         os.close(fd)
-    return Scan(known, pending, links, len(known) + len(pending))
+    return Scan(known, pending, links, len(known) + len(pending), linked)
