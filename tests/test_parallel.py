@@ -55,6 +55,10 @@ def test_items_on_two_nodes_each_row_once_failed_batch_then_retry(ws, score) -> 
     [failed] = run.failed_batches()
     assert failed["items"] == [10, 11, 12, 13, 14] and failed["attempts"] == 2
     assert "cannot score item 13" in failed["error"]
+    workers = json.loads((run.files_dir / "logs" / "parallel_workers.json").read_text())
+    assert len(workers) == 4  # where the time went: every worker of both nodes, once
+    assert sum(w.get("batches", 0) for w in workers.values()) == 9  # 7 done, the failed one twice
+    assert all(w["start"] <= w["imported"] <= w["init"] <= w["last_batch"] for w in workers.values())
     (score / "score.py").write_text("BAD = None\n" + SCORE)  # the fix; the retry snapshots it
     retry = run.retry_failed()
     assert retry.wait_for_completion(timeout=120)["status"] == "Completed"
@@ -84,7 +88,9 @@ def test_datastore_files_per_batch_jsonl(ws, tmp_path) -> None:
     folder = tmp_path / "score"
     folder.mkdir()
     (folder / "score.py").write_text(textwrap.dedent("""
-        import os
+        import atexit, os
+        # a worker ends without the interpreter's teardown, but the script's exit handlers run
+        atexit.register(lambda: open(f"outputs/ended-{os.getpid()}.txt", "w").write("bye"))
         def run(mini_batch):
             return [{"file": os.path.basename(p), "reading": int(open(p).read())} for p in mini_batch]
     """))
@@ -98,6 +104,7 @@ def test_datastore_files_per_batch_jsonl(ws, tmp_path) -> None:
                      "outputs/batches/batch-2.jsonl"]
     rows = [json.loads(line) for n in names for line in (run.files_dir / n).read_text().splitlines()]
     assert sorted((r["file"], r["reading"]) for r in rows) == [(f"device-{i}.txt", i * 10) for i in range(7)]
+    assert len([n for n in run.get_file_names() if n.startswith("outputs/ended-")]) == 2
 
 
 def test_a_stalled_worker_loses_its_lease_and_the_batch_is_committed_once(ws, tmp_path, monkeypatch) -> None:

@@ -99,7 +99,8 @@ class ParallelRunConfig:
                 "output": self.output, "output_format": self.output_format,
                 "error_threshold": self.error_threshold, "retries": self.retries,
                 "batch_timeout": self.batch_timeout, "items_file": ITEMS_FILE if self.items is not None else None,
-                "input_id": INPUT_ID if self.inputs is not None else None, "only_items": self.only_items}
+                "input_id": INPUT_ID if self.inputs is not None else None, "only_items": self.only_items,
+                "workers": self.node_count * self.process_count_per_node}
 
     def to_job(self) -> tuple[JobSpec, dict[str, bytes]]:
         """The JobSpec every process runs the worker with, and the files added to its snapshot."""

@@ -52,6 +52,10 @@ class BatchQueue:
         # database to WAL answers "locked" without waiting on the busy handler, so it is retried
         if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")
+        # no fsync per lease and commit: WAL with synchronous=NORMAL loses no committed change
+        # when a worker or its node's processes die (only an OS crash could, and then the batch
+        # is leased again and its file rewritten under the same name: still no duplicate row)
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
 
     def fill(self, batches: list[list[Any]]) -> None:
@@ -119,6 +123,14 @@ class BatchQueue:
 
     def done_ids(self) -> list[int]:
         return [int(r["id"]) for r in self.db.execute("SELECT id FROM batches WHERE state='done' ORDER BY id")]
+
+    def set_worker(self, owner: str, record: dict[str, Any]) -> None:
+        self.set_flag(f"worker:{owner}", json.dumps(record))
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Every worker's record (set_worker), by owner."""
+        rows = self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'worker:%' ORDER BY key")
+        return {r["key"][len("worker:"):]: json.loads(r["value"]) for r in rows}
 
     def set_flag(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (key, value))

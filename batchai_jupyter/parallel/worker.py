@@ -5,10 +5,12 @@ queue (queue.py) and calls run(mini_batch) on each until every batch is done or 
 renewing its lease meanwhile. Each batch's rows go to a file named by the batch and the batch is
 committed once; rank 0 also logs progress (metric row "parallel") and, at the end, writes
 ./outputs: parallel_run_step.<fmt> (append_row) or batches/batch-<n>.<fmt> (per_batch), plus
-failed_batches.json. More failed items than error_threshold: the run fails (exit code 1).
+failed_batches.json, and ./logs/parallel_workers.json (every worker's phase times and CPU
+seconds: where the run's time went). More failed items than error_threshold: the run fails (exit code 1).
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import importlib.util
 import json
@@ -74,6 +76,7 @@ def _alarm(_signum: int, _frame: Any) -> None:
 
 
 def main() -> int:
+    trace: dict[str, Any] = {"start": time.time()}
     settings = json.loads(os.environ[CONFIG_ENV])
     cwd = Path.cwd()
     rank = int(os.environ.get("AZ_BATCHAI_TASK_INDEX", "0"))
@@ -87,8 +90,10 @@ def main() -> int:
         size = int(settings["mini_batch_size"])
         queue.fill([items[i:i + size] for i in range(0, len(items), size)])
     module = _load(cwd / settings["entry_script"])  # while rank 0 fills the queue
+    trace["imported"] = time.time()
     if callable(getattr(module, "init", None)):
         module.init()
+    trace["init"] = time.time()
     while not queue.ready():
         time.sleep(WAIT_SECONDS)
     input_root = Path(os.environ[f"AZ_BATCHAI_INPUT_{settings['input_id']}"]) if settings.get("input_id") else None
@@ -114,6 +119,8 @@ def main() -> int:
             time.sleep(WAIT_SECONDS)  # others are working (or a lost lease has yet to expire)
             continue
         batch, items = got
+        trace.setdefault("first_lease", time.time())
+        trace["batches"] = trace.get("batches", 0) + 1
         current[:] = [batch]
         mini_batch = [str(input_root / i) for i in items] if input_root is not None else items
         try:
@@ -140,6 +147,8 @@ def main() -> int:
         if progress is not None:
             progress.maybe_log()
     stop.set()
+    trace["last_batch"] = time.time()
+    _record(queue, owner, trace)
     if rank != 0:
         return 0
     while queue.flag("abort") is None and queue.counts()["leased"]:
@@ -147,11 +156,33 @@ def main() -> int:
     assert progress is not None
     progress.log()
     _write_outputs(queue, settings, out_dir, cwd / "outputs")
+    trace["outputs"] = time.time()
+    _record(queue, owner, trace)
+    _write_workers(queue, cwd / "logs", int(settings.get("workers") or 1))
     abort = queue.flag("abort")
     if abort:
         print(f"parallel run failed: {abort}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def _record(queue: BatchQueue, owner: str, trace: dict[str, Any]) -> None:
+    """This worker's phase times (epoch seconds: start, imported, init, first_lease, last_batch)
+    and CPU seconds, in the queue: rank 0 writes them all to logs/parallel_workers.json."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    queue.set_worker(owner, {**trace, "cpu_user": round(usage.ru_utime, 3), "cpu_sys": round(usage.ru_stime, 3)})
+
+
+def _write_workers(queue: BatchQueue, logs: Path, expected: int) -> None:
+    """logs/parallel_workers.json: where the run's time went, worker by worker. A worker records
+    itself as its loop ends, a moment after the last batch; one that died never does (5 s at
+    most are waited for it)."""
+    deadline = time.monotonic() + 5.0
+    while len(queue.workers()) < expected and time.monotonic() < deadline:
+        time.sleep(WAIT_SECONDS)
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "parallel_workers.json").write_text(json.dumps(queue.workers(), indent=1))
 
 
 class _Progress:
@@ -211,5 +242,22 @@ def _write(target: Path, sources: list[Path], fmt: str) -> None:
                 writer.writerow(r if isinstance(r, list) else [r])
 
 
+def _end(code: int) -> None:
+    """Exit without the interpreter's teardown: freeing every object of the modules a scoring
+    script loads (pandas, sklearn, ...) takes ~0.2 s that the run's end would wait for. atexit
+    handlers still run and the streams are flushed; while a non-daemon thread of the entry
+    script's is alive, the usual exit (which waits for it) is taken instead."""
+    main_thread = threading.main_thread()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not main_thread):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed stream: nothing left to write
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _end(main())
