@@ -40,6 +40,7 @@ class RunFilter:
     ascending: bool = False
     fields: tuple[str, ...] = ROW_FIELDS
     limit: int = DEFAULT_LIMIT
+    spark: str | None = None
     after: RunKey | None = field(default=None, compare=False)
 
     def history_filters(self) -> dict[str, Any]:
@@ -100,11 +101,14 @@ def parse_run_filter(args: Args, parent_id: str | None = None) -> RunFilter:
         fields = ("id", *fields)
     ascending = sort == "created"
     top_level = parent in (None, "", "none")
+    spark = _one(args, "spark")
+    if spark is not None and not spark.strip():
+        raise invalid("spark", "is empty", "auto (each run's first scalar metric) or a metric name")
     return RunFilter(experiment=_one(args, "experiment") or None, status=tuple(statuses) or None,
                      parent_id=None if top_level else parent, top_level=top_level,
                      cluster=_one(args, "cluster") or None, tags=tuple(sorted(tags, key=lambda t: t[0])),
                      q=_one(args, "q") or None, ascending=ascending, fields=fields,
-                     limit=parse_limit(_one(args, "limit")),
+                     limit=parse_limit(_one(args, "limit")), spark=spark.strip() if spark else None,
                      after=decode_cursor(_one(args, "cursor"), ascending))
 
 

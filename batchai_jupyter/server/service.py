@@ -26,6 +26,7 @@ from .errors import no_workspace
 from .query import RunFilter, encode_cursor, run_json
 from .runfiles import RunFilesService
 from .runs import RunService
+from .sparks import spark_lines
 
 T = TypeVar("T")
 
@@ -98,7 +99,12 @@ class Service:
         children = history.child_counts([row["id"] for row, _key in page]) if "children" in filt.fields else {}
         counts = self._cached_counts(ws, filt)
         total = sum(n for status, n in counts.items() if filt.status is None or status in filt.status)
-        return {"runs": [run_json(row, children.get(row["id"], 0), filt.fields) for row, _key in page],
+        runs = [run_json(row, children.get(row["id"], 0), filt.fields) for row, _key in page]
+        if filt.spark:  # opt-in: one metrics read for the page's rows
+            sparks = spark_lines(history, [r["id"] for r in runs], filt.spark)
+            for r in runs:
+                r["spark"] = sparks.get(r["id"])
+        return {"runs": runs,
                 "counts": counts, "total": total,
                 "next_cursor": encode_cursor(page[-1][1], filt.ascending) if more else None}
 

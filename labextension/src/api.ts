@@ -22,6 +22,14 @@ export interface RunRow {
   duration: number | null;
   error: { message: string } | null;
   children: number;
+  /** with `spark` in the query: the run's primary metric, at most 30 [step, value] points */
+  spark?: Spark | null;
+}
+
+export interface Spark {
+  metric: string;
+  points: [number, number][];
+  count: number;
 }
 
 export interface RunPage {
@@ -52,6 +60,8 @@ export interface RunQuery {
   fields?: string[];
   limit?: number;
   cursor?: string | null;
+  /** `auto` (each run's first scalar metric) or a metric name: rows get `spark` */
+  spark?: string;
 }
 
 export interface ClusterInfo {
@@ -343,6 +353,7 @@ export function runQueryString(q: RunQuery): string {
   if (q.fields?.length) add('fields', q.fields.join(','));
   add('limit', q.limit);
   add('cursor', q.cursor);
+  add('spark', q.spark);
   return parts.length ? `?${parts.join('&')}` : '';
 }
 

@@ -177,3 +177,68 @@ def test_workspace_setting_names_the_folder(ws: bai.Workspace, setting: str) -> 
     path = ws.path if setting == "workspace" else ws.path.parent
     opened = open_workspace(str(path), "/")
     assert opened is not None and opened.path == ws.path
+
+
+async def test_resize_sets_autoscale_bounds(api: Call, ws: bai.Workspace) -> None:
+    code, body, _ = await api("clusters", "local:resize", method="POST", body={"min_nodes": 0, "max_nodes": 3})
+    assert code == 200 and (body["min_nodes"], body["max_nodes"]) == (0, 3)
+    assert (ws.cluster("local").min_nodes, ws.cluster("local").max_nodes) == (0, 3)
+    code, body, _ = await api("clusters", "local:resize", method="POST", body={"max_nodes": 2})
+    assert code == 200 and (body["min_nodes"], body["max_nodes"]) == (0, 2)  # min kept
+    code, body, _ = await api("clusters", "local:resize", method="POST", body={"min_nodes": 5})
+    assert code == 400 and body["field"] == "min_nodes" and "max_nodes 2" in body["message"]
+    code, body, _ = await api("clusters", "local:resize", method="POST", body={"max_nodes": "many"})
+    assert code == 400 and body["field"] == "max_nodes"
+    code, body, _ = await api("clusters", "local:resize", method="POST", body={"min_nodes": 1, "target_node_count": 1})
+    assert code == 400 and body["field"] == "target_node_count"
+    code, body, _ = await api("clusters", "local:resize", method="POST", body={"nodes": 1})
+    assert code == 400 and body["field"] == "nodes" and "min_nodes" in body["valid"]
+    code, body, _ = await api("clusters", "nope:resize", method="POST", body={"max_nodes": 1})
+    assert code == 404 and body["code"] == "not_found"
+    assert ws.cluster("local").max_nodes == 2  # nothing a refused request asked was kept
+
+
+async def test_experiments_and_tags_list_what_the_filters_offer(api: Call, ws: bai.Workspace) -> None:
+    insert(ws, 4, "a", experiment="alpha", tags={"lr": "0.1"})
+    insert(ws, 2, "b", experiment="beta", tags={"lr": "0.2", "team": "vision"})
+    insert(ws, 3, "kid", experiment="alpha", parent_id="a_000000", tags={"lr": "0.3"})  # children: not counted
+    insert(ws, 25, "u", experiment="gamma", tags={}, status="Failed")
+    for i in range(25):
+        ws.history.update_run(f"u_{i:06d}", tags={"uid": str(i)})
+    code, body, _ = await api("experiments")
+    assert code == 200
+    assert {e["name"]: e["runs"] for e in body["experiments"]} == {"alpha": 4, "beta": 2, "gamma": 25}
+    code, body, _ = await api("tags")
+    assert code == 200
+    by_key = {t["key"]: t for t in body["tags"]}
+    assert by_key["lr"]["runs"] == 6
+    assert by_key["lr"]["values"] == [{"value": "0.1", "runs": 4}, {"value": "0.2", "runs": 2}]
+    assert by_key["team"]["values"] == [{"value": "vision", "runs": 2}]
+    assert by_key["uid"]["runs"] == 25 and by_key["uid"]["values"] is None  # too many values to list
+    code, body, _ = await api("runs", params={"tag": "lr:0.2"})
+    assert code == 200 and body["total"] == 2
+
+
+async def test_runs_page_with_sparklines(api: Call, ws: bai.Workspace) -> None:
+    """`spark=auto` gives each row of the page its first scalar metric, downsampled to at most
+    30 points that keep the first, last, lowest and highest; without it no row has `spark`."""
+    ids = insert(ws, 3, prefix="sp")
+    ws.history.add_metrics(ids[0], [{"name": "note", "kind": "list", "value": ["a"]}]
+                           + [{"name": "loss", "step": i, "value": 1.0 / (i + 1)} for i in range(500)]
+                           + [{"name": "acc", "step": 0, "value": 0.5}])
+    ws.history.add_metrics(ids[0], [{"name": "loss", "step": 250, "value": 9.0}])  # a spike, logged late
+    ws.history.add_metrics(ids[1], [{"name": "acc", "step": i, "value": i / 10} for i in range(5)])
+    code, body, _ = await api("runs", params={"spark": "auto", "limit": "10"})
+    assert code == 200
+    by_id = {r["id"]: r["spark"] for r in body["runs"]}
+    loss = by_id[ids[0]]
+    assert loss["metric"] == "loss" and loss["count"] == 501 and len(loss["points"]) <= 30
+    assert loss["points"][0] == [0, 1.0] and [250, 9.0] in loss["points"]
+    assert by_id[ids[1]] == {"metric": "acc", "points": [[i, i / 10] for i in range(5)], "count": 5}
+    assert by_id[ids[2]] is None  # logged nothing
+    code, body, _ = await api("runs", params={"spark": "acc"})
+    assert {r["id"]: (r["spark"] or {}).get("count") for r in body["runs"]} == {ids[0]: 1, ids[1]: 5, ids[2]: None}
+    code, body, _ = await api("runs")
+    assert all("spark" not in r for r in body["runs"])
+    code, body, _ = await api("runs", params={"spark": " "})
+    assert code == 400 and body["field"] == "spark"

@@ -3,15 +3,23 @@
  * with the opaque cursor ("Load more"), rows grouped by experiment under collapsible headers,
  * and a parent's children under it (read with parent= when expanded). A refresh (the events
  * stream said something changed) reads as many rows as are shown, keeping filters and pages.
+ * The list is windowed (RunWindow: only the rows near the viewport are in the DOM) and its end
+ * reads the next page; each row has a sparkline of its first scalar metric (`spark=auto`), read
+ * again every SPARK_SECONDS for the active rows while the panel is shown.
  */
 import * as React from 'react';
 
-import { BatchAIClient, ExperimentInfo, RunQuery, RunRow, TagInfo } from '../api';
+import { BatchAIClient, ExperimentInfo, RunQuery, RunRow, Spark, TagInfo } from '../api';
 import { formatDuration, formatRelative, isActiveStatus, runElapsed, statusClass } from '../format';
 import { Filters, NO_FILTERS, RunFilters } from './RunFilters';
+import { RunWindow, WindowItem } from './RunWindow';
+import { Sparkline } from './Sparkline';
 
 export const PAGE = 50;
 const MAX_LIMIT = 500;
+const SPARK_SECONDS = 5;
+/** the active statuses a run row can have (GET /runs accepts these) */
+const LIVE_STATUSES = ['Queued', 'Preparing', 'Running', 'Finalizing', 'CancelRequested'];
 
 export interface RunsProps {
   client: BatchAIClient;
@@ -25,7 +33,7 @@ export interface RunsProps {
 function query(f: Filters): RunQuery {
   return {
     experiment: f.experiment || undefined, cluster: f.cluster || undefined, tag: f.tag ? [f.tag] : undefined,
-    q: f.q || undefined, status: f.status ? [f.status] : undefined
+    q: f.q || undefined, status: f.status ? [f.status] : undefined, spark: 'auto'
   };
 }
 
@@ -60,6 +68,9 @@ export function Runs(props: RunsProps): JSX.Element {
   const seq = React.useRef(0);
   const lastFilters = React.useRef(filters);
   const tagsRead = React.useRef(false);
+  const [sparks, setSparks] = React.useState<Map<string, Spark | null>>(new Map());
+  const sparkRead = React.useRef(0);
+  const loadingNow = React.useRef(false);
 
   React.useEffect(() => {
     const mine = ++seq.current;
@@ -73,11 +84,11 @@ export function Runs(props: RunsProps): JSX.Element {
         // dropdown is opened, not on each refresh; the experiments' counts are one indexed GROUP BY
         const [ex, tg] = await Promise.all([client.experiments(), tagsRead.current ? null : client.tags()]);
         const kids = new Map<string, RunRow[]>();
-        for (const id of children.keys()) kids.set(id, (await client.children(id, { sort: 'created', limit: MAX_LIMIT })).runs);
+        for (const id of children.keys()) kids.set(id, (await client.children(id, { sort: 'created', limit: MAX_LIMIT, spark: 'auto' })).runs);
         if (mine !== seq.current) return;
         shown.current = got.rows.length;
         setRows(got.rows); setCursor(got.cursor); setCounts(got.counts); setTotal(got.total);
-        setExperiments(ex); setChildren(kids);
+        setExperiments(ex); setChildren(kids); setSparks(new Map());
         if (tg) { tagsRead.current = true; setTags(tg); }
         props.onError(null);
       } catch (err) {
@@ -87,7 +98,8 @@ export function Runs(props: RunsProps): JSX.Element {
   }, [tick, filters]);
 
   const loadMore = async () => {
-    if (!cursor || loading) return;
+    if (!cursor || loadingNow.current) return;
+    loadingNow.current = true;
     setLoading(true);
     const mine = seq.current;
     try {
@@ -99,19 +111,38 @@ export function Runs(props: RunsProps): JSX.Element {
     } catch (err) {
       props.onError((err as Error).message);
     } finally {
+      loadingNow.current = false;
       setLoading(false);
     }
   };
 
+  // metrics change no status, so no event says so: the active rows' sparklines are read again
+  // (one request, the same filters and only active statuses) while `now` ticks, i.e. while shown
+  React.useEffect(() => {
+    if (now - sparkRead.current < SPARK_SECONDS) return;
+    if (!rows.some(r => isActiveStatus(r.status))) return;
+    const statuses = LIVE_STATUSES.filter(s => !filters.status || s === filters.status);
+    if (statuses.length === 0) return;
+    sparkRead.current = now;
+    const mine = seq.current;
+    void client.runs({ ...query(filters), status: statuses, fields: ['id', 'status'], limit: MAX_LIMIT }).then(page => {
+      if (mine !== seq.current) return;
+      setSparks(old => {
+        const next = new Map(old);
+        for (const r of page.runs) next.set(r.id, r.spark ?? null);
+        return next;
+      });
+    }, () => undefined);
+  }, [now]);
+
   const toggleKids = async (id: string) => {
     const next = new Map(children);
     if (next.has(id)) next.delete(id);
-    else next.set(id, (await client.children(id, { sort: 'created', limit: MAX_LIMIT })).runs);
+    else next.set(id, (await client.children(id, { sort: 'created', limit: MAX_LIMIT, spark: 'auto' })).runs);
     setChildren(next);
   };
 
   const row = (r: RunRow, child = false): JSX.Element => (
-    <React.Fragment key={r.id}>
       <div className={`bai-run-row${child ? ' bai-run-child' : ''}`} data-run-id={r.id} onClick={() => openRun(r.id)}>
         {r.children > 0 ? (
           <button className="bai-run-expand" aria-expanded={children.has(r.id)} title={`${r.children} child runs`}
@@ -121,10 +152,9 @@ export function Runs(props: RunsProps): JSX.Element {
         <span className="bai-run-id">{r.id}</span>
         {!grouped && <span className="bai-muted">{r.experiment}</span>}
         <span className="bai-run-elapsed">{isActiveStatus(r.status) || r.ended ? formatDuration(runElapsed(r, now)) : ''}</span>
-        <span className="bai-muted">{formatRelative(r.created, now)}</span>
+        <span className="bai-muted bai-run-created">{formatRelative(r.created, now)}</span>
+        <Sparkline spark={sparks.has(r.id) ? sparks.get(r.id) : r.spark} />
       </div>
-      {children.get(r.id)?.map(k => row(k, true))}
-    </React.Fragment>
   );
 
   const groups: [string, RunRow[]][] = [];
@@ -136,6 +166,30 @@ export function Runs(props: RunsProps): JSX.Element {
     }
   }
   const allOf = (name: string) => experiments.find(e => e.name === name)?.runs;
+  const items: WindowItem[] = [];
+  const addRun = (r: RunRow, group: string | null) => {
+    items.push({ key: r.id, group, render: () => row(r) });
+    for (const k of children.get(r.id) ?? []) items.push({ key: `${r.id}/${k.id}`, group, render: () => row(k, true) });
+  };
+  if (grouped) {
+    for (const [name, members] of groups) {
+      items.push({
+        key: `head:${name}`, group: name, render: () => (
+          <div className="bai-run-group-head" aria-expanded={!collapsed.has(name)} onClick={() => {
+            const next = new Set(collapsed);
+            if (!next.delete(name)) next.add(name);
+            setCollapsed(next);
+          }}>
+            {collapsed.has(name) ? '▸' : '▾'} <b>{name}</b>
+            <span className="bai-muted"> {members.length}{allOf(name) !== undefined && !filtered(filters) ? ` of ${allOf(name)}` : ''}</span>
+          </div>
+        )
+      });
+      if (!collapsed.has(name)) for (const r of members) addRun(r, name);
+    }
+  } else {
+    for (const r of rows) addRun(r, null);
+  }
 
   return (
     <div className="bai-runs">
@@ -148,22 +202,9 @@ export function Runs(props: RunsProps): JSX.Element {
       <RunFilters filters={filters} onChange={setFilters} experiments={experiments} clusters={props.clusters}
         tags={tags} grouped={grouped} onGrouped={setGrouped}
         onOpenTags={() => void client.tags().then(setTags, err => props.onError((err as Error).message))} />
-      <div className="bai-run-list">
-        {grouped ? groups.map(([name, members]) => (
-          <div className="bai-run-group" data-experiment={name} key={name}>
-            <div className="bai-run-group-head" aria-expanded={!collapsed.has(name)} onClick={() => {
-              const next = new Set(collapsed);
-              if (!next.delete(name)) next.add(name);
-              setCollapsed(next);
-            }}>
-              {collapsed.has(name) ? '▸' : '▾'} <b>{name}</b>
-              <span className="bai-muted"> {members.length}{allOf(name) !== undefined && !filtered(filters) ? ` of ${allOf(name)}` : ''}</span>
-            </div>
-            {!collapsed.has(name) && members.map(r => row(r))}
-          </div>
-        )) : rows.map(r => row(r))}
+      <RunWindow items={items} onNearEnd={() => void loadMore()}>
         {rows.length === 0 && <div className="bai-muted">No runs{filtered(filters) ? ' match these filters' : ' yet'}.</div>}
-      </div>
+      </RunWindow>
       <div className="bai-run-more">
         <span className="bai-muted bai-run-shown">{rows.length} of {total}</span>
         {cursor && <button className="bai-run-load-more" disabled={loading} onClick={() => void loadMore()}>Load more</button>}
