@@ -13,11 +13,13 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .engine.control import ensure_engine, wake_engine
 from .errors import FileNotInRun, RunActive, RunFailed, RunNotFound, WaitTimeout
+from .fs_events import FolderEvents
 from .history import ACTIVE_STATUSES, TERMINAL_STATUSES
 from .records import RunRow
 from .run_aml import AzureMLRunNames
@@ -181,11 +183,15 @@ class Run(AzureMLRunNames):
                     print(line, file=out, flush=True)
                     if deadline is not None and time.monotonic() > deadline:
                         raise self._wait_timeout(timeout)
-            while self.status not in TERMINAL_STATUSES:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise self._wait_timeout(timeout)
-                ensure_engine(self.workspace.path)
-                time.sleep(POLL_SECONDS * 2)
+            # the engine's write of a status wakes us; a busy history, once per 5 ms at most; not
+            # the engine's lock, which every ensure_engine opens (a wake-up would beget the next)
+            with closing(FolderEvents(ignore=("engine.",), settle=0.005)) as events:
+                while self.status not in TERMINAL_STATUSES:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise self._wait_timeout(timeout)
+                    ensure_engine(self.workspace.path)
+                    events.watch([str(self.workspace.paths.history_db.parent)])  # history.db-wal
+                    events.wait(POLL_SECONDS * 2)
         except KeyboardInterrupt:
             print(f"\nDetached from run {self.id}; it goes on. Follow it again with "
                   f"ws.get_run({self.id!r}).", file=out, flush=True)

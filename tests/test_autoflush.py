@@ -75,3 +75,18 @@ def test_the_flush_timer_can_be_turned_off(ws: bai.Workspace, tmp_path: Path) ->
                                                 environment_variables={"BATCHAI_FLUSH_SECONDS": "0"}))
     assert "batchai-autoflush" in next(iter(on.stream()))
     assert list(off.stream()) == ["0 ['MainThread']"]
+
+
+def test_a_fast_printer_loses_no_line_and_keeps_their_order(ws: bai.Workspace, tmp_path: Path) -> None:
+    src = _job(tmp_path, """
+        import sys
+        for i in range(300000):      # ~2 MB, written in large blocks between the timer's flushes
+            print(i)
+        sys.stderr.write("done\\n")
+    """)
+    run = ws.experiment("flush").submit(JobSpec(source_directory=src, script="job.py"))
+    streamed = list(run.stream())
+    assert run.wait_for_completion(timeout=120)["status"] == "Completed"
+    expected = [str(i) for i in range(300000)]
+    assert streamed == expected
+    assert run.file_path("stdout.txt").read_text().splitlines() == expected

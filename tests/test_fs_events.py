@@ -55,3 +55,37 @@ def test_a_folder_made_again_is_watched_and_a_dropped_one_is_not(events: FolderE
     assert events.wait(0.05) is False
     (folder / "y").write_text("")
     assert events.wait(60) is True
+
+
+def test_a_growing_file_ends_waits_once_per_settle_and_loses_no_change(tmp_path: Path) -> None:
+    ev = FolderEvents(ignore=("heartbeat",), settle=30.0)  # as the engine: .tmp files wake nobody
+    if not ev.active:
+        pytest.skip(reason="inotify is not available here (the tick is the only wake-up)")
+    try:
+        ev.watch([str(tmp_path)])
+        log, done = tmp_path / "stdout.txt", tmp_path / "status.json"
+        with log.open("a") as fh:
+            fh.write("first\n")
+            fh.flush()
+            assert ev.wait(60) is True           # the first growth after a quiet spell: at once
+            fh.write("second\n")
+            fh.flush()                           # growth again, well within the settle time ...
+            renamer = _later(lambda: ((tmp_path / "status.tmp").write_text("{}"),
+                                      (tmp_path / "status.tmp").rename(done)), 0.3)
+            assert ev.wait(60) is True
+            assert done.exists()                 # ... so only the file renamed into place ended it
+            renamer.join()
+    finally:
+        ev.close()
+    short = FolderEvents(settle=0.2)
+    try:
+        short.watch([str(tmp_path)])
+        with log.open("a") as fh:
+            fh.write("third\n")
+            fh.flush()
+            assert short.wait(60) is True
+            fh.write("fourth\n")
+            fh.flush()
+            assert short.wait(60) is True        # growth within the settle time ends the wait at its end
+    finally:
+        short.close()

@@ -99,11 +99,13 @@ class EngineContext:
 class Wait:
     """A step's answer: when it wants to run again. None: it has nothing to do or wait for.
 
-    The engine sleeps until the earliest `next_due` (at most one tick), and exits once every
-    step has answered None for `idle_exit` seconds.
+    The engine sleeps until the earliest `next_due` or `look_at`, and exits once every step has
+    answered None for `idle_exit` seconds. `look_at`: nothing to do, but look again by then
+    (upkeep on a timer); it does not keep the engine up.
     """
 
     next_due: float | None = None
+    look_at: float | None = None
 
     @classmethod
     def idle(cls) -> Wait:
@@ -112,6 +114,12 @@ class Wait:
     @classmethod
     def within(cls, seconds: float) -> Wait:
         return cls(time.time() + seconds)
+
+    @property
+    def wake_at(self) -> float | None:
+        """When the step wants to run again, busy or not (None: only when something happens)."""
+        times = [t for t in (self.next_due, self.look_at) if t is not None]
+        return min(times) if times else None
 
     @property
     def busy(self) -> bool:

@@ -1,4 +1,10 @@
-"""Starting, finding and stopping a workspace's engine process (clients use this)."""
+"""Starting, finding and stopping a workspace's engine process (clients use this).
+
+A client writes its change to history.db first, then asks whether an engine runs (the engine
+lock); an engine that exits because it was idle lets go of the lock first, then looks for work
+once more and starts a successor if some came (loop.py): so a submit that races an exiting
+engine is always taken by one of the two.
+"""
 from __future__ import annotations
 
 import fcntl
@@ -15,8 +21,7 @@ from typing import Any
 from ..layout import WorkspacePaths
 from ..node.reap import without_marker
 
-_CHECK_CACHE: dict[str, float] = {}
-_CHECK_EVERY = 1.0
+_CHECK_CACHE: dict[str, float] = {}  # workspace -> when an engine was last seen running
 
 
 def lock_path(ws_path: Path) -> Path:
@@ -40,14 +45,11 @@ def is_running(ws_path: Path) -> bool:
 
 
 def ensure_engine(ws_path: Path) -> None:
-    """Start the engine if none runs; cheap enough to call before every client action."""
-    key = str(ws_path)
-    now = time.monotonic()
-    if now - _CHECK_CACHE.get(key, -1e9) < _CHECK_EVERY:
-        return
+    """Start the engine if none runs; cheap enough to call before every client action (one
+    lock probe, never skipped: an engine seen a moment ago may have exited since)."""
     if not is_running(ws_path):
         start_engine(ws_path)
-    _CHECK_CACHE[key] = now
+    _CHECK_CACHE[str(ws_path)] = time.monotonic()
 
 
 def wake_engine(ws_path: Path) -> None:

@@ -51,6 +51,10 @@ class RunDriver:
         self.files = ctx.run_files_dir(self.id)
         self.files.mkdir(parents=True, exist_ok=True)
         self.tail = RunTail(self.history, self.id, self.files, self.attempt)
+        for index, (node, paths) in enumerate(zip(nodes, self.paths, strict=True)):
+            follow = getattr(compute.transport(node), "follow", None)  # a host that pushes its files
+            if follow is not None:                                     # (compute/ssh/push.py)
+                follow(paths, self.tail, index, compute.python(node))
         self.launched_at = time.time()
         #: when the cancel was sent to the agents (a run picked up while CancelRequested: now)
         self.cancel_sent_at: float | None = time.time() if run["status"] == "CancelRequested" else None
@@ -273,6 +277,10 @@ class RunDriver:
     def _release(self) -> dict[str, Any]:
         """Give the nodes back; the run's properties without those of the live allocation."""
         scrub_manifests(self.compute, self.nodes, self.paths)
+        for node, paths in zip(self.nodes, self.paths, strict=True):
+            unfollow = getattr(self.compute.transport(node), "unfollow", None)
+            if unfollow is not None:
+                unfollow(paths)
         self.compute.release(self.id)
         row = self.history.run_row(self.id)
         props = dict(row["properties"]) if row else dict(self.run["properties"])

@@ -61,6 +61,7 @@ class MaintenanceStep:
         self.deletions = deletions
         self.disk = NodeDisk()
         self._last = 0.0
+        self._scale_down: float | None = None  # when a node above min_nodes may go next
 
     def step(self, ctx: EngineContext) -> Wait:
         for deletion in self.deletions.pending():
@@ -68,11 +69,13 @@ class MaintenanceStep:
         if time.time() - self._last > MAINTAIN_EVERY:
             self._last = time.time()
             self._maintain(ctx)
+            self._scale_down = self._scale_down_at(ctx)  # asked on this timer only
         if self.deletions:
             return Wait.within(TICK)
-        if self._nodes_to_scale_down(ctx):
-            return Wait(self._last + MAINTAIN_EVERY)
-        return Wait.idle()
+        if self._scale_down is not None:  # the engine stays up to scale down, and wakes for it
+            return Wait(max(self._scale_down, self._last + MAINTAIN_EVERY))
+        # upkeep (resizes, unusable nodes' retries) once a second while runs are active
+        return Wait(look_at=self._last + MAINTAIN_EVERY) if self.drivers else Wait.idle()
 
     def _maintain(self, ctx: EngineContext) -> None:
         for row in ctx.history.cluster_rows():
@@ -94,12 +97,18 @@ class MaintenanceStep:
         self.disk.upkeep(ctx)
 
     @staticmethod
-    def _nodes_to_scale_down(ctx: EngineContext) -> bool:
+    def _scale_down_at(ctx: EngineContext) -> float | None:
+        """When the next node above a cluster's min_nodes may be scaled down (an idle one once
+        its idle time is over; a busy one is looked at again in a second); None: no node is."""
+        times = []
         for row in ctx.history.cluster_rows():
             nodes = [n for n in ctx.history.nodes(row["name"]) if n["state"] != "unusable"]
-            if len(nodes) > int(row.get("min_nodes", 0)):
-                return True
-        return False
+            if len(nodes) <= int(row.get("min_nodes", 0)):
+                continue
+            limit = float(row.get("idle_seconds_before_scaledown", 0) or 0)
+            times += [n["since"] + limit if n["state"] == "idle" else time.time() + MAINTAIN_EVERY
+                      for n in nodes]
+        return min(times) if times else None
 
     # -- deleting a cluster --------------------------------------------------------------------
     def _advance(self, ctx: EngineContext, deletion: Deletion) -> None:

@@ -1,8 +1,8 @@
 """ParentStep: the engine follows waiting parents (rules in parent_rules.py).
 
-Each pass (four times a second while any parent waits) it counts each waiting parent's active
-children into its properties, cancels the children of a parent that was canceled, and ends a
-parent once its last child has ended.
+Each pass it is asked for (when history.db changed, and four times a second while any parent
+waits) it counts each waiting parent's active children into its properties, cancels the
+children of a parent that was canceled, and ends a parent once its last child has ended.
 """
 from __future__ import annotations
 
@@ -29,13 +29,14 @@ class ParentStep:
         self._waiting = False  # were there waiting parents at the last pass?
 
     def step(self, ctx: EngineContext) -> Wait:
-        if time.monotonic() - self._last >= _EVERY:
-            self._last = time.monotonic()
-            waiting = [r for r in ctx.history.run_rows(status=("Running", "CancelRequested"))
-                       if r["id"] not in self.drivers and waits_for_children(r)]
-            for parent in waiting:
-                self._follow(ctx, parent)
-            self._waiting = bool(waiting)
+        if time.monotonic() - self._last < _EVERY:  # looked a moment ago: again once the time is up
+            return Wait(look_at=time.time() + self._last + _EVERY - time.monotonic())
+        self._last = time.monotonic()
+        waiting = [r for r in ctx.history.run_rows(status=("Running", "CancelRequested"))
+                   if r["id"] not in self.drivers and waits_for_children(r)]
+        for parent in waiting:
+            self._follow(ctx, parent)
+        self._waiting = bool(waiting)
         return Wait.within(_EVERY) if self._waiting else Wait.idle()
 
     def _follow(self, ctx: EngineContext, parent: RunRow) -> None:

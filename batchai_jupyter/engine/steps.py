@@ -9,21 +9,27 @@ import logging
 import time
 from typing import Any
 
-from ..compute.base import Compute
+from ..compute.base import Compute, NodePool
 from ..compute.outcomes import Granted, Pending, Refused
 from ..errors import BatchAIError
 from ..records import RunRow
 from ..schedules.runner import ScheduleRunner
 from ..spec import JobSpec
 from .context import TICK, EngineContext, Wait
-from .driver import RunDriver
+from .driver import LOST_AFTER_SECONDS, RunDriver
 from .maintenance import Deletions
 from .runs import Drivers, cancel_run, fail_run
 
 log = logging.getLogger("batchai_jupyter.engine")
-#: how often drivers are looked at when changes wake the engine: what no event announces (files
-#: in folders below ./logs, a node gone silent) is found at most this late
-RELAXED_TICK = 0.5
+#: how often each driver is looked at when changes wake the engine: what no event announces
+#: (files in folders below ./logs, a node gone silent, a cancel's grace) is found at most this late
+RUN_LOOK = min(2.0, LOST_AFTER_SECONDS / 4)
+#: how often a queue that waits for a pool's nodes is tried when nothing happened (a freed node,
+#: a new setting or a recovered one changes history.db, and that tries it at once)
+POOL_RETRY = 1.0
+#: the most one pass spends starting runs: a burst of submits is started over several passes,
+#: and the runs already started are tailed in between
+START_BUDGET = 0.02
 
 
 class IntentStep:
@@ -70,6 +76,8 @@ class QueueStep:
 
     def step(self, ctx: EngineContext) -> Wait:
         blocked: set[str] = set()
+        began = time.monotonic()
+        retry = POOL_RETRY
         queued = ctx.history.queued_order()
         if len(self._gang) > len(queued):  # forget runs that left the queue some other way
             ids = {run_id for run_id, _cluster in queued}
@@ -77,6 +85,8 @@ class QueueStep:
         for run_id, cluster in queued:
             if cluster in blocked or cluster in self.deletions:
                 continue  # strict order per cluster (unless the backend orders its own queue)
+            if time.monotonic() - began > START_BUDGET:
+                return Wait.within(0.0)  # the rest in the next pass, once started runs are tailed
             run = ctx.history.run_row(run_id)  # only the rows the queue looks at are read whole
             if run is None or run["status"] != "Queued":
                 continue
@@ -96,13 +106,15 @@ class QueueStep:
             if isinstance(outcome, Pending):
                 if not compute.queues_itself:
                     blocked.add(cluster)
+                if not isinstance(compute, NodePool):  # its grant comes by no event of ours
+                    retry = TICK
                 self._note_waiting(ctx, run, outcome)
             elif isinstance(outcome, Refused):
                 fail_run(ctx, run["id"], outcome.message, exit_codes={})
             else:
                 self._start(ctx, run, compute, outcome)
         if ctx.history.queued_order():
-            return Wait.within(TICK)
+            return Wait.within(retry)
         return Wait.idle()
 
     @staticmethod
@@ -143,18 +155,18 @@ class DriverStep:
     def __init__(self, drivers: Drivers):
         self.drivers = drivers
         #: every active run's node folders are watched (engine loop): changes wake the engine,
-        #: so the drivers are looked at on the slow tick only
+        #: so each driver is looked at every RUN_LOOK only, or when its folders changed
         self.relaxed = False
         #: while relaxed, the runs whose folders changed since the last pass (None: every run);
-        #: the others are looked at once every RELAXED_TICK
+        #: the others are looked at once every RUN_LOOK
         self.dirty: set[str] | None = None
-        self._looked: dict[str, float] = {}
+        self._looked: dict[str, float] = {}  # run id -> when its driver was stepped (time.time())
 
     def step(self, ctx: EngineContext) -> Wait:
-        now = time.monotonic()
+        now = time.time()
         for run_id, driver in list(self.drivers.items()):
             if (self.relaxed and self.dirty is not None and run_id not in self.dirty
-                    and now - self._looked.get(run_id, -RELAXED_TICK) < RELAXED_TICK):
+                    and now - self._looked.get(run_id, -RUN_LOOK) < RUN_LOOK):
                 continue
             self._looked[run_id] = now
             try:
@@ -162,11 +174,14 @@ class DriverStep:
                     del self.drivers[run_id]
             except Exception:  # one bad run must not stop the others
                 log.exception("run %s: step failed", run_id)
+        self.dirty = set()  # what changed is handled; the loop says what changes next
         if len(self._looked) > len(self.drivers):
             self._looked = {k: v for k, v in self._looked.items() if k in self.drivers}
         if not self.drivers:
             return Wait.idle()
-        return Wait.within(RELAXED_TICK if self.relaxed else TICK)
+        if not self.relaxed:
+            return Wait.within(TICK)
+        return Wait(min(self._looked.get(k, now) for k in self.drivers) + RUN_LOOK)
 
 
 class ScheduleStep:

@@ -13,14 +13,17 @@ into place when complete) are not copied; any other name is, `.tmp` in it or not
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from ..compute.base import NodeInfo
-from ..compute.transport import Transport
+from ..compute.transport import LocalTransport, Transport
 from ..errors import DISK_FULL_ERRNOS, WorkspaceError
 from ..history import RunHistory
 from ..layout import WorkspacePaths
@@ -31,6 +34,8 @@ _AGENT_TMP = re.compile(r"\.tmp\d+$")  # an atomic write in progress (node/agent
 HEAD_BYTES = 64           # a ./logs copy whose start differs from the node file's is copied anew
 HEAD_CHECK_SECONDS = 1.0  # how often the start of a ./logs file whose size did not change is compared
 DISK_FULL = "workspace disk full"  # the start of a run's properties["warning"] while copies wait
+#: copy_file_range cannot copy between these two files: they are copied through a buffer
+_NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 
 
 class RunTail:
@@ -45,10 +50,17 @@ class RunTail:
         self.heads: dict[str, tuple[bytes, float]] = {}  # ./logs copy -> (its first bytes, checked at)
         self.metric_offsets = history.offsets(run_id)
         self.full: str | None = None  # why the last copies stopped (the workspace disk is full)
+        #: held while copying; bytes pushed by an ssh host (compute/ssh/push.py) go in under it too
+        self.lock = threading.Lock()
         # the job's other records (tags, statuses, child runs, models); history.db is at the root
         self.records = JobRecords(history, WorkspacePaths(history.path.parent), run_id)
 
     def tail(self, transport: Transport, index: int, node: NodeInfo, paths: RunPaths) -> None:
+        """Copy what is new (see _tail), under the lock that pushed bytes take too."""
+        with self.lock:
+            self._tail(transport, index, node, paths)
+
+    def _tail(self, transport: Transport, index: int, node: NodeInfo, paths: RunPaths) -> None:
         """Copy what is new of node `index`'s logs, artifacts and metrics.
 
         A workspace disk that is full (or over quota) stops the copies, not the caller: `full`
@@ -96,19 +108,15 @@ class RunTail:
         if size == have and not rewritten:
             self.sizes[rel] = have
             return
-        mode = "ab"
+        flags = os.O_WRONLY | os.O_CREAT
         if rewritten:  # rewritten by the job: copy it again from the start
-            have, mode = 0, "wb"
+            have, flags = 0, flags | os.O_TRUNC
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, mode, buffering=0) as out:  # unbuffered: what reached the disk is known
-            while have < size:
-                chunk = transport.read_from(src, have, size - have)
-                if not chunk:
-                    break
-                while chunk:
-                    written = out.write(chunk) or 0
-                    chunk = chunk[written:]
-                    have += written
+        out = os.open(dest, flags, 0o666)  # written at known offsets: what reached the disk is known
+        try:
+            have = _copy_range(transport, src, out, have, size)
+        finally:
+            os.close(out)
         self.sizes[rel] = have
         if check_head:
             self.heads[rel] = (_head(dest), time.monotonic())
@@ -158,6 +166,39 @@ class RunTail:
         on that node, so a node that shares the workspace's filesystem hands them over by rename."""
         for rel in transport.list_files(paths.outputs):
             transport.take_file(f"{paths.outputs}/{rel}", self.files / "outputs" / rel)
+
+
+def _copy_range(transport: Transport, src: str, out: int, have: int, size: int) -> int:
+    """Bytes [have, size) of the node file src written into `out` at the same offsets; returns
+    where the copy ends (sooner when src is shorter). A local node's file is copied inside the
+    kernel (copy_file_range): a print-heavy job's log passes through no buffer of the engine's,
+    which would otherwise take CPU from the job it follows."""
+    if isinstance(transport, LocalTransport):
+        try:
+            fd = os.open(src, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return have
+        try:
+            while have < size:
+                copied = os.copy_file_range(fd, out, size - have, have, have)
+                if not copied:
+                    return have
+                have += copied
+            return have
+        except OSError as exc:
+            if exc.errno not in _NO_KERNEL_COPY:
+                raise
+        finally:
+            os.close(fd)
+    while have < size:  # another node, or a filesystem the kernel cannot copy within
+        chunk = transport.read_from(src, have, size - have)
+        if not chunk:
+            break
+        while chunk:
+            written = os.pwrite(out, chunk, have)
+            chunk = chunk[written:]
+            have += written
+    return have
 
 
 def _head(path: Path) -> bytes:

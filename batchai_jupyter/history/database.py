@@ -84,6 +84,11 @@ class _Database:
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, args).fetchall()
 
+    def own_changes(self) -> int:
+        """Rows this thread's connection has changed so far: with data_version (other
+        connections' commits), a cheap "did anything change" check for the engine's passes."""
+        return int(self._conn().total_changes)
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

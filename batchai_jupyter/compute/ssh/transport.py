@@ -1,8 +1,10 @@
 """SSHTransport: commands over SSH and files over one long-lived SFTP session per host.
 
-The engine tails logs every tick, so the connection and its SFTP channel are opened once and
-reused (link.py: host keys always checked, a broken link raises NodeUnreachable and reconnects
-in the background).
+The connection and its SFTP channel are opened once and reused (link.py: host keys always
+checked, a broken link raises NodeUnreachable and reconnects in the background). The files of
+the runs the engine follows come pushed over one more channel (push.py); while it lives, the
+listings, metrics reads and small state files of those runs are answered from what it pushed,
+and SFTP is the fallback.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import paramiko
 
 from ..transport import Transport
 from .link import NodeUnreachable, SSHLink, fingerprint, host_label
+from .push import SMALL, HostPush
 
 # The engine polls every node many times a second; over SSH, listings and empty reads are
 # answered from a short-lived cache so polling costs the node (and the job) little. Reading a
@@ -33,6 +36,9 @@ class SSHTransport(Transport):
                  known_hosts: str | None):
         self.link = SSHLink(host, port, user, key_file, known_hosts)
         self._cache: dict[tuple[str, Any], tuple[float, Any]] = {}
+        #: the runs' files pushed over one channel (push.py); the calls below answer from it
+        self.push = HostPush(self.link, self._cache.clear)
+        self.follow, self.unfollow, self.pushes = self.push.follow, self.push.unfollow, self.push.pushes
 
     @property
     def host(self) -> str:
@@ -54,6 +60,7 @@ class SSHTransport(Transport):
         return self.link.connect()
 
     def close(self) -> None:
+        self.push.close()
         self.link.close()
 
     # -- Transport ------------------------------------------------------------------------------
@@ -67,6 +74,14 @@ class SSHTransport(Transport):
         return None
 
     def read_from(self, path: str, offset: int, limit: int = 4 << 20) -> bytes:
+        pushed = self.push.live(path)
+        if pushed is not None and path == pushed.paths.metrics:
+            got = pushed.read_metrics(offset, limit)
+            if got is not None:
+                return got
+        head = pushed.heads.get(path) if pushed is not None and offset == 0 else None
+        if head is not None and limit <= len(head):  # the tail's look at a ./logs file's start
+            return head[:limit]
         if self._cached(("empty", (path, offset))) is not None:
             return b""
         data = self._read_from(path, offset, limit)
@@ -89,10 +104,15 @@ class SSHTransport(Transport):
                     return b"".join(chunks)
             except FileNotFoundError:
                 return b""
-        return self.link.io(read)
+        data = self.link.io(read)
+        self.push.note_sftp(path, len(data))
+        return data
 
     def read_bytes(self, path: str) -> bytes | None:
         name = posixpath.basename(path)
+        pushed = self.push.live(path) if name in SMALL else None
+        if pushed is not None:  # status.json comes once it exists: missing until then
+            return pushed.small.get(path)
         polled = name in POLLED_FILES
         if polled:
             hit = self._cached(("read", path))
@@ -124,6 +144,10 @@ class SSHTransport(Transport):
         self._cache.clear()
 
     def list_files(self, folder: str) -> dict[str, int]:
+        pushed = self.push.live(folder)
+        if pushed is not None and folder in pushed.sources:
+            start = len(folder) + 1
+            return {p[start:]: size for p, size in list(pushed.sizes.items()) if p.startswith(folder + "/")}
         hit = self._cached(("list", folder))
         if hit is not None:
             return dict(hit)

@@ -3,10 +3,12 @@
 The agent puts this folder first on a Python job's PYTHONPATH (instead of PYTHONUNBUFFERED=1,
 which makes a print-heavy job pay one write per print). A thread flushes both streams every
 BATCHAI_FLUSH_SECONDS (default 0.05; 0 turns it off): a slow printer's lines show within that
-time, a fast one writes in 8 KiB blocks. A fork flushes first (a child never repeats the
-parent's buffered lines) and the child gets its own flusher; the thread is
-stopped before the interpreter's own final flush. Then the sitecustomize this one shadows (e.g.
-Debian's) runs as it would have.
+time, a fast one writes in blocks of up to CHUNK_BYTES (stdout's text buffer, 8 KiB by default:
+each write wakes whatever follows the file, and 100 MB of prints are 12,800 writes of 8 KiB, 100
+of 1 MiB). A job killed outright loses at most what it printed in the last interval, as it would
+with any buffer. A fork flushes first (a child never repeats the parent's buffered lines) and
+the child gets its own flusher; the thread is stopped before the interpreter's own final flush.
+Then the sitecustomize this one shadows (e.g. Debian's) runs as it would have.
 
 Kept to syntax every Python a job may name (python_interpreter) can read.
 """
@@ -14,6 +16,8 @@ import atexit
 import os
 import sys
 import threading
+
+CHUNK_BYTES = 1 << 20
 
 
 def _flush_now():
@@ -32,6 +36,10 @@ def _start_flusher():
         return
     if interval <= 0:
         return
+    try:  # how much text print() gathers before it writes (CPython's TextIOWrapper)
+        sys.stdout._CHUNK_SIZE = max(sys.stdout._CHUNK_SIZE, CHUNK_BYTES)
+    except Exception:  # noqa: BLE001, S110 -- another kind of stream: its own buffering stays
+        pass
     stop = threading.Event()
 
     def loop():
