@@ -26,7 +26,8 @@ def temp_workspace() -> Iterator[object]:
     import batchai_jupyter as bai
     from batchai_jupyter.engine.control import stop_engine
     accounts = _accounts()
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="bench-")
+    try:
         ws = bai.Workspace.create(Path(tmp) / ".batchai")
         try:
             yield ws
@@ -34,6 +35,26 @@ def temp_workspace() -> Iterator[object]:
             stop_engine(ws.path)
             _remove_node_folders_outside(ws)
             _remove_accounts_made(ws, accounts)
+    finally:
+        _remove_tree(tmp)
+
+
+def _remove_tree(path: str, seconds: float = 10.0) -> None:
+    """rmtree, again while it fails: a node agent tidies its folders (a finished run's folder,
+    the cache's upkeep) for a moment after its run shows as ended, and may still be writing."""
+    import shutil
+    import time
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
 
 
 def _remove_node_folders_outside(ws: object) -> None:
