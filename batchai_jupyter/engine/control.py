@@ -21,7 +21,9 @@ from typing import Any
 from ..layout import WorkspacePaths
 from ..node.reap import without_marker
 
-_CHECK_CACHE: dict[str, float] = {}  # workspace -> when an engine was last seen running
+_SPAWNED: dict[str, float] = {}  # workspace -> when this process last started an engine for it
+#: an engine this process started a moment ago may not hold its lock yet: not started twice
+SPAWN_GRACE = 1.0
 
 
 def lock_path(ws_path: Path) -> Path:
@@ -47,9 +49,12 @@ def is_running(ws_path: Path) -> bool:
 def ensure_engine(ws_path: Path) -> None:
     """Start the engine if none runs; cheap enough to call before every client action (one
     lock probe, never skipped: an engine seen a moment ago may have exited since)."""
+    key = str(ws_path)
+    if time.monotonic() - _SPAWNED.get(key, -1e9) < SPAWN_GRACE:
+        return  # one is starting (an idle engine hands over when it exits: loop.py hand_over)
     if not is_running(ws_path):
         start_engine(ws_path)
-    _CHECK_CACHE[str(ws_path)] = time.monotonic()
+        _SPAWNED[key] = time.monotonic()
 
 
 def wake_engine(ws_path: Path) -> None:
@@ -109,9 +114,9 @@ def stop_engine(ws_path: Path, timeout: float = 15) -> bool:
             except ProcessLookupError:
                 pass
         time.sleep(0.05)
-    _CHECK_CACHE.pop(str(ws_path), None)
+    _SPAWNED.pop(str(ws_path), None)
     return bool(signaled)
 
 
 def forget(ws_path: Path) -> None:
-    _CHECK_CACHE.pop(str(ws_path), None)
+    _SPAWNED.pop(str(ws_path), None)
