@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .engine.control import ensure_engine, wake_engine
 from .errors import FileNotInRun, RunActive, RunFailed, RunNotFound, WaitTimeout
-from .fs_events import FolderEvents
 from .history import ACTIVE_STATUSES, TERMINAL_STATUSES
+from .node.fs_events import FolderEvents
 from .records import RunRow
 from .run_aml import AzureMLRunNames
 from .run_context import JobRun

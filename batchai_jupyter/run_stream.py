@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from .engine.control import ensure_engine
-from .fs_events import FolderEvents
 from .history import TERMINAL_STATUSES
+from .node.fs_events import FolderEvents
 
 if TYPE_CHECKING:
     from .run import Run

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchai_jupyter.fs_events import FolderEvents
+from batchai_jupyter.node.fs_events import FolderEvents
 
 
 @pytest.fixture

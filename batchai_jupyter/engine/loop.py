@@ -34,9 +34,9 @@ from typing import Any
 from ..compute.base import Compute
 from ..compute.transport import LocalTransport
 from ..errors import ClusterError
-from ..fs_events import FolderEvents
 from ..history import ACTIVE_STATUSES, RunHistory
 from ..layout import WorkspacePaths
+from ..node.fs_events import FolderEvents
 from ..node.manifest import DEFAULT_KILL_GRACE_SECONDS, ManifestExtras, data_config
 from ..records import RunRow
 from ..schedules.clock import CLOCK_FILE_ENV
@@ -60,7 +60,7 @@ WATCHED_TICK = 5.0
 #: folder change wakes the engine, and a lost event (queue overflow) is a change of every folder
 IDLE_TICK = 30.0
 #: the steps a change in history.db concerns
-HISTORY_STEPS = frozenset({"intents", "schedules", "queue", "parents"})
+HISTORY_STEPS = frozenset({"intents", "schedules", "queue", "parents", "maintenance"})  # a resize is a row
 
 
 class Engine:

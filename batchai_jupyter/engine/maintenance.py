@@ -69,7 +69,7 @@ class MaintenanceStep:
         if time.time() - self._last > MAINTAIN_EVERY:
             self._last = time.time()
             self._maintain(ctx)
-            self._scale_down = self._scale_down_at(ctx)  # asked on this timer only
+        self._scale_down = self._scale_down_at(ctx)  # the step runs on its timer, a wake-up or a cluster change
         if self.deletions:
             return Wait.within(TICK)
         if self._scale_down is not None:  # the engine stays up to scale down, and wakes for it
@@ -104,6 +104,9 @@ class MaintenanceStep:
         for row in ctx.history.cluster_rows():
             nodes = [n for n in ctx.history.nodes(row["name"]) if n["state"] != "unusable"]
             if len(nodes) <= int(row.get("min_nodes", 0)):
+                continue
+            if len(nodes) > int(row.get("max_nodes", len(nodes))):
+                times.append(time.time())  # resized below its nodes: at the next upkeep
                 continue
             limit = float(row.get("idle_seconds_before_scaledown", 0) or 0)
             times += [n["since"] + limit if n["state"] == "idle" else time.time() + MAINTAIN_EVERY

@@ -32,7 +32,7 @@ import sys
 import time
 from typing import BinaryIO
 
-from ..fs_events import FolderEvents
+from .fs_events import FolderEvents
 from .paths import RunPaths
 
 POLL = 0.5           # the fallback pass while inotify watches the folders
