@@ -24,12 +24,24 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .node.fs_events import _libc
+from .node.fs_events import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_DONT_FOLLOW,
+    IN_IGNORED,
+    IN_MODIFY,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+    inotify_libc,
+    parse_events,
+)
 
-IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x002, 0x004, 0x008
-IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x040, 0x080, 0x100, 0x200
-IN_DELETE_SELF, IN_MOVE_SELF, IN_Q_OVERFLOW, IN_IGNORED = 0x400, 0x800, 0x4000, 0x8000
-IN_ONLYDIR, IN_DONT_FOLLOW = 0x01000000, 0x02000000
 MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
         | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
 MAX_FOLDERS = 1000   # more folders than this: walk each time (watches are a per-user resource)
@@ -48,7 +60,7 @@ LOCAL_FILESYSTEMS = frozenset({
 
 def filesystem_type(path: str) -> int | None:
     """statfs(2)'s f_type of the filesystem holding `path` (None where it cannot be asked)."""
-    libc = _libc()
+    libc = inotify_libc()
     if libc is None or not hasattr(libc, "statfs"):
         return None
     buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
@@ -98,11 +110,7 @@ class FolderWatch:
                 return False
 
     def _changes(self, data: bytes) -> bool:
-        at = 0
-        while at + 16 <= len(data):
-            wd, mask, _cookie, length = struct.unpack_from("iIII", data, at)
-            name = data[at + 16:at + 16 + length].rstrip(b"\0")
-            at += 16 + length
+        for wd, mask, name in parse_events(data):
             if mask & (IN_Q_OVERFLOW | IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF):
                 return True
             folder = self._folders.get(wd)
@@ -135,7 +143,7 @@ class SourceWatches:
     """The watched source folders of one snapshot store, the latest MAX_SOURCES of them."""
 
     def __init__(self) -> None:
-        self._libc = _libc() if os.environ.get("BATCHAI_SNAPSHOT_WATCH", "1") != "0" else None
+        self._libc = inotify_libc() if os.environ.get("BATCHAI_SNAPSHOT_WATCH", "1") != "0" else None
         self._kept: OrderedDict[tuple, tuple[FolderWatch, Watched]] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -15,20 +15,26 @@ import os
 import select
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004
 IN_CLOSE_WRITE = 0x008
+IN_MOVED_FROM = 0x040
 IN_MOVED_TO = 0x080
 IN_CREATE = 0x100
 IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_MOVE_SELF = 0x800
 IN_Q_OVERFLOW = 0x4000
 IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x01000000
+IN_DONT_FOLLOW = 0x02000000
 CHANGES = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE
 
 
-def _libc() -> ctypes.CDLL | None:
+def inotify_libc() -> ctypes.CDLL | None:
+    """libc with its inotify calls typed (None where there is no inotify)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.inotify_init1  # noqa: B018 -- present only where the kernel interface is
@@ -37,6 +43,15 @@ def _libc() -> ctypes.CDLL | None:
         return libc
     except (OSError, AttributeError):
         return None
+
+
+def parse_events(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(watch descriptor, mask, name) of each event in what one read of an inotify fd gave."""
+    at = 0
+    while at + 16 <= len(data):
+        wd, mask, _cookie, length = struct.unpack_from("iIII", data, at)
+        yield wd, mask, data[at + 16:at + 16 + length].rstrip(b"\0")
+        at += 16 + length
 
 
 class FolderEvents:
@@ -52,7 +67,7 @@ class FolderEvents:
         self._woke = -settle  # monotonic time the last wait ended on a change
         self._urgent = False  # a change other than growth since the last read
         self._ignore = tuple(os.fsencode(x) for x in ignore)
-        self._libc = _libc()
+        self._libc = inotify_libc()
         self._fd = -1
         if self._libc is not None:
             self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -138,19 +153,16 @@ class FolderEvents:
         folder, or one dropped by watch()), so a folder made again is watched anew (a watched
         folder that went counts as a change: the caller watches again). An overflow is a change
         of every folder."""
-        gone, changed, at = set(), False, 0
-        while at + 16 <= len(data):
-            wd, mask, _cookie, length = struct.unpack_from("iIII", data, at)
+        gone, changed = set(), False
+        for wd, mask, name in parse_events(data):
             if mask & IN_Q_OVERFLOW:
                 self._overflow = changed = self._urgent = True
             if mask & IN_IGNORED:
                 gone.add(wd)
-            name = data[at + 16:at + 16 + length].rstrip(b"\0")
             if mask & CHANGES and not (name.startswith(self._ignore) or (self._ignore and b".tmp" in name)):
                 changed = True
                 self._urgent = self._urgent or bool(mask & ~IN_MODIFY)
                 self._changed.add(wd)
-            at += 16 + length
         if gone:
             before = len(self._watches)
             self._watches = {f: w for f, w in self._watches.items() if w not in gone}
