@@ -193,11 +193,19 @@ class Datastore(ABC):
 
     def push_tree(self, local_dir: str, path: str, show_progress: Any = False) -> int:
         """Every file below local_dir to `path`/<relative path>, overwriting; returns files sent."""
-        root = Path(local_dir)
-        pairs = [(str(p), join(clean_path(path), p.relative_to(root).as_posix()))
-                 for p in sorted(root.rglob("*")) if p.is_file()] if root.is_dir() else []
+        pairs = self._tree_pairs(local_dir, path)
         self._upload_pairs(pairs, True, show_progress, path)
         return len(pairs)
+
+    def move_tree(self, local_dir: str, path: str) -> int:
+        """push_tree for a folder nothing reads again (a run's staged outputs): a kind that can
+        take a file over without copying it does (see LocalDatastore); here, a copy."""
+        return self.push_tree(local_dir, path)
+
+    def _tree_pairs(self, local_dir: str, path: str) -> UploadPairs:
+        root = Path(local_dir)
+        return [(str(p), join(clean_path(path), p.relative_to(root).as_posix()))
+                for p in sorted(root.rglob("*")) if p.is_file()] if root.is_dir() else []
 
     # -- the transfer loop -----------------------------------------------------------------------
     def _upload_pairs(self, pairs: UploadPairs, overwrite: bool, show_progress: Any,

@@ -62,11 +62,11 @@ def plan_node(inputs: PlanInputs) -> NodePlan:
 
 def plan_inputs(manifest: RunManifest, env: dict[str, str]) -> PlanInputs:
     """What the pure planners need to know about this node, looked up here and only here."""
+    cpus = len(os.sched_getaffinity(0)) or 1
     if manifest.spec.distribution != "mpi":
-        return PlanInputs(manifest=manifest, env=env)
+        return PlanInputs(manifest=manifest, env=env, cpu_count=cpus)
     return PlanInputs(manifest=manifest, env=env, mpirun=shutil.which("mpirun", path=env.get("PATH")),
-                      as_root=os.geteuid() == 0, cpu_count=os.cpu_count() or 1,
-                      mca=read_mca(manifest.paths.mca_file))
+                      as_root=os.geteuid() == 0, cpu_count=cpus, mca=read_mca(manifest.paths.mca_file))
 
 
 def read_mca(path: str) -> dict[str, str]:

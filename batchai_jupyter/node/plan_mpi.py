@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import SpecError
 from .manifest import ManifestNode
-from .process import NodePlan, PlanInputs, PlannedFile, ProcessPlan, job_argv
+from .process import NodePlan, PlanInputs, PlannedFile, ProcessPlan, job_argv, shared_host_threads
 
 # variables of the agent's environment that are the node's own, not mpirun's (set per node)
 _NODE_KEYS = ("AZ_BATCH_", "AZ_BATCHAI_", "BATCHAI_", "CUDA_VISIBLE_DEVICES", "PYTHONUNBUFFERED", "PYTHONPATH")
@@ -59,6 +59,7 @@ def rank_env(inputs: PlanInputs) -> RankEnv:
     env = {k: v for k, v in inputs.env.items() if k.startswith(_NODE_KEYS)}
     env.update({k: str(v) for k, v in spec.environment_variables.items()})
     env["PATH"] = inputs.env.get("PATH", "")
+    env.update(shared_host_threads(inputs, spec.process_count_per_node))
     env["AZ_BATCHAI_MPI_HOST_FILE"] = paths.hostfile
     # the arguments as written: each rank expands them with its own AZ_BATCHAI_TASK_INDEX
     return RankEnv(cwd=paths.wd, env=env, argv=job_argv(spec, {}, manifest.python),

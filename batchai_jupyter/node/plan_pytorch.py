@@ -6,7 +6,7 @@ WORLD_SIZE, RANK, LOCAL_RANK, NODE_RANK, LOCAL_WORLD_SIZE). Pure: see process.py
 """
 from __future__ import annotations
 
-from .process import NodePlan, PlanInputs, ProcessPlan, gpu_split, job_argv, log_names
+from .process import NodePlan, PlanInputs, ProcessPlan, gpu_split, job_argv, log_names, shared_host_threads
 
 
 def plan_per_process(inputs: PlanInputs) -> NodePlan:
@@ -18,10 +18,11 @@ def plan_per_process(inputs: PlanInputs) -> NodePlan:
     nodes = manifest.nodes
     world = len(nodes) * per_node
     gpu_ids = manifest.node.gpu_ids
+    threads = shared_host_threads(inputs, per_node)
     plans = []
     for local_rank in range(per_node):
         rank = node_index * per_node + local_rank
-        env = dict(inputs.env)
+        env = dict(inputs.env, **threads)
         env["AZ_BATCHAI_TASK_INDEX"] = str(rank)
         visible = gpu_split(gpu_ids, spec.gpus_per_process, local_rank, per_node)
         if visible is not None:

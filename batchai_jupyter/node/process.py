@@ -61,7 +61,7 @@ class PlanInputs:
     env: Mapping[str, str]          # the job's environment on this node (job_env + staging)
     mpirun: str | None = None       # shutil.which("mpirun") on the job's PATH (MPI runs only)
     as_root: bool = False           # the agent runs as uid 0 (mpirun needs --allow-run-as-root)
-    cpu_count: int = 1              # os.cpu_count() of the node
+    cpu_count: int = 1              # the CPUs the node's agent may use (its affinity)
     mca: Mapping[str, str] = field(default_factory=dict)  # the cluster's mpi_mca= (mpi-mca.json)
 
     @property
@@ -168,6 +168,26 @@ def job_env(manifest: RunManifest, node_env: Mapping[str, str]) -> dict[str, str
         **batchai_cluster_env(manifest),
     })
     return env
+
+
+THREADS_VARIABLE = "OMP_NUM_THREADS"
+
+
+def shared_host_threads(inputs: PlanInputs, per_node: int) -> dict[str, str]:
+    """OMP_NUM_THREADS for a run's processes on a host that starts more than one of them.
+
+    OpenMP and the BLAS libraries numpy, scikit-learn and torch load start one thread per CPU in
+    every process (and spin them at import): k processes of one run on a host of c CPUs then
+    fight over c*k threads. Each gets c // k (at least 1), as torchrun does for its workers; a
+    host running one process of the run, or an OMP_NUM_THREADS the job or node already sets, is
+    left alone. Several nodes of a local cluster share one host: their processes are counted
+    together (nodes at the same address).
+    """
+    address = inputs.manifest.node.address
+    on_host = per_node * sum(1 for n in inputs.manifest.nodes if n.address == address)
+    if on_host <= 1 or THREADS_VARIABLE in inputs.env or THREADS_VARIABLE in inputs.spec.environment_variables:
+        return {}
+    return {THREADS_VARIABLE: str(max(1, inputs.cpu_count // on_host))}
 
 
 DEFAULT_PYTORCH_BACKEND = "gloo"  # Batch AI's PyTorch recipes' backend when the spec names none

@@ -115,7 +115,11 @@ class Stager:
             folder = self._output_dir(oid, entry)
             start = time.time()
             try:
-                count = self._datastore(entry).push_tree(folder, entry["destination"])
+                ds = self._datastore(entry)
+                # the staged folder is the node's own and read by nothing else: moved where the
+                # datastore can take files over; a folder in the job's wd stays as it is
+                send = ds.push_tree if entry.get("path_on_compute") else ds.move_tree
+                count = send(folder, entry["destination"])
                 self._log(f"output {oid}: {count} files to {entry['datastore']}:{entry['destination']} "
                           f"({time.time() - start:.2f}s)")
             except Exception as exc:  # noqa: BLE001 -- one failed output does not stop the others

@@ -154,3 +154,25 @@ def test_staging_a_single_file_and_a_folder(store, tmp_path: Path) -> None:
         store.fetch_tree("in/su", str(tmp_path / "none"))  # a string prefix is not a folder
     assert store.push_tree(str(tmp_path / "src" / "sub"), "out/run1") == 2
     assert store.list("out/") == ["out/run1/b.txt", "out/run1/deeper/c.dat"]
+
+
+def test_staged_outputs_are_moved_where_the_datastore_can_take_them(store, tmp_path: Path) -> None:
+    """A run's staged outputs (move_tree): every kind ends with the same files; a local datastore
+    on the same filesystem takes the files over (same inode, nothing copied, the folder emptied),
+    except a link, whose content is copied and which stays."""
+    files = _tree(tmp_path / "staged")
+    (tmp_path / "target.txt").write_bytes(b"linked\n")
+    (tmp_path / "staged" / "link.txt").symlink_to(tmp_path / "target.txt")
+    inodes = {rel: (tmp_path / "staged" / rel).stat().st_ino for rel in files}
+    assert store.move_tree(str(tmp_path / "staged"), "out/run2") == len(files) + 1
+    got = store.fetch_tree("out/run2", str(tmp_path / "back"))
+    assert _read(Path(got)) == {**files, "link.txt": b"linked\n"}
+    left = sorted(p.relative_to(tmp_path / "staged").as_posix() for p in (tmp_path / "staged").rglob("*")
+                  if p.is_file())
+    if store.kind != "local":
+        assert left == sorted([*files, "link.txt"])  # copied: the node removes its folder later
+        return
+    assert left == ["link.txt"]
+    landed = Path(store.local_path("out/run2"))
+    assert {rel: (landed / rel).stat().st_ino for rel in files} == inodes
+    assert not (landed / "link.txt").is_symlink()

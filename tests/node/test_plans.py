@@ -1,6 +1,7 @@
 """Distribution -> the plans a node agent starts, checked argument by argument (no processes)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -34,7 +35,8 @@ def test_no_distribution_runs_independent_processes() -> None:
     assert plan.files == []
     assert [(p.name, p.stdout, p.stderr) for p in plan.processes] == [
         ("1-0", "stdout-1-0.txt", "stderr-1-0.txt"), ("1-1", "stdout-1-1.txt", "stderr-1-1.txt")]
-    assert plan.processes[1].env == dict(ENV, AZ_BATCHAI_TASK_INDEX="3", CUDA_VISIBLE_DEVICES="1")
+    assert plan.processes[1].env == dict(ENV, AZ_BATCHAI_TASK_INDEX="3", CUDA_VISIBLE_DEVICES="1",
+                                         OMP_NUM_THREADS="1")
     assert plan.processes[0].argv == ["/py", "train.py", "--lr", "3"]
     (single,) = _plan({}, nodes=1).processes
     assert (single.name, single.stdout, single.env) == ("0-0", "stdout.txt", dict(ENV, AZ_BATCHAI_TASK_INDEX="0"))
@@ -44,11 +46,31 @@ def test_pytorch_processes_get_ranks_and_their_own_gpus() -> None:
     plans = _plan({"distribution": "pytorch", "process_count_per_node": 2}, node_index=1, gpus=4).processes
     assert [p.name for p in plans] == ["1-0", "1-1"]
     assert [p.stdout for p in plans] == ["stdout-1-0.txt", "stdout-1-1.txt"]
-    assert plans[1].env == dict(ENV, AZ_BATCHAI_TASK_INDEX="3", CUDA_VISIBLE_DEVICES="2,3",
+    assert plans[1].env == dict(ENV, AZ_BATCHAI_TASK_INDEX="3", CUDA_VISIBLE_DEVICES="2,3", OMP_NUM_THREADS="1",
                                 MASTER_ADDR="10.200.9.2", MASTER_PORT="29600", WORLD_SIZE="4", RANK="3",
                                 LOCAL_RANK="1", NODE_RANK="1", LOCAL_WORLD_SIZE="2")
     assert plans[0].env["RANK"] == "2" and plans[0].env["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert plans[0].argv == ["/py", "train.py", "--lr", "3"]  # $VAR from the process's environment
+
+
+def test_processes_sharing_a_host_share_its_cpus() -> None:
+    def threads(spec: dict, nodes: list[str], env: dict | None = None, cpus: int = 8) -> list[str | None]:
+        m = make_manifest(spec=spec, nodes=len(nodes))
+        m = dataclasses.replace(m, nodes=[dataclasses.replace(n, address=a) for n, a in zip(m.nodes, nodes)])
+        plan = plan_node(PlanInputs(manifest=m, env=ENV if env is None else env, cpu_count=cpus))
+        return [p.env.get("OMP_NUM_THREADS") for p in plan.processes]
+
+    assert threads({"process_count_per_node": 2}, ["10.200.9.2", "10.200.9.3"]) == ["4", "4"]
+    # the nodes of a local cluster: one host, so 2 nodes x 2 processes share its 8 CPUs
+    assert threads({"process_count_per_node": 2}, ["127.0.0.1", "127.0.0.1"]) == ["2", "2"]
+    assert threads({}, ["127.0.0.1", "127.0.0.1"], cpus=1) == ["1"]
+    assert threads({}, ["10.200.9.2", "10.200.9.3"]) == [None]  # alone on its host: every CPU
+    assert threads({"process_count_per_node": 2, "environment_variables": {"OMP_NUM_THREADS": "3"}},
+                   ["10.200.9.2"]) == [None, None]  # the job's own (job_env sets it) is not overridden
+    assert threads({"process_count_per_node": 2}, ["10.200.9.2"], env=dict(ENV, OMP_NUM_THREADS="6")) == ["6", "6"]
+    rank = plan_node(PlanInputs(manifest=make_manifest(spec={"distribution": "mpi", "process_count_per_node": 4}),
+                                env=ENV, mpirun="/usr/bin/mpirun", cpu_count=8)).files[1]
+    assert json.loads(rank.text)["env"]["OMP_NUM_THREADS"] == "2"
 
 
 def test_master_only_runs_on_node_zero_alone() -> None:
@@ -106,7 +128,7 @@ def test_mpi_other_nodes_only_leave_their_files() -> None:
         cwd="/nodes/n1/runs/r1/wd", argv=["/py", "train.py", "--lr", "$SEED"], gpu_ids=[], gpus_per_process=0,
         per_node=2, expand=True,
         env={"AZ_BATCHAI_JOB_TEMP": "/t", "BATCHAI_RUN_ID": "r1", "E": "1", "PATH": "/usr/bin:/bin",
-             "AZ_BATCHAI_MPI_HOST_FILE": "/nodes/n1/runs/r1/hostfile"})
+             "OMP_NUM_THREADS": "1", "AZ_BATCHAI_MPI_HOST_FILE": "/nodes/n1/runs/r1/hostfile"})
 
 
 def test_mpi_node_zero_runs_one_mpirun_over_a_hostfile() -> None:
