@@ -68,7 +68,7 @@ class SnapshotStore:
         self.manifests = self.root / "manifests"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.manifests.mkdir(parents=True, exist_ok=True)
-        self._recent: dict[str, tuple[str, dict]] = {}  # snapshot id -> its manifest's text, parsed
+        self._recent: dict[str, tuple[str, dict, list[str]]] = {}  # id -> its manifest's text, parsed, digests
         self._recent_lock = threading.Lock()
         self._packs = PackIndex(str(self.objects))
         self._watches = SourceWatches()
@@ -128,12 +128,17 @@ class SnapshotStore:
         """A stored manifest's JSON text, as manifest() parsed it."""
         return self._recent_manifest(snapshot_id)[0]
 
-    def _recent_manifest(self, snapshot_id: str) -> tuple[str, dict]:
+    def digests(self, snapshot_id: str) -> list[str]:
+        """The distinct objects of a stored manifest, sorted (kept with the manifest)."""
+        return self._recent_manifest(snapshot_id)[2]
+
+    def _recent_manifest(self, snapshot_id: str) -> tuple[str, dict, list[str]]:
         with self._recent_lock:
             got = self._recent.pop(snapshot_id, None)
         if got is None:
             text = (self.manifests / f"{snapshot_id}.json").read_text()
-            got = (text, json.loads(text))
+            data = json.loads(text)
+            got = (text, data, sorted({entry[0] for entry in data["files"].values()}))
         with self._recent_lock:
             self._recent[snapshot_id] = got  # the latest used last
             while len(self._recent) > RECENT_MANIFESTS:

@@ -260,17 +260,25 @@ def test_deleted_runs_leave_an_ssh_node_kept_folders_too(ws: bai.Workspace, ssh_
     assert ws.history.deleted_run_ids(cluster) == {kept.id, failed.id, quick.id}
 
 
-def test_a_manifest_carries_its_snapshots_stored_file_list_and_tree_name(ws: bai.Workspace, src: Path) -> None:
-    """The engine writes the stored file list as it is (not serialised per run) and names the
-    tree by the snapshot id; the agent reads back the same files and that name."""
-    from batchai_jupyter.node.manifest import ManifestSnapshot, RunManifest
+def test_a_manifest_names_its_tree_and_lists_its_files_beside_it(ws: bai.Workspace, src: Path,
+                                                                  tmp_path: Path) -> None:
+    """The engine writes the stored file list beside the run's manifest as it is (not serialised
+    per run) and names the tree by the snapshot id; the agent reads the list only when it uses
+    the files (a later run on a node with the tree never does)."""
+    from batchai_jupyter.node.manifest import ManifestError, ManifestSnapshot, RunManifest
     from batchai_jupyter.node.tree import tree_name
     from tests.node.helpers import make_manifest
     snap = ws.store.take(src)
-    stored = ManifestSnapshot.from_stored(ws.store.manifest(snap.id), ws.store.manifest_text(snap.id), snap.id)
-    back = RunManifest.from_json(make_manifest(snapshot=stored).to_json()).snapshot
-    assert back == ManifestSnapshot.from_dict({**ws.store.manifest(snap.id), "tree": snap.id})
-    assert back.files and tree_name(back.files, back.links, back.tree) == snap.id
+    listing = tmp_path / "snapshot.json"  # not written yet: naming the tree reads nothing
+    text = make_manifest(snapshot=ManifestSnapshot.listed(str(listing), snap.id)).to_json()
+    assert json.loads(text)["snapshot"] == {"tree": snap.id, "listing": str(listing)}
+    back = RunManifest.from_json(text).snapshot
+    assert tree_name(back.files, back.links, back.tree) == snap.id
+    assert back == RunManifest.from_json(text).snapshot  # compared without reading the list
+    with pytest.raises(ManifestError, match="snapshot listing .*snapshot.json cannot be read"):
+        len(back.files)
+    listing.write_text(ws.store.manifest_text(snap.id))
+    assert dict(back.files) == ManifestSnapshot.from_dict(ws.store.manifest(snap.id)).files and back.files
     assert tree_name(back.files, back.links, "../../etc") == tree_id(back.files, back.links)  # not a digest
     assert tree_name(back.files, back.links, back.tree, (1000, 1000)) == f"{snap.id}-1000-1000"
 

@@ -70,11 +70,11 @@ class RunDriver:
     def launch(self) -> None:
         """Send objects and manifests, start one agent per node (a no-op where one started)."""
         spec = self.run["spec"]
-        snapshot = self.ctx.store.manifest(self.run["snapshot"] or "")
-        # written as stored, and its id names its tree on the nodes (node/tree.py)
-        snap = ManifestSnapshot.from_stored(snapshot, self.ctx.store.manifest_text(self.run["snapshot"] or ""),
-                                            tree=self.run["snapshot"] or "")
-        digests = sorted({v[0] for v in snapshot["files"].values()})
+        snapshot_id = self.run["snapshot"] or ""
+        # the stored manifest goes beside the run's manifest as it is (its id names its tree on
+        # the nodes, node/tree.py): an agent whose node has that tree never reads it
+        listing = self.ctx.store.manifest_text(snapshot_id).encode()
+        digests = self.ctx.store.digests(snapshot_id)
         secrets = self.ctx.secrets.get("runs", self.id)
         port = self.run["properties"].get("master_port") or self._free_port()
         node_list = [{"id": n.id, "address": n.address, "gpus": n.gpus, "gpu_ids": n.gpu_ids,
@@ -88,13 +88,15 @@ class RunDriver:
             if transport.exists(paths.started):
                 continue
             self.compute.ensure_objects(node, digests, self.ctx.store)
+            transport.write_bytes(paths.snapshot_listing, listing, 0o600)
             from ..spec import JobSpec
             job = RunManifest(
                 run_id=self.id, experiment=self.run["experiment"], run_key=paths.key,
                 node_root=self.compute.node_root(node), node_index=index,
                 nodes=[ManifestNode.from_dict(n) for n in node_list], master_port=int(port),
                 objects_dir=self.compute.objects_dir(node), shared_dir=self.compute.shared_dir(),
-                python=self.compute.python(node), snapshot=snap,
+                python=self.compute.python(node),
+                snapshot=ManifestSnapshot.listed(paths.snapshot_listing, snapshot_id),
                 spec=JobSpec.from_dict(spec), secrets={str(k): str(v) for k, v in secrets.items()}, **extra,
             )
             transport.write_bytes(paths.manifest, job.to_json().encode(), 0o600)

@@ -90,6 +90,9 @@ def _in_use(root: str, key: str, protect: set[str]) -> tuple[str, set[str]] | No
         with open(paths.manifest, "rb") as fh:
             data = json.load(fh)
         snap, user = data.get("snapshot") or {}, data.get("job_user")
+        if snap.get("listing") and "files" not in snap:  # the files beside the manifest
+            with open(paths.snapshot_listing, "rb") as fh:
+                snap = {**json.load(fh), "tree": snap.get("tree")}
         files = {str(r): (str(d), int(s), int(m)) for r, (d, s, m) in (snap.get("files") or {}).items()}
         links = {str(k): str(v) for k, v in (snap.get("links") or {}).items()}
         owner = (int(user["uid"]), int(user["gid"])) if user else None

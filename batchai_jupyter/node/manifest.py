@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -18,7 +18,7 @@ from ..errors import BatchAIError, SpecError
 from ..spec import JobSpec
 from .paths import RunPaths
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the snapshot's files may be in a listing beside the manifest
 DEFAULT_KILL_GRACE_SECONDS = 10.0  # TERM -> KILL on cancel, wall clock or a failed peer
 
 DataEntry = dict[str, Any]
@@ -118,32 +118,82 @@ class ManifestNode:
 FileEntry = tuple[str, int, int]  # content digest, size, mode
 
 
+class _Listing:
+    """A run folder's snapshot.json (the stored manifest's {"files", "links"}), read once, on
+    first use: a later run of a snapshot whose tree the node holds reads none of it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._got: tuple[dict[str, FileEntry], dict[str, str]] | None = None
+
+    def get(self) -> tuple[dict[str, FileEntry], dict[str, str]]:
+        if self._got is None:
+            try:
+                with open(self.path, "rb") as fh:
+                    data = json.loads(fh.read())
+                files = {str(rel): (str(d), int(s), int(m)) for rel, (d, s, m) in data["files"].items()}
+                links = {str(k): str(v) for k, v in (data.get("links") or {}).items()}
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise ManifestError(f"run manifest: its snapshot listing {self.path} cannot be read "
+                                    f"({type(exc).__name__}: {exc})") from None
+            self._got = (files, links)
+        return self._got
+
+
+class _Listed(Mapping[str, Any]):
+    """The files (part 0) or links (part 1) of a _Listing, as a mapping read when first used;
+    equal to another view of the same listing without reading it."""
+
+    def __init__(self, listing: _Listing, part: int):
+        self.listing, self.part = listing, part
+
+    def _items(self) -> Mapping[str, Any]:
+        return self.listing.get()[self.part]
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Listed):
+            return (self.listing.path, self.part) == (other.listing.path, other.part)
+        return Mapping.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class ManifestSnapshot:
     """The run's source snapshot: relative path -> (digest, size, mode), and symlinks.
 
     `tree` names the snapshot's tree on the node (node/tree.py): the snapshot id, a digest of
-    these files taken once at submit; "" (an older engine's manifest): the agent hashes them."""
+    these files taken once at submit; "" (an older engine's manifest): the agent hashes them.
+    `listing`: the engine wrote the files and links beside the manifest (the run folder's
+    snapshot.json, the stored manifest as it is) and `files`/`links` read it when first used;
+    "" : they are in the manifest itself."""
 
-    files: dict[str, FileEntry] = field(default_factory=dict)
-    links: dict[str, str] = field(default_factory=dict)
+    files: Mapping[str, FileEntry] = field(default_factory=dict)
+    links: Mapping[str, str] = field(default_factory=dict)
     tree: str = ""
-    #: the JSON text of {"files", "links"} these were read from (the workspace's stored
-    #: manifest): written out as it is instead of serialising every file again
-    text: str = field(default="", compare=False, repr=False)
-
-    def to_json(self) -> str:
-        body = self.text.rstrip()
-        if not (body.startswith("{") and body.endswith("}") and '"files"' in body):
-            return json.dumps(self.to_dict())
-        return body[:-1] + (f', "tree": {json.dumps(self.tree)}}}' if self.tree else "}")
+    listing: str = ""
 
     @classmethod
-    def from_stored(cls, data: dict[str, Any], text: str, tree: str = "") -> ManifestSnapshot:
-        """The snapshot of a stored manifest: `data` parsed from `text`, its JSON."""
-        return dataclasses.replace(cls.from_dict(data), tree=tree, text=text)
+    def listed(cls, path: str, tree: str) -> ManifestSnapshot:
+        """The snapshot whose files and links are in the listing at `path` (read on first use)."""
+        listing = _Listing(path)
+        return cls(files=_Listed(listing, 0), links=_Listed(listing, 1), tree=tree, listing=path)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
+        if self.listing:
+            return {"tree": self.tree, "listing": self.listing}
         d: dict[str, Any] = {"files": {rel: list(entry) for rel, entry in self.files.items()},
                              "links": dict(self.links)}
         if self.tree:
@@ -152,6 +202,8 @@ class ManifestSnapshot:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManifestSnapshot:
+        if data.get("listing") and "files" not in data:
+            return cls.listed(str(data["listing"]), str(data.get("tree") or ""))
         files = {str(rel): (str(d), int(s), int(m)) for rel, (d, s, m) in data.get("files", {}).items()}
         return cls(files=files, links={str(k): str(v) for k, v in (data.get("links") or {}).items()},
                    tree=str(data.get("tree") or ""))
@@ -205,16 +257,15 @@ class RunManifest:
         return dataclasses.replace(self, secrets={}, data=None, container=container)
 
     # -- JSON ----------------------------------------------------------------------------------
-    def to_dict(self, with_snapshot: bool = True) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "version": self.version, "run_id": self.run_id, "experiment": self.experiment,
             "run_key": self.run_key, "node_root": self.node_root, "node_index": self.node_index,
             "nodes": [n.to_dict() for n in self.nodes], "master_port": self.master_port,
             "objects_dir": self.objects_dir, "shared_dir": self.shared_dir, "python": self.python,
             "spec": self.spec.to_dict(), "kill_grace_seconds": self.kill_grace_seconds,
+            "snapshot": self.snapshot.to_dict(),
         }
-        if with_snapshot:
-            d["snapshot"] = self.snapshot.to_dict()
         if self.secrets:
             d["secrets"] = dict(self.secrets)
         if self.data is not None:
@@ -228,8 +279,7 @@ class RunManifest:
         return d
 
     def to_json(self) -> str:
-        d = self.to_dict(with_snapshot=False)  # the snapshot's files: written once, as read
-        return json.dumps(d)[:-1] + f', "snapshot": {self.snapshot.to_json()}}}'
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunManifest:

@@ -72,6 +72,10 @@ class RunPaths:
         return self._p(MANIFEST_FILE)
 
     @property
+    def snapshot_listing(self) -> str:  # snapshot.json: the snapshot's files and links, as stored
+        return self._p("snapshot.json")
+
+    @property
     def wd(self) -> str:             # the materialised snapshot: the job's working directory
         return self._p("wd")
 

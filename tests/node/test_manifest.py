@@ -32,7 +32,7 @@ def test_round_trip_keeps_every_field() -> None:
                       data=data_config(DATA))
     back = RunManifest.from_json(m.to_json())
     assert back.to_dict() == m.to_dict()
-    assert back.version == MANIFEST_VERSION == 1
+    assert back.version == MANIFEST_VERSION == 2
     assert back.nodes[1] == ManifestNode(id="n1", address="10.200.9.3", gpus=0, gpu_ids=[], root="/nodes/n1")
     assert back.snapshot.files == {"train.py": ("ab" * 32, 12, 0o644)} and back.snapshot.links == {"l": "train.py"}
     assert isinstance(back.spec, JobSpec) and back.spec.distribution == "pytorch"
@@ -62,7 +62,7 @@ def test_secrets_and_credentials_do_not_stay_on_disk() -> None:
 def test_a_newer_manifest_is_refused_with_the_reason() -> None:
     raw = json.loads(make_manifest().to_json())
     raw["version"] = MANIFEST_VERSION + 1
-    with pytest.raises(ManifestError, match="version 2 is newer than this node's batchai_jupyter"):
+    with pytest.raises(ManifestError, match="version 3 is newer than this node's batchai_jupyter"):
         RunManifest.from_json(json.dumps(raw))
     raw["version"] = "1"
     with pytest.raises(ManifestError, match="is not a manifest version"):
