@@ -64,6 +64,10 @@ class WorkspacePaths:
         return self.root / "engine.json"
 
     @property
+    def engine_spawned(self) -> Path:  # its mtime: when a client last started an engine
+        return self.root / "engine.spawned"
+
+    @property
     def engine_log(self) -> Path:
         return self.root / "engine.log"
 

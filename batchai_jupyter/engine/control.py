@@ -21,8 +21,8 @@ from typing import Any
 from ..layout import WorkspacePaths
 from ..node.reap import without_marker
 
-_SPAWNED: dict[str, float] = {}  # workspace -> when this process last started an engine for it
-#: an engine this process started a moment ago may not hold its lock yet: not started twice
+#: an engine a client started a moment ago may not hold its lock yet: not started twice (the
+#: time is the workspace's engine.spawned file's, so every client process sees it)
 SPAWN_GRACE = 1.0
 
 
@@ -49,12 +49,18 @@ def is_running(ws_path: Path) -> bool:
 def ensure_engine(ws_path: Path) -> None:
     """Start the engine if none runs; cheap enough to call before every client action (one
     lock probe, never skipped: an engine seen a moment ago may have exited since)."""
-    key = str(ws_path)
-    if time.monotonic() - _SPAWNED.get(key, -1e9) < SPAWN_GRACE:
-        return  # one is starting (an idle engine hands over when it exits: loop.py hand_over)
+    spawned = WorkspacePaths.of(ws_path).engine_spawned
+    try:
+        if time.time() - spawned.stat().st_mtime < SPAWN_GRACE:
+            return  # one is starting (an idle engine hands over when it exits: loop.py hand_over)
+    except OSError:
+        pass  # none started here yet
     if not is_running(ws_path):
         start_engine(ws_path)
-        _SPAWNED[key] = time.monotonic()
+        try:
+            spawned.touch()
+        except OSError:  # a full disk: the lock alone keeps a second engine from running
+            pass
 
 
 def wake_engine(ws_path: Path) -> None:
@@ -114,9 +120,10 @@ def stop_engine(ws_path: Path, timeout: float = 15) -> bool:
             except ProcessLookupError:
                 pass
         time.sleep(0.05)
-    _SPAWNED.pop(str(ws_path), None)
+    forget(ws_path)
     return bool(signaled)
 
 
 def forget(ws_path: Path) -> None:
-    _SPAWNED.pop(str(ws_path), None)
+    """The next client call probes the lock at once (an engine was killed, not starting)."""
+    WorkspacePaths.of(ws_path).engine_spawned.unlink(missing_ok=True)
