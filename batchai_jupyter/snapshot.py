@@ -104,6 +104,11 @@ class SnapshotStore:
                 self._put_loose(digest, read_at(where))
         return path
 
+    def object_size(self, digest: str) -> int:
+        """An object's bytes, loose or packed, without reading it (OSError if the store lacks it)."""
+        where = self._packs.get(digest)
+        return where[2] if where is not None else (self.objects / digest[:2] / digest[2:]).stat().st_size
+
     def has(self, digest: str) -> bool:
         return self._packs.get(digest) is not None or (self.objects / digest[:2] / digest[2:]).exists()
 

@@ -329,6 +329,58 @@ def test_the_cache_evicts_the_least_recently_used_and_never_an_active_runs(tmp_p
 
 
 
+def test_a_pack_is_evicted_whole_and_only_when_no_active_run_uses_it(tmp_path: Path) -> None:
+    """Packs the engine sends to a node cache: least recently used first, a whole pack at a time,
+    kept while a run of a snapshot with one of its objects is active (its listing says so)."""
+    from batchai_jupyter.node.packs import write_pack
+    objects, root = tmp_path / "objects", tmp_path / "node"
+    (root / "runs").mkdir(parents=True)
+    contents = [os.urandom(50_000) for _ in range(4)]
+    digests = [hashlib.sha256(c).hexdigest() for c in contents]
+    used_index = write_pack(str(objects), dict(zip(digests[:2], contents[:2], strict=True)))
+    idle_index = write_pack(str(objects), dict(zip(digests[2:], contents[2:], strict=True)))
+    for index, age in ((used_index, 2000), (idle_index, 1000)):  # the used pack is the older one
+        stamp = time.time() - age
+        os.utime(index[:-4] + ".pack", (stamp, stamp))
+    run = RunPaths(str(root), "r1")  # active: no status.json; its files beside its manifest
+    os.makedirs(run.run_dir)
+    Path(run.snapshot_listing).write_text(json.dumps({"files": {"a.bin": [digests[1], 50_000, 0o644]}, "links": {}}))
+    Path(run.manifest).write_text(json.dumps({"snapshot": {"tree": "t", "listing": run.snapshot_listing}}))
+    report = upkeep({"roots": [str(root)], "objects_dir": str(objects), "cache_limit": 0, "protect": ["r1"]})
+    assert report["evicted_objects"] == 1 and report["objects_bytes"] == os.path.getsize(used_index) + 100_000
+    assert Path(used_index).exists() and not Path(idle_index).exists()
+    assert not Path(idle_index[:-4] + ".pack").exists()
+    Path(run.status).write_text("{}")  # the run ended: nothing holds the pack now
+    report = upkeep({"roots": [str(root)], "objects_dir": str(objects), "cache_limit": 0})
+    assert report["objects_bytes"] == 0 and not list((objects / "packs").iterdir())
+
+
+def test_an_ssh_node_gets_a_many_file_snapshot_as_packs(ws: bai.Workspace, ssh_hosts, tmp_path: Path) -> None:
+    """A run of 300 small files sends one pack, not 300 objects, and reads every file; once the
+    cache limit evicted the pack (the run ended), the next run is sent it again and runs the same."""
+    from tests.compute.ssh_env import make_ssh_cluster
+    src = tmp_path / "many"
+    (src / "pkg").mkdir(parents=True)
+    for i in range(300):
+        (src / "pkg" / f"m{i}.txt").write_text(f"{i}\n" * (i + 1))
+    (src / "job.py").write_text(textwrap.dedent("""
+        import pathlib
+        print(sum(len(p.read_text()) for p in pathlib.Path("pkg").iterdir()))
+        cache = pathlib.Path("../../../objects")  # the node's object cache, as the job ran
+        print(len(list(cache.glob("??/*"))), len(list(cache.glob("packs/*.pack"))))
+    """))
+    total = str(sum(len(f"{i}\n" * (i + 1)) for i in range(300)))
+    cluster = make_ssh_cluster(ws, ssh_hosts, name="packs", count=1, node_cache_bytes=0)
+    for _ in range(2):
+        run = ws.experiment("packs").submit(JobSpec(source_directory=src, script="job.py"), cluster=cluster)
+        assert run.wait_for_completion(show_output=False, timeout=120)["status"] == "Completed"
+        got, cache = list(run.stream(follow=False))
+        loose, packs = map(int, cache.split())
+        assert got == total and packs == 1 and loose < 16, cache
+        objects = next(ws.path.glob("sshnodes/*")) / "objects"
+        assert wait_until(lambda o=objects: not list(o.glob("packs/*")), 30)  # evicted: the run ended
+
+
 def _mounted_below(path: Path) -> list[str]:
     with open("/proc/self/mountinfo", encoding="utf-8") as fh:
         return [line.split()[4] for line in fh if line.split()[4].startswith(str(path))]

@@ -29,6 +29,7 @@ from ..node.cache import DiskReport, DiskRequest
 from ..node.manifest import JobUser
 from ..records import NodeRow, RunRow
 from ..snapshot import SnapshotStore
+from .object_push import node_objects, send_objects
 from .outcomes import Allocation, Evict, Granted, Pending, Refused
 from .scale_log import ScaleLog
 from .transport import Transport
@@ -174,7 +175,8 @@ class Compute(ABC):
         return "" if self.shared_object_cache else node.id
 
     def ensure_objects(self, node: NodeInfo, digests: list[str], store: SnapshotStore) -> int:
-        """Send the snapshot objects the node's cache lacks; returns how many were sent.
+        """Send the snapshot objects the node's cache lacks (small ones in packs,
+        compute/object_push.py); returns how many were sent.
 
         What a cache holds is listed once, then remembered (per node, or once for a cluster
         whose nodes share one cache): a re-submit of the same code sends nothing and lists nothing.
@@ -186,13 +188,9 @@ class Compute(ABC):
         transport = self.transport(node)
         objects = self.objects_dir(node)
         known.clear()
-        known.update(rel.replace("/", "") for rel in transport.list_files(objects))
-        sent = 0
-        for digest in missing:
-            if digest not in known:
-                transport.put_file(store.object_path(digest), f"{objects}/{digest[:2]}/{digest[2:]}", 0o644)
-                sent += 1
-            known.add(digest)
+        known.update(node_objects(transport, objects))
+        sent = send_objects(transport, objects, [d for d in missing if d not in known], store)
+        known.update(missing)
         return sent
 
     def forget_objects(self, node: NodeInfo) -> None:

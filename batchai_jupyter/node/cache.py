@@ -7,7 +7,8 @@ the failed runs a cluster keeps); this module only carries it out on the node, i
 node (one per cluster on a shared root). The cache (snapshot objects and trees together) is
 bounded by evicting the least recently used entry first, never one an active run uses: a run
 folder named in `protect`, or any without status.json (another workspace's run, a launch under
-way), protects its snapshot's tree and objects. Standard library only.
+way), protects its snapshot's tree and objects. A pack the engine sent (compute/object_push.py)
+is evicted whole, and only when none of its objects is in use. Standard library only.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import os
 import sys
 from typing import TypedDict
 
+from .packs import INDEX_SUFFIX, PACK_SUFFIX, PACKS
 from .paths import RunPaths, parse_run_key, trees_path
 from .tree import close_view, forget_tree_bytes, remove_tree, tree_bytes, tree_name
 
@@ -143,8 +145,9 @@ def upkeep(request: DiskRequest) -> DiskReport:
         for name in _listdir(trees):
             path = os.path.join(trees, name)
             entries.append((_mtime(path), tree_bytes(path, folder_bytes), "tree", path))
+    entries += _pack_entries(str(objects_dir)) if objects_dir else []
     for name in _listdir(objects_dir) if objects_dir else []:
-        if len(name) != 2:  # packs/ is the workspace store's, never a node cache's to evict
+        if len(name) != 2:  # packs/: above, a pack at a time
             continue
         folder = os.path.join(str(objects_dir), name)
         for rest in _listdir(folder):
@@ -163,7 +166,13 @@ def upkeep(request: DiskRequest) -> DiskReport:
             digest = os.path.basename(os.path.dirname(path)) + name
             if (kind == "tree" and name in used_trees) or (kind == "object" and digest in used_objects):
                 continue
-            if kind == "tree":
+            if kind == "pack":
+                held = _index_digests(path)
+                if held is None or held & used_objects:
+                    continue  # an object of it in use (or an index being written): kept whole
+                _unlink(path)  # the index first: a pack is never seen half gone
+                _unlink(path[:-len(INDEX_SUFFIX)] + PACK_SUFFIX)
+            elif kind == "tree":
                 remove_tree(path)
                 forget_tree_bytes(path)
             else:
@@ -171,7 +180,7 @@ def upkeep(request: DiskRequest) -> DiskReport:
             report["evicted_trees" if kind == "tree" else "evicted_objects"] += 1
             total -= size
             entries.remove((last, size, kind, path))
-    report["objects_bytes"] = sum(e[1] for e in entries if e[2] == "object")
+    report["objects_bytes"] = sum(e[1] for e in entries if e[2] in ("object", "pack"))
     for root in roots:
         runs_dir = os.path.join(root, "runs")
         report["roots"][root] = {
@@ -179,6 +188,32 @@ def upkeep(request: DiskRequest) -> DiskReport:
             "trees": {os.path.basename(e[3]): e[1] for e in entries
                       if e[2] == "tree" and os.path.dirname(e[3]) == trees_path(root)}}
     return report
+
+
+def _pack_entries(objects_dir: str) -> list[tuple[float, int, str, str]]:
+    """(last use, bytes, "pack", index path) of each pack of a node cache; a run that reads a
+    pack touches the pack (node/tree.py), so its time is the pack's."""
+    folder = os.path.join(objects_dir, PACKS)
+    out = []
+    for name in _listdir(folder):
+        if not name.endswith(INDEX_SUFFIX):
+            continue
+        index = os.path.join(folder, name)
+        pack = index[:-len(INDEX_SUFFIX)] + PACK_SUFFIX
+        try:
+            st = os.lstat(pack)
+            out.append((st.st_mtime, st.st_size + os.lstat(index).st_size, "pack", index))
+        except OSError:
+            continue
+    return out
+
+
+def _index_digests(index: str) -> set[str] | None:
+    try:
+        with open(index, "rb") as fh:
+            return {str(d) for d in json.load(fh)["objects"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _mtime(path: str) -> float:
