@@ -10,6 +10,10 @@
    folders live outside the workspace (compute/local/accounts.py).
 2. node bytes after N runs: every run folder kept with copied snapshots (what nodes held before
    cleanup) vs the default (ended runs' folders removed, one tree per snapshot).
+3. over ssh (a real sshd in a network namespace, tests/compute/ssh_env.py; skipped with the
+   reason without root): the first run of the 2,000-file snapshot on a host (its objects sent,
+   small ones in packs, and its tree built) vs `tar -c | ssh host tar -x` of the same files,
+   and a later run vs the 1-file one.
 """
 from __future__ import annotations
 
@@ -151,6 +155,48 @@ def latency(name: str, big: Path, one: Path, repeats: int, options: dict[str, An
         report(f"later run, {big.name} snapshot", median(later), "1-file snapshot", median(single), "<= 1.2")
 
 
+def ssh_runs(big: Path, one: Path, tmp: Path, repeats: int) -> None:
+    """Part 3: first and later runs of the big snapshot on an ssh host, next to tar over ssh."""
+    from batchai_jupyter import JobSpec
+    from tests.compute.ssh_env import SSHHosts, make_ssh_cluster, missing_tools
+    why = missing_tools()
+    if why:
+        print(f"over ssh: not measured ({why})", file=sys.stderr)
+        return
+    hosts = SSHHosts(tmp / "hosts", count=1).start()
+    try:
+        with temp_workspace() as workspace:
+            ws: Any = workspace
+            cluster = make_ssh_cluster(ws, hosts, name="remote", count=1)
+
+            def first_line(src: Path) -> float:
+                start = time.perf_counter()
+                run = ws.experiment("ssh").submit(JobSpec(source_directory=src, script="job.py"), cluster=cluster)
+                assert next(iter(run.stream())) == "first line"
+                took = time.perf_counter() - start
+                run.wait_for_completion(show_output=False, timeout=300)
+                return took
+
+            first_line(one)  # the engine starts and the host is set up; not measured
+            first = first_line(big)
+            later, single = [], []
+            for _ in range(repeats):
+                later.append(first_line(big))
+                single.append(first_line(one))
+            dest = tmp / "tar-dest"
+            dest.mkdir()
+            start = time.perf_counter()
+            subprocess.run(f"tar -C {big} -cf - . | {hosts.ssh_command()} root@{hosts.hosts[0].address} "
+                           f"tar -C {dest} -xf -", shell=True, check=True)
+            tar = time.perf_counter() - start
+        report(f"over ssh: first run, {big.name} snapshot", first, "tar -c | ssh tar -x of the files", tar,
+               "reported: objects sent and the tree built")
+        report(f"over ssh: later run, {big.name} snapshot", median(later), "1-file snapshot", median(single),
+               "<= 1.2")
+    finally:
+        hosts.stop()
+
+
 def main() -> None:
     args = parse_args(__doc__)
     # each pair of runs takes ~0.1 s: enough of them that the medians are steady
@@ -166,6 +212,7 @@ def main() -> None:
         else:
             print("jobs as the cluster's account: not measured (needs a root engine, useradd and "
                   "/usr/bin/python3.11)", file=sys.stderr)
+        ssh_runs(big, one, Path(tmp), max(3, repeats // 3))
         os.environ["BATCHAI_NODE_VIEW"] = "copy"  # as nodes were: a full copy per run, all kept
         try:
             before = runs_then_bytes(big, count, keep=True, options={"run_as": "engine"})
