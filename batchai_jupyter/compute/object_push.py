@@ -8,10 +8,9 @@ and a handful of small ones, are sent as loose objects. Agents read both (node/t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 
-from ..node.packs import INDEX_SUFFIX, PACK_SUFFIX, PACKS
+from ..node.packs import INDEX_SUFFIX, PACK_SUFFIX, PACKS, pack_index
 from ..snapshot import SnapshotStore
 from .transport import Transport
 
@@ -63,14 +62,8 @@ def send_objects(transport: Transport, objects_dir: str, digests: list[str], sto
 
 
 def _send_pack(transport: Transport, objects_dir: str, objects: dict[str, bytes]) -> None:
-    """One pack and then its index (named as node/packs.write_pack names them)."""
-    name = hashlib.sha256("".join(objects).encode()).hexdigest()[:32]
-    index: dict[str, list[int]] = {}
-    offset = 0
-    for digest, data in objects.items():
-        index[digest] = [offset, len(data)]
-        offset += len(data)
+    """One pack and then its index (node/packs.py's layout), each written atomically."""
+    name, index_text = pack_index(objects)
     folder = f"{objects_dir}/{PACKS}"
     transport.write_bytes(f"{folder}/{name}{PACK_SUFFIX}", b"".join(objects.values()), 0o644)
-    text = json.dumps({"pack": name + PACK_SUFFIX, "objects": index}, separators=(",", ":"))
-    transport.write_bytes(f"{folder}/{name}{INDEX_SUFFIX}", text.encode(), 0o644)
+    transport.write_bytes(f"{folder}/{name}{INDEX_SUFFIX}", index_text.encode(), 0o644)

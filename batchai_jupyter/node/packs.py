@@ -129,17 +129,23 @@ class PackReader:
         self._fds.clear()
 
 
-def write_pack(objects_dir: str, objects: dict[str, bytes]) -> str:
-    """One pack and its index: the pack whole on disk (its one fsync) before the index that
-    makes it seen is renamed into place; returns the index's path."""
-    folder = packs_dir(objects_dir)
-    os.makedirs(folder, exist_ok=True)
+def pack_index(objects: dict[str, bytes]) -> tuple[str, str]:
+    """A pack's name (from its digests) and its index's JSON text, for these objects in order."""
     name = hashlib.sha256("".join(objects).encode()).hexdigest()[:32]
     index: dict[str, list[int]] = {}
     offset = 0
     for digest, data in objects.items():
         index[digest] = [offset, len(data)]
         offset += len(data)
+    return name, json.dumps({"pack": name + PACK_SUFFIX, "objects": index}, separators=(",", ":"))
+
+
+def write_pack(objects_dir: str, objects: dict[str, bytes]) -> str:
+    """One pack and its index: the pack whole on disk (its one fsync) before the index that
+    makes it seen is renamed into place; returns the index's path."""
+    folder = packs_dir(objects_dir)
+    os.makedirs(folder, exist_ok=True)
+    name, index_text = pack_index(objects)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".in-")
     try:
         with os.fdopen(fd, "wb", buffering=0) as fh:
@@ -148,7 +154,7 @@ def write_pack(objects_dir: str, objects: dict[str, bytes]) -> str:
         os.replace(tmp, os.path.join(folder, name + PACK_SUFFIX))
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".in-")
         with os.fdopen(fd, "w") as fh:
-            json.dump({"pack": name + PACK_SUFFIX, "objects": index}, fh, separators=(",", ":"))
+            fh.write(index_text)
         os.replace(tmp, os.path.join(folder, name + INDEX_SUFFIX))
     finally:
         if os.path.exists(tmp):
