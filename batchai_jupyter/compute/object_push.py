@@ -8,9 +8,7 @@ and a handful of small ones, are sent as loose objects. Agents read both (node/t
 """
 from __future__ import annotations
 
-import json
-
-from ..node.packs import INDEX_SUFFIX, PACK_SUFFIX, PACKS, pack_index
+from ..node.packs import INDEX_SUFFIX, PACK_SUFFIX, PACKS, index_digests, pack_index
 from ..snapshot import SnapshotStore
 from .transport import Transport
 
@@ -25,17 +23,10 @@ def node_objects(transport: Transport, objects_dir: str) -> set[str]:
     for rel in transport.list_files(objects_dir):
         if rel.startswith(PACKS + "/"):
             if rel.endswith(INDEX_SUFFIX):
-                held |= _index_digests(transport.read_bytes(f"{objects_dir}/{rel}"))
+                held |= index_digests(transport.read_bytes(f"{objects_dir}/{rel}")) or set()
         elif rel.count("/") == 1:
             held.add(rel.replace("/", ""))
     return held
-
-
-def _index_digests(raw: bytes | None) -> set[str]:
-    try:
-        return {str(d) for d in json.loads(raw or b"")["objects"]}
-    except (ValueError, KeyError, TypeError):
-        return set()  # a half-written index: its pack is not there yet
 
 
 def send_objects(transport: Transport, objects_dir: str, digests: list[str], store: SnapshotStore) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ class LocalDatastore(Datastore):
         for local, target in pairs:
             st = os.lstat(local)
             dest = self.root / target
-            if st.st_uid == me and not os.path.islink(local):
+            if st.st_uid == me and not stat.S_ISLNK(st.st_mode):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.replace(local, dest)

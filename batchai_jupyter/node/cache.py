@@ -18,7 +18,7 @@ import os
 import sys
 from typing import TypedDict
 
-from .packs import INDEX_SUFFIX, PACK_SUFFIX, PACKS
+from .packs import INDEX_SUFFIX, PACK_SUFFIX, PACKS, index_digests
 from .paths import RunPaths, parse_run_key, trees_path
 from .tree import close_view, forget_tree_bytes, remove_tree, tree_bytes, tree_name
 
@@ -167,7 +167,7 @@ def upkeep(request: DiskRequest) -> DiskReport:
             if (kind == "tree" and name in used_trees) or (kind == "object" and digest in used_objects):
                 continue
             if kind == "pack":
-                held = _index_digests(path)
+                held = index_digests(_read(path))
                 if held is None or held & used_objects:
                     continue  # an object of it in use (or an index being written): kept whole
                 _unlink(path)  # the index first: a pack is never seen half gone
@@ -208,11 +208,11 @@ def _pack_entries(objects_dir: str) -> list[tuple[float, int, str, str]]:
     return out
 
 
-def _index_digests(index: str) -> set[str] | None:
+def _read(path: str) -> bytes | None:
     try:
-        with open(index, "rb") as fh:
-            return {str(d) for d in json.load(fh)["objects"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
         return None
 
 

@@ -140,6 +140,14 @@ def pack_index(objects: dict[str, bytes]) -> tuple[str, str]:
     return name, json.dumps({"pack": name + PACK_SUFFIX, "objects": index}, separators=(",", ":"))
 
 
+def index_digests(raw: bytes | None) -> set[str] | None:
+    """The digests an index's bytes name; None for a missing, half-written or broken index."""
+    try:
+        return {str(d) for d in json.loads(raw or b"")["objects"]}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def write_pack(objects_dir: str, objects: dict[str, bytes]) -> str:
     """One pack and its index: the pack whole on disk (its one fsync) before the index that
     makes it seen is renamed into place; returns the index's path."""
